@@ -1,0 +1,77 @@
+"""The narrow interface between the rationale/reflection loop and whoever reasons (DESIGN §4).
+
+The loop never imports `openai`: it asks a `Teacher` for the next step, for a reflection verdict and
+for the final short answer. Every call returns its own token usage, which travels with the row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from generation.schema import QATrajectory, Sample, Step, TeacherUsage
+from operators.images import LoadedImage
+
+
+class TeacherError(Exception):
+    """The teacher could not produce a usable reply for this sample (garbage, refusals, HTTP errors
+    after retries). The runner quarantines the sample with this message."""
+
+
+@dataclass
+class TeacherContext:
+    """Everything the teacher may look at for one question. It never contains the reference answer's
+    use instructions: the answer is there only so the offline teacher and the verifier can read it."""
+
+    sample: Sample
+    qa_index: int
+    images: list[LoadedImage]
+    operators_available: list[str]
+    steps: list[Step] = field(default_factory=list)
+    previous: list[QATrajectory] = field(default_factory=list)  # earlier questions of this dialogue
+    reflection_feedback: Optional[str] = None  # set when asking for the repaired step
+
+    @property
+    def qa(self):
+        return self.sample.qas[self.qa_index]
+
+
+class StepDecision(BaseModel):
+    thought: str
+    operators: list[str] = Field(default_factory=list)
+    # Optional per-operator arguments, e.g. {"label_bbox": {"labels": ["dog", "ball"]}}.
+    operator_args: dict[str, dict] = Field(default_factory=dict)
+    rag_query: Optional[str] = None
+    next_action: Literal["continue", "final_answer"] = "continue"
+    usage: TeacherUsage = Field(default_factory=TeacherUsage)
+
+
+class ReflectionVerdict(BaseModel):
+    """A defect found by a reflection check. `thought` is the repaired step when the check wrote one
+    (the math check does); otherwise the loop asks for a repaired step with the reason as feedback."""
+
+    kind: Literal["general", "math"]
+    reason: str
+    thought: Optional[str] = None
+    usage: TeacherUsage = Field(default_factory=TeacherUsage)
+
+
+class FinalAnswer(BaseModel):
+    answer: str
+    usage: TeacherUsage = Field(default_factory=TeacherUsage)
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    model_name: str
+
+    async def next_step(self, ctx: TeacherContext) -> StepDecision: ...
+
+    async def reflect(
+        self, ctx: TeacherContext, kind: Literal["general", "math"]
+    ) -> tuple[Optional[ReflectionVerdict], TeacherUsage]: ...
+
+    async def final_answer(self, ctx: TeacherContext) -> FinalAnswer: ...
+
+    async def aclose(self) -> None: ...

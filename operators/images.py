@@ -1,0 +1,87 @@
+"""Decoding images safely, once, for every operator.
+
+Bad pixels must quarantine one sample, not crash the run: truncated files, decompression bombs,
+odd modes (CMYK, 16-bit, palette with alpha) and EXIF rotation are all handled here so no backend
+has to think about them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+from PIL import Image, ImageOps
+
+MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold
+MIN_SIDE = 2
+
+
+class ImageDecodeError(Exception):
+    """The bytes are not a usable image; the message says why."""
+
+
+@dataclass
+class LoadedImage:
+    """Raw bytes (for hashing and for the shard) plus the decoded RGB picture (for the models)."""
+
+    data: bytes
+    sha256: str = field(init=False)
+    _rgb: Optional[Image.Image] = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def rgb(self) -> Image.Image:
+        if self._rgb is None:
+            self._rgb = decode_rgb(self.data)
+        return self._rgb
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.size
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """Bytes → upright 8-bit RGB image, or ImageDecodeError with a one-line reason."""
+    if not data:
+        raise ImageDecodeError("empty image (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise ImageDecodeError(f"image too large: {width}x{height} pixels exceeds {MAX_PIXELS}")
+            im.load()
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"decompression bomb: {exc}") from None
+    except Exception as exc:  # PIL raises many types for broken files
+        raise ImageDecodeError(f"unreadable image: {type(exc).__name__}: {exc}") from None
+    if min(im.size) < MIN_SIDE:
+        raise ImageDecodeError(f"image too small: {im.size[0]}x{im.size[1]}")
+    im = ImageOps.exif_transpose(im)
+    return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode → RGB; alpha is composited on white, 16-bit and float are rescaled."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        import numpy as np
+
+        arr = np.asarray(im, dtype="float64")
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else arr * 0
+        return Image.fromarray(scaled.astype("uint8"), "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return im.convert("RGB")
