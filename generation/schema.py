@@ -54,7 +54,8 @@ class Sample(BaseModel):
     id: str
     source: str
     subset: str
-    split: str = "train"
+    # "train" / "validation" when the native layout says so; None lets generation.splits decide by id.
+    split: Optional[str] = None
     images: list[ImageRef] = Field(default_factory=list)
     qas: list[QA]
     meta: dict[str, Any] = Field(default_factory=dict)
