@@ -1,0 +1,123 @@
+"""The pipeline config (a YAML file), validated by pydantic at the edge.
+
+Unknown keys and bad values are errors: `load_config` turns pydantic's report into one line that
+names the key and what is allowed, because a typo in a million-sample run must fail before it starts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from generation.sources.base import SourceConfig
+from operators.config import OperatorsConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PriceTable(_Strict):
+    """USD per million tokens."""
+
+    prompt_per_1m: float = 0.0
+    completion_per_1m: float = 0.0
+
+
+class TeacherConfig(_Strict):
+    kind: Literal["offline", "openai"] = "offline"
+    model: str = "gpt-4o"
+    base_url: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(64, ge=1)
+    requests_per_minute: Optional[float] = Field(None, gt=0)
+    tokens_per_minute: Optional[float] = Field(None, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    temperature: float = 0.2
+    max_tokens: int = 1024
+    structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    prices: PriceTable = PriceTable(prompt_per_1m=2.5, completion_per_1m=10.0)
+    on_mismatch: Literal["keep", "quarantine"] = "keep"
+    judge: bool = False
+
+
+class RationaleConfig(_Strict):
+    max_steps: int = Field(5, ge=1, le=20)
+    reflection: bool = True
+
+
+class OutputConfig(_Strict):
+    validation_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    shard_max_bytes: int = Field(500_000_000, gt=0)
+    row_group_rows: int = Field(64, ge=1)
+
+
+class RunnerConfig(_Strict):
+    work_dir: Optional[str] = None  # default: <out parent>/.mmat-work/<out name>
+    max_quarantine_rate: float = Field(1.0, ge=0.0, le=1.0)
+    max_concurrency: Optional[int] = Field(None, ge=1)  # samples in flight; default: teacher.max_concurrency
+
+
+class PipelineConfig(_Strict):
+    name: str = "mmat-1m"
+    sources: list[SourceConfig]
+    teacher: TeacherConfig = TeacherConfig()
+    operators: OperatorsConfig = OperatorsConfig()
+    rationale: RationaleConfig = RationaleConfig()
+    output: OutputConfig = OutputConfig()
+    runner: RunnerConfig = RunnerConfig()
+
+
+class ConfigError(Exception):
+    """One line that names the bad key and what it accepts."""
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if kind == "missing":
+        return f"missing key '{where}'"
+    ctx = error.get("ctx") or {}
+    if "expected" in ctx:
+        return f"bad value for '{where}': {error.get('input')!r}; allowed: {ctx['expected']}"
+    return f"bad value for '{where}': {error['msg']}"
+
+
+def parse_config(data: Any, origin: str = "config") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{origin}: {_describe(errors[0])}{more}") from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    config = parse_config(data, origin=str(path))
+    _resolve_paths(config, path.parent)
+    return config
+
+
+def _resolve_paths(config: PipelineConfig, base: Path) -> None:
+    """Relative paths in a config are relative to the repo root when they exist there, else to the file."""
+    def resolve(value: Optional[str]) -> Optional[str]:
+        if value is None or Path(value).is_absolute() or Path(value).exists():
+            return value
+        candidate = base / value
+        return str(candidate) if candidate.exists() else value
+
+    for source in config.sources:
+        source.path = resolve(source.path)
+    config.operators.rag.corpus = resolve(config.operators.rag.corpus)
