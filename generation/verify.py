@@ -81,3 +81,16 @@ def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
     if p_num is not None and r_num is not None and re.fullmatch(r"[\s\-\d.,$%]*[a-z ]*", normalise(reference)):
         return abs(p_num - r_num) <= rel_tol * max(1.0, abs(r_num))
     return False
+
+
+def enforce_policy(trajectory, sample, policy: str) -> None:
+    """`on_mismatch: quarantine` turns a wrong final answer into a quarantined sample; `keep` keeps
+    it with `meta.verified = false`."""
+    from generation.schema import Quarantined
+
+    if policy != "quarantine":
+        return
+    for qa in trajectory.qas:
+        if qa.verified is False:
+            raise Quarantined(sample.id, "verification",
+                              f"final answer {qa.final_answer!r} does not match the reference", "AnswerMismatch")
