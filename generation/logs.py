@@ -1,0 +1,67 @@
+"""Run logging: a structured JSON-lines log file per run, plus concise console lines.
+
+Secrets are scrubbed by a filter on the root logger, so no handler (ours or a library's) can write a
+key or a token to the console or the file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+
+class JsonLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+_installed: dict[str, logging.Handler] = {}
+
+
+def setup_console_logging(quiet: bool = False) -> None:
+    """One console handler on the `mmat` logger (INFO, or WARNING with --quiet)."""
+    root = logging.getLogger("mmat")
+    root.setLevel(logging.INFO)
+    handler = _installed.get("console")
+    if handler is None:
+        try:
+            from rich.logging import RichHandler
+
+            handler = RichHandler(show_path=False, show_time=False, markup=False)
+        except ImportError:  # pragma: no cover - rich is a core dependency
+            handler = logging.StreamHandler()
+        root.addHandler(handler)
+        _installed["console"] = handler
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    _install_redaction()
+
+
+def setup_run_logging(log_path: Path, quiet: bool = False) -> None:
+    """Console lines plus a JSON-lines file (`run.log` in the work folder) that keeps everything."""
+    setup_console_logging(quiet)
+    root = logging.getLogger("mmat")
+    old = _installed.pop("file", None)
+    if old is not None:
+        root.removeHandler(old)
+        old.close()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(JsonLineFormatter())
+    handler.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    _installed["file"] = handler
+
+
+def _install_redaction() -> None:
+    from generation.redact import install_redaction
+
+    install_redaction()

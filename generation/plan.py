@@ -1,0 +1,52 @@
+"""`mmat generate --dry-run`: what a run would do, before any teacher call is paid for."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from generation.checkpoint import Checkpoint
+from generation.config import PipelineConfig
+from generation.runner import RunOptions, default_work_dir, make_plan, worker_name
+
+# Rough size of one teacher call, for the cost estimate only (prompt with one image + history).
+EST_PROMPT_TOKENS = 1500
+EST_COMPLETION_TOKENS = 250
+
+
+def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
+    from operators.registry import build_operators
+
+    work_dir = Path(config.runner.work_dir) if config.runner.work_dir else default_work_dir(Path(options.out_dir))
+    checkpoint = Checkpoint(work_dir, worker=worker_name(options))
+    plan = make_plan(config, options, checkpoint)
+    by_source = Counter(s.source for s in plan.todo)
+    questions = sum(len(s.qas) for s in plan.todo)
+    # per question: up to max_steps steps, general (+math) reflection, final answer
+    calls_per_question = config.rationale.max_steps + (2 if config.rationale.reflection else 0) + 1
+    calls = questions * calls_per_question
+    teacher = config.teacher
+    cost = 0.0
+    if teacher.kind == "openai":
+        cost = calls * (EST_PROMPT_TOKENS * teacher.prices.prompt_per_1m
+                        + EST_COMPLETION_TOKENS * teacher.prices.completion_per_1m) / 1e6
+    cache_dir = Path(config.operators.cache_dir) if config.operators.cache_dir else work_dir / "operator-cache"
+    operators = build_operators(config.operators, cache_dir)
+    lines = [
+        f"plan for {options.out_dir} (worker {options.shard_index + 1} of {options.num_shards})",
+        f"sources: " + ", ".join(f"{s.kind} ({s.path or s.hub_id})" for s in config.sources),
+        f"samples: {plan.total} in this slice, {plan.skipped} done before, {len(plan.todo)} to run, "
+        f"{len(plan.foundation_failures)} already failing the foundation stage",
+        "to run per source: " + (", ".join(f"{k}={v}" for k, v in sorted(by_source.items())) or "none"),
+        f"operators available: {', '.join(operators.available) or 'none'}",
+    ]
+    lines += [f"operator unavailable: {name}: {why}" for name, why in operators.unavailable.items()]
+    model = "offline-annotations" if teacher.kind == "offline" else teacher.model
+    lines += [
+        f"teacher: {teacher.kind} ({model}{', ' + teacher.base_url if teacher.base_url else ''}), "
+        f"concurrency {config.runner.max_concurrency or teacher.max_concurrency}",
+        f"estimated teacher calls: up to {calls:,} ({questions} questions x {calls_per_question})",
+        f"estimated cost: up to ${cost:,.2f}" + (" (offline teacher: free)" if teacher.kind == "offline" else
+                                                  f" at ~{EST_PROMPT_TOKENS}+{EST_COMPLETION_TOKENS} tokens per call"),
+        f"work folder: {work_dir}",
+    ]
+    return "\n".join(lines)

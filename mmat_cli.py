@@ -1,0 +1,204 @@
+"""`mmat`: the command line (typer). Each command parses flags and calls one plain function.
+
+Errors a user can fix (a bad config key, a missing backend, a missing key or token) end as one red
+line and a non-zero exit, never as a stack trace.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    from generation.redact import redact_text
+
+    err_console.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from generation.config import ConfigError
+    from generation.teachers.base import TeacherError
+    from operators.base import OperatorError
+
+    return (ConfigError, TeacherError, OperatorError, FileNotFoundError, PermissionError)
+
+
+def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str]):
+    from generation.config import load_config
+    from generation.teachers.factory import apply_teacher_overrides
+
+    cfg = load_config(config)
+    cfg.teacher = apply_teacher_overrides(cfg.teacher, teacher=teacher, model=model, base_url=base_url)
+    return cfg
+
+
+def _print_summary(summary) -> None:
+    table = Table(title=f"dataset: {summary.out_dir}")
+    table.add_column("config/split")
+    table.add_column("rows", justify="right")
+    for key, count in sorted(summary.rows.items()):
+        table.add_row(key, str(count))
+    console.print(table)
+    usage = summary.usage
+    console.print(
+        f"samples: {summary.finished} finished, {summary.quarantined} quarantined, {summary.skipped} done before "
+        f"(of {summary.total}); teacher {usage.model}: {usage.prompt_tokens + usage.completion_tokens:,} tokens, "
+        f"${usage.cost_usd:.4f}; operator executions: {summary.operator_executions}; {summary.elapsed_s:.1f} s",
+        highlight=False,
+    )
+    if summary.quarantine_by_stage:
+        q = Table(title="quarantined this run (details: quarantine.jsonl in the work folder)")
+        q.add_column("stage")
+        q.add_column("samples", justify="right")
+        for stage, count in summary.quarantine_by_stage.most_common():
+            q.add_row(stage, str(count))
+        console.print(q)
+    console.print(f"work folder (checkpoints, quarantine, log): {summary.work_dir}", highlight=False)
+
+
+@app.command()
+def generate(
+    config: Path = typer.Option(..., "--config", "-c", help="pipeline YAML (see configs/)"),
+    out: Path = typer.Option(Path("mmat-1m"), "--out", "-o", help="dataset folder to write"),
+    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai"),
+    model: Optional[str] = typer.Option(None, help="override teacher.model"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url (any OpenAI-compatible server)"),
+    num_shards: int = typer.Option(1, "--num-shards", min=1, help="split the work over N independent workers"),
+    shard_index: int = typer.Option(0, "--shard-index", min=0, help="which of the N workers this is"),
+    max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", help="exit non-zero above this rate"),
+    limit: Optional[int] = typer.Option(None, help="process at most this many new samples"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
+    engine: str = typer.Option("local", help="local | ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto | ray://host:10001"),
+) -> None:
+    """Run the four stages over the configured sources and write the dataset folder."""
+    from generation.runner import RunOptions
+
+    if shard_index >= num_shards:
+        fail(f"--shard-index must be below --num-shards ({num_shards})")
+    try:
+        cfg = _load_pipeline(config, teacher, model, base_url)
+        options = RunOptions(out_dir=out, num_shards=num_shards, shard_index=shard_index, quiet=quiet,
+                             max_quarantine_rate=max_quarantine_rate, limit=limit)
+        if dry_run:
+            from generation.plan import describe_plan
+
+            console.print(describe_plan(cfg, options), highlight=False)
+            return
+        if engine == "ray":
+            from generation.ray_engine import run_generation_ray as run
+        elif engine == "local":
+            from generation.runner import run_generation as run
+        else:
+            fail(f"--engine must be local or ray, not {engine!r}")
+        summary = run(cfg, options) if engine == "local" else run(cfg, options, address=ray_address)
+    except _user_errors() as exc:
+        fail(str(exc))
+    if not quiet:
+        _print_summary(summary)
+    if summary.exit_code:
+        fail(f"quarantine rate {summary.quarantine_rate:.1%} is above the allowed maximum", summary.exit_code)
+
+
+@app.command()
+def retry(
+    config: Path = typer.Option(..., "--config", "-c"),
+    out: Path = typer.Option(Path("mmat-1m"), "--out", "-o"),
+    teacher: Optional[str] = typer.Option(None),
+    model: Optional[str] = typer.Option(None),
+    base_url: Optional[str] = typer.Option(None, "--base-url"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Re-run only the quarantined samples of an earlier run."""
+    from generation.checkpoint import Checkpoint
+    from generation.runner import RunOptions, default_work_dir, run_generation
+
+    try:
+        cfg = _load_pipeline(config, teacher, model, base_url)
+        work_dir = Path(cfg.runner.work_dir) if cfg.runner.work_dir else default_work_dir(out)
+        checkpoint = Checkpoint(work_dir)
+        ids = set(checkpoint.quarantined())
+        if not ids:
+            console.print("nothing to retry: no quarantined samples")
+            return
+        checkpoint.release_quarantined(ids)
+        summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, only_ids=ids))
+    except _user_errors() as exc:
+        fail(str(exc))
+    if not quiet:
+        _print_summary(summary)
+
+
+@app.command()
+def show(
+    dataset: str = typer.Argument("mmat-1m", help="dataset folder or Hub repo id"),
+    config: str = typer.Option("orr", "--config", help="config name, e.g. orr, rr, orr-tabmwp"),
+    split: str = typer.Option("train", help="train | validation"),
+    n: int = typer.Option(1, min=1, help="rows to print"),
+    revision: Optional[str] = typer.Option(None),
+) -> None:
+    """Print rows of a generated dataset, loaded the way users load it (`datasets.load_dataset`)."""
+    import datasets
+
+    ds = datasets.load_dataset(dataset, config, split=split, streaming=True, revision=revision)
+    for row in ds.take(n):
+        row = dict(row)
+        row["images"] = [f"<image {im.size[0]}x{im.size[1]}>" for im in row["images"]]
+        console.print_json(json.dumps(row, ensure_ascii=False, default=str))
+
+
+@app.command()
+def card(
+    dataset: str = typer.Argument(..., help="dataset folder or Hub repo id (NS/NAME)"),
+    revision: Optional[str] = typer.Option(None, help="a tag or branch of a Hub repo"),
+    write: bool = typer.Option(False, "--write", help="re-render README.md of a local folder from its shards"),
+) -> None:
+    """Show a dataset card in the terminal (a local folder or a pushed revision)."""
+    from publishing.card import render_card_terminal, write_card
+    from publishing.push import show_card
+
+    try:
+        if write:
+            write_card(Path(dataset))
+        render_card_terminal(show_card(dataset, revision=revision))
+    except _user_errors() as exc:
+        fail(str(exc))
+
+
+@app.command()
+def push(
+    dataset: Path = typer.Argument(Path("mmat-1m"), help="dataset folder written by `mmat generate`"),
+    repo: str = typer.Option(..., "--repo", help="Hub dataset repo, NS/NAME"),
+    tag: str = typer.Option(..., "--tag", help="version tag, e.g. v1.0.0 (must not exist yet)"),
+    private: bool = typer.Option(False, "--private"),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message / changelog line"),
+) -> None:
+    """Upload the dataset folder to the Hub as a new tagged revision."""
+    from publishing.push import PushError, push_dataset
+
+    try:
+        url = push_dataset(dataset, repo, tag, private=private, commit_message=message)
+    except (PushError, *_user_errors()) as exc:
+        fail(str(exc))
+    console.print(f"pushed {repo} {tag}: {url}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
