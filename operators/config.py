@@ -1,13 +1,14 @@
 """Configuration of the five operators (the `operators:` section of a pipeline YAML).
 
-`backend: auto` tries the real backend first and falls back to the offline default with one log line.
+`backend: auto` tries the real backend first and falls back to the offline default with one log line;
+naming a backend uses only that one (unavailable → the operator is not offered); `off` disables it.
 Unknown keys are errors, so a typo never silently turns a feature off.
 """
 from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -16,34 +17,43 @@ class _Strict(BaseModel):
 
 class OcrConfig(_Strict):
     backend: Literal["auto", "paddle", "rapidocr", "off"] = "auto"
+    # Folder holding PaddleOCR 3.x inference models: one sub-folder per model, named like
+    # `PP-OCRv5_server_det` / `PP-OCRv5_server_rec` (the layout of ~/.paddlex/official_models).
     paddle_model_dir: Optional[str] = None
-    min_score: float = 0.5
+    min_score: float = Field(0.5, ge=0.0, le=1.0)  # drop recognised lines scored below this
 
 
 class FaceConfig(_Strict):
     backend: Literal["auto", "deepface", "off"] = "auto"
-    min_confidence: float = 0.5
+    detector: Literal["opencv"] = "opencv"  # the only deepface detector whose weights ship offline
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class LabelBboxConfig(_Strict):
     backend: Literal["auto", "grounding_dino", "off"] = "auto"
-    model: str = "IDEA-Research/grounding-dino-tiny"
-    box_threshold: float = 0.35
-    text_threshold: float = 0.25
+    model: str = "IDEA-Research/grounding-dino-tiny"  # Hub id or local folder (save_pretrained layout)
+    box_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    text_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    max_boxes_per_label: int = Field(3, ge=1)
+    nms_iou: float = Field(0.5, ge=0.0, le=1.0)
     device: str = "cpu"
 
 
 class CaptionConfig(_Strict):
     backend: Literal["auto", "vlm", "template", "off"] = "auto"
     model: Optional[str] = None  # defaults to the teacher's model when the teacher is a VLM endpoint
+    max_tokens: int = Field(700, ge=64)
+    temperature: float = 0.0
+    max_image_side: int = Field(1536, ge=64)  # images are downscaled to this before upload
 
 
 class RagConfig(_Strict):
     backend: Literal["auto", "web", "local", "off"] = "auto"
     corpus: Optional[str] = None  # folder of *.jsonl passages ({"id", "title", "text"}) for `local`
-    top_k: int = 3
-    web_engine: str = "duckduckgo"
-    timeout_s: float = 5.0
+    top_k: int = Field(3, ge=1)  # the paper retrieves k=3
+    web_engine: str = "duckduckgo"  # a ddgs backend name; never "auto" (it walks engines for ~20 s)
+    timeout_s: float = Field(5.0, gt=0)
+    max_passage_chars: int = Field(600, ge=50)
 
 
 class OperatorsConfig(_Strict):

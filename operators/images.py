@@ -14,12 +14,15 @@ from typing import Optional
 
 from PIL import Image, ImageOps
 
+from operators.errors import OperatorError
+
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold
 MIN_SIDE = 2
 
 
-class ImageDecodeError(Exception):
-    """The bytes are not a usable image; the message says why."""
+class ImageDecodeError(OperatorError):
+    """The bytes are not a usable image; the message says why. An `OperatorError`, so the runner
+    quarantines the sample like any other operator failure."""
 
 
 @dataclass
