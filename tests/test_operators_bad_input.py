@@ -1,0 +1,150 @@
+"""Bad pixels: each input either works (odd modes, EXIF rotation) or raises one clear OperatorError
+that quarantines the sample. Nothing crashes, and a bad image in a batch fails only its own item."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from skimage import data
+
+from operators.base import OperatorError, OperatorResult
+from operators.config import OperatorsConfig
+from operators.images import ImageDecodeError
+from operators.registry import build_operators
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+WORDS = "Quarantine 1234"
+
+
+@pytest.fixture(scope="module")
+def ops():
+    cfg = OperatorsConfig.model_validate(
+        {"label_bbox": {"backend": "off"}, "rag": {"backend": "off"}, "image_caption": {"backend": "template"}}
+    )
+    return build_operators(cfg, None)
+
+
+def text_image(mode_bg="white") -> Image.Image:
+    im = Image.new("RGB", (420, 110), mode_bg)
+    ImageDraw.Draw(im).text((20, 30), WORDS, font=ImageFont.truetype(FONT, 36), fill="black")
+    return im
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims a huge size: only the header is ever read."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"", "empty image"),
+        (b"this is not an image at all", "unreadable image"),
+        ("truncated-png", "unreadable image"),
+        ("truncated-jpeg", "unreadable image"),
+        (png_header_only(9_500, 9_500), "decompression bomb"),  # 90 M pixels: over PIL's 89 M threshold
+        (png_header_only(20_000, 20_000), "decompression bomb"),  # over twice the threshold
+        ("one-pixel", "too small"),
+    ],
+    ids=["zero-byte", "garbage", "truncated-png", "truncated-jpeg", "bomb-90M", "bomb-400M", "1x1"],
+)
+@pytest.mark.parametrize("operator", ["ocr", "face_detection", "image_caption"])
+def test_unusable_image_raises_one_clear_operator_error(ops, operator, payload, reason):
+    if payload == "truncated-png":
+        full = encode(text_image(), "PNG")
+        payload = full[: len(full) // 2]
+    elif payload == "truncated-jpeg":
+        full = encode(text_image(), "JPEG", quality=90)
+        payload = full[: len(full) // 2]
+    elif payload == "one-pixel":
+        payload = encode(Image.new("RGB", (1, 1), "red"), "PNG")
+    with pytest.raises(OperatorError, match=reason) as info:
+        ops.run(operator, [payload])
+    assert isinstance(info.value, ImageDecodeError)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def cmyk_jpeg() -> bytes:
+    return encode(text_image().convert("CMYK"), "JPEG", quality=95)
+
+
+def rgba_png() -> bytes:
+    # Transparent background, opaque black text: composited on white it reads like paper.
+    im = Image.new("RGBA", (420, 110), (0, 0, 0, 0))
+    ImageDraw.Draw(im).text((20, 30), WORDS, font=ImageFont.truetype(FONT, 36), fill=(0, 0, 0, 255))
+    return encode(im, "PNG")
+
+
+def la_png() -> bytes:
+    return encode(text_image().convert("LA"), "PNG")
+
+
+def grey_png() -> bytes:
+    return encode(text_image().convert("L"), "PNG")
+
+
+def sixteen_bit_png() -> bytes:
+    grey = np.asarray(text_image().convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+    im = Image.fromarray(grey)
+    assert im.mode.startswith("I;16")
+    return encode(im, "PNG")
+
+
+def palette_png() -> bytes:
+    return encode(text_image().convert("P"), "PNG")
+
+
+@pytest.mark.parametrize("make", [cmyk_jpeg, rgba_png, la_png, grey_png, sixteen_bit_png, palette_png],
+                         ids=["cmyk", "rgba", "la", "grey", "16bit", "palette"])
+def test_odd_modes_are_read_correctly(ops, make):
+    assert ops.run("ocr", [make()]).text == WORDS
+
+
+def exif_rotated(im: Image.Image) -> bytes:
+    """Store the picture turned 90° counter-clockwise with EXIF orientation 6 (display: turn back)."""
+    stored = im.rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+
+
+def test_exif_rotated_text_is_read_upright(ops):
+    payload = exif_rotated(text_image())
+    assert Image.open(io.BytesIO(payload)).size == (110, 420)  # stored sideways
+    result = ops.run("ocr", [payload])
+    assert result.text == WORDS
+    assert (result.data["images"][0]["width"], result.data["images"][0]["height"]) == (420, 110)
+
+
+def test_exif_rotated_photo_face_is_found_in_upright_coordinates(ops):
+    upright = ops.run("face_detection", [encode(Image.fromarray(data.astronaut()), "JPEG", quality=95)])
+    rotated = ops.run("face_detection", [exif_rotated(Image.fromarray(data.astronaut()))])
+    (a,), (b,) = upright.data["images"][0]["faces"], rotated.data["images"][0]["faces"]
+    assert all(abs(u - r) <= 8 for u, r in zip(a["box"], b["box"]))
+
+
+def test_bad_image_in_a_batch_fails_only_its_own_item(ops):
+    good = encode(text_image(), "PNG")
+    out = ops.get("ocr").run_batch([([good], {}), ([b""], {}), ([good, b"\x00\x01"], {})])
+    assert isinstance(out[0], OperatorResult) and out[0].text == WORDS
+    assert isinstance(out[1], OperatorError) and "empty image" in str(out[1])
+    assert isinstance(out[2], OperatorError) and str(out[2]).startswith("image 2: unreadable image")
+
+
+def test_image_operators_need_an_image(ops):
+    with pytest.raises(OperatorError, match="needs at least one image"):
+        ops.run("ocr", [])
