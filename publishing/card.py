@@ -279,8 +279,23 @@ def _auto_changes(previous: dict[str, dict[str, int]], current: dict[str, dict[s
     return changes or ["Card re-rendered; row counts unchanged."]
 
 
+def _version_key(version: str) -> tuple:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", str(version)))
+
+
+def merge_changelogs(*logs: Iterable[dict]) -> list[dict]:
+    """One changelog from several (the local card's, the Hub card's): one entry per version, the first
+    log's entry winning, newest version first."""
+    merged: dict[str, dict] = {}
+    for log in logs:
+        for entry in log or []:
+            if isinstance(entry, dict) and entry.get("version") and str(entry["version"]) not in merged:
+                merged[str(entry["version"])] = dict(entry, version=str(entry["version"]))
+    return sorted(merged.values(), key=lambda e: _version_key(e["version"]), reverse=True)
+
+
 def _changelog(meta: dict, version: Optional[str], changes: Optional[list[str]], auto: list[str]) -> tuple[Optional[str], list[dict]]:
-    log = [dict(e) for e in meta.get("changelog") or [] if isinstance(e, dict) and e.get("version")]
+    log = merge_changelogs(meta.get("changelog") or [])
     previous_version = meta.get("version")
     if version is None:
         return (str(previous_version) if previous_version else None), log
@@ -291,8 +306,7 @@ def _changelog(meta: dict, version: Optional[str], changes: Optional[list[str]],
         "date": (existing or {}).get("date") or _dt.date.today().isoformat(),
         "changes": list(changes) if changes else ((existing or {}).get("changes") or auto),
     }
-    log = [entry] + [e for e in log if str(e["version"]) != version]
-    return version, log
+    return version, merge_changelogs([entry], log)
 
 
 # ---------------------------------------------------------------------------------------- figure
@@ -379,6 +393,7 @@ def render_card(
     repo_id: Optional[str] = None,
     figure: Optional[str] = FIGURE_PATH,
     stats: Optional[CardStats] = None,
+    previous_card: str | Path | None = None,
 ) -> str:
     """The card text for the folder. `figure` is the PNG's path relative to the folder (None: no figure)."""
     root = Path(dataset_dir)
@@ -389,7 +404,18 @@ def render_card(
     counts = _config_split_counts(root, stats)
     current = {name: {s: r for s, (r, _, _) in splits.items()} for name, splits in counts.items()}
     meta = read_card_metadata(root / CARD_FILENAME)
-    card_version, log = _changelog(meta, version, changelog, _auto_changes(_split_counts_from_meta(meta), current, stats))
+    # The row counts of the last released card are what an automatic changelog line compares against:
+    # the local card's when it was released (it has a version), else none (a first release).
+    released = meta if meta.get("version") else {}
+    if previous_card is not None:
+        # Another copy of this card (the one on the Hub) is the latest release: its changelog joins the
+        # history and its split sizes are the baseline.
+        other = read_card_metadata(previous_card)
+        meta = {**meta, "changelog": merge_changelogs(meta.get("changelog") or [], other.get("changelog") or []),
+                "version": meta.get("version") or other.get("version")}
+        released = other if other.get("dataset_info") else released
+    auto = _auto_changes(_split_counts_from_meta(released), current, stats)
+    card_version, log = _changelog(meta, version, changelog, auto)
 
     present_sources = [s for s in SOURCES if any(k[1] == s for k in stats.rows)] + sorted(
         {k[1] for k in stats.rows} - set(SOURCES))
@@ -486,6 +512,7 @@ def write_card(
     changelog: list[str] | None = None,
     run_stats: dict | None = None,
     repo_id: str | None = None,
+    previous_card: str | Path | None = None,
 ) -> Path:
     """Render `dataset_dir/README.md` (and `dataset_dir/figures/stats.png`) from the shards in the folder.
 
@@ -493,7 +520,8 @@ def write_card(
     `changelog` (default: a summary of the row-count changes since the previous card); earlier entries
     of an existing card are kept. Without `version` the existing version and changelog are kept as they
     are. `run_stats` (quarantine counts, wall time, ...) is shown as given, with secret-looking keys and
-    values redacted. Returns the card's path.
+    values redacted. `repo_id` goes into the card's loading example; `previous_card` (a path to another
+    copy of the card, e.g. the one on the Hub) adds its changelog to the history. Returns the card's path.
     """
     root = Path(dataset_dir)
     if not card_configs(root):
@@ -501,7 +529,7 @@ def write_card(
     stats = collect_stats(root)
     render_figure(stats, root / FIGURE_PATH)
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
-                       figure=FIGURE_PATH, stats=stats)
+                       figure=FIGURE_PATH, stats=stats, previous_card=previous_card)
     out = root / CARD_FILENAME
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -30,3 +30,4 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return REPO / "samples"
+from tests.hub_fixtures import hub_client, hub_server  # noqa: E402,F401  (Hub test server fixtures)
