@@ -546,10 +546,17 @@ def split_front_matter(text: str) -> tuple[dict, str]:
     return (data if isinstance(data, dict) else {}), text[match.end():]
 
 
-def render_card_terminal(text: str, *, width: int | None = None, color: bool | None = None) -> str:
-    """The card as rich renders it for a terminal: a metadata panel (version, license, configs, size)
-    then the Markdown body. Returns the rendered text (ANSI codes when `color`; default: when stdout is
-    a terminal), ready for `typer.echo`."""
+def render_card_terminal(
+    text: str,
+    *,
+    console: Any = None,
+    width: int | None = None,
+    color: bool | None = None,
+    echo: bool = True,
+) -> str:
+    """Show the card in a terminal with rich: a metadata panel (version, licenses, configs, size), then
+    the Markdown body. Prints it (to `console`, default a rich Console on stdout) unless `echo=False`,
+    and returns the rendered text (ANSI colours only when `color`; default: when stdout is a terminal)."""
     import io
     import sys
 
@@ -562,8 +569,8 @@ def render_card_terminal(text: str, *, width: int | None = None, color: bool | N
     if color is None:
         color = sys.stdout.isatty()
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 100, force_terminal=color, color_system="standard" if color else None,
-                      highlight=False)
+    out = Console(file=buf, width=width or 100, force_terminal=color, color_system="standard" if color else None,
+                  highlight=False)
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
@@ -576,6 +583,12 @@ def render_card_terminal(text: str, *, width: int | None = None, color: bool | N
     if meta.get("configs"):
         facts.add_row("configs", ", ".join(c.get("config_name", "?") for c in meta["configs"]))
     if meta:
-        console.print(Panel(facts, title="card metadata", expand=False))
-    console.print(Markdown(body))
-    return buf.getvalue()
+        out.print(Panel(facts, title="card metadata", expand=False))
+    out.print(Markdown(body))
+    rendered = buf.getvalue()
+    if echo:
+        target = console if console is not None else Console(width=width)
+        if meta:
+            target.print(Panel(facts, title="card metadata", expand=False))
+        target.print(Markdown(body))
+    return rendered

@@ -8,9 +8,10 @@ the version and changelog into the card (the Hub's card supplies the earlier his
 on `main` holding the card, its figure and every shard (plus deletions of shards and figures the
 folder no longer has, so the configs' globs never mix versions), then the tag on exactly that commit.
 An interrupted push leaves `main` at its previous commit (a commit is all or nothing) with no tag;
-running it again re-uploads only what the Hub lacks, commits, and tags. `large_folder=True` uses
-`upload_large_folder` instead (resumable, several commits) and then one last commit with the card and
-the deletions, which is the commit the tag points at.
+running it again re-uploads only what the Hub lacks, commits, and tags. `large_folder=True` first
+uploads the shards with `upload_folder` (huggingface_hub 2.x's resumable, batched pipeline when
+hf_xet is installed; `upload_large_folder` on older versions, which had it) and then makes one last
+commit with the card and the deletions, which is the commit the tag points at.
 
 The token comes from `token=`, else `HF_TOKEN`, else the saved login; it is never printed, logged or
 put in an exception message.
@@ -142,8 +143,10 @@ def push_dataset(
 ) -> str:
     """Upload the dataset folder to the dataset repo `repo_id` as version `tag`; return the revision URL.
 
-    Raises `TagExistsError` (before uploading anything) when `tag` exists, `PushError` for anything
-    else that stops the push; both carry a one-line message without the token.
+    `changelog` lines describe this version in the card (default: `[commit_message]` when one is given,
+    else a summary of the row-count changes since the Hub's card). Raises `TagExistsError` (before
+    uploading anything) when `tag` exists, `PushError` for anything else that stops the push; both carry
+    a one-line message without the token.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -158,6 +161,8 @@ def push_dataset(
     api = HfApi(endpoint=endpoint, token=token)
     version = normalise_version(tag)
     message = commit_message or f"mmat-1m {tag}"
+    if changelog is None and commit_message:
+        changelog = [commit_message]  # `mmat push -m "..."`: the message is also the changelog line
     try:
         # 1. A version is immutable: refuse an existing tag before anything is uploaded.
         _refuse_existing_tag(api, repo_id, tag, _existing_refs(api, repo_id))
@@ -177,9 +182,15 @@ def push_dataset(
 
         if large_folder:
             # Resumable multi-commit upload of the shards; the final commit below carries card + deletions.
-            api.upload_large_folder(repo_id=repo_id, folder_path=str(root), repo_type=REPO_TYPE,
-                                    revision=BRANCH, private=private,
-                                    allow_patterns=["data/**/*.parquet", "figures/*"])
+            # huggingface_hub 2.x dropped `upload_large_folder`: its `upload_folder` is the resumable,
+            # batched pipeline when hf_xet is installed (a single commit otherwise).
+            patterns = ["data/*.parquet", "figures/*"]  # fnmatch: `*` crosses `/`
+            if hasattr(api, "upload_large_folder"):
+                api.upload_large_folder(repo_id=repo_id, folder_path=str(root), repo_type=REPO_TYPE,
+                                        revision=BRANCH, private=private, allow_patterns=patterns)
+            else:
+                api.upload_folder(repo_id=repo_id, folder_path=str(root), repo_type=REPO_TYPE, revision=BRANCH,
+                                  allow_patterns=patterns, commit_message=f"{message} (shards)")
             operations = [CommitOperationAdd(CARD_FILENAME, str(local[CARD_FILENAME]))]
             head = None  # upload_large_folder moved main; commit on whatever it left
         else:
@@ -256,7 +267,7 @@ def show_card(
             raise PushError(f"{repo_id}@{revision or BRANCH} has no {CARD_FILENAME}") from None
         except HfHubHTTPError as err:
             raise PushError(_safe(f"reading the card of {repo_id} failed: {err}", token)) from None
-    return render_card_terminal(text, width=width, color=color) if rendered else text
+    return render_card_terminal(text, width=width, color=color, echo=False) if rendered else text
 
 
 __all__ = ["PushError", "TagExistsError", "push_dataset", "show_card", "published_files", "revision_url", "FIGURE_PATH"]

@@ -439,7 +439,9 @@ class HubHandler(BaseHTTPRequestHandler):
         repo_type = body.get("type") or "model"
         repo_id = f"{body.get('organization') or self.server.user}/{body['name']}"
         url = f"{self.base_url}/{URL_PREFIX[repo_type]}{repo_id}"
-        if not self.server.store.create_repo(repo_type, repo_id, bool(body.get("private"))):
+        # huggingface_hub 2.x sends `visibility`; older clients send `private`.
+        private = bool(body.get("private")) or body.get("visibility") in ("private", "protected")
+        if not self.server.store.create_repo(repo_type, repo_id, private):
             return self._send_json(409, {"error": "You already created this repo", "url": url},
                                    {"X-Error-Message": "You already created this repo"})
         self._send_json(200, {"url": url, "name": repo_id, "id": repo_id})

@@ -192,10 +192,18 @@ def test_run_stats_are_shown_and_secrets_are_not(tmp_path):
 
 
 def test_terminal_rendering_shows_metadata_and_body(folder):
-    out = render_card_terminal((folder / "README.md").read_text(), width=120, color=False)
+    out = render_card_terminal((folder / "README.md").read_text(), width=120, color=False, echo=False)
     assert "card metadata" in out and "tabmwp: cc-by-nc-sa-4.0" in out
     assert "Operator usage" in out and "image_caption" in out
     assert "---" not in out.splitlines()[0]
+    # Printing (what `mmat card` relies on) goes to the given console.
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    render_card_terminal((folder / "README.md").read_text(), console=Console(file=buf, width=120))
+    assert "card metadata" in buf.getvalue() and "Operator usage" in buf.getvalue()
     meta, body = split_front_matter((folder / "README.md").read_text())
     assert meta["license"] == "other" and body.lstrip().startswith("# MMAT-1M")
 

@@ -48,6 +48,7 @@ def _assert_revision_matches_folder(folder: Path, revision: str, repo_id: str = 
             assert entry.lfs.sha256 == _sha256(file), path
 
 
+@pytest.mark.slow
 def test_push_two_versions_and_load_each_by_revision(hub_server, hub_client, tmp_path):
     folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=2)  # 10 train / 5 validation per format
     url1 = push_dataset(folder, REPO_ID, "v1.0.0")
@@ -166,7 +167,13 @@ def test_reshard_removes_stale_shards_in_the_same_commit(hub_server, tmp_path):
     pq.write_table(table.slice(2), shard_dir / "train-00001-of-00002.parquet")
     (folder / "figures/stats.png").unlink()
     commits_before = len(HfApi().list_repo_commits(REPO_ID, repo_type="dataset"))
-    push_dataset(folder, REPO_ID, "v1.0.1")
+    push_dataset(folder, REPO_ID, "v1.0.1", commit_message="Re-sharded orr/tabmwp.")
+    meta = read_card_metadata_text(show_card(REPO_ID, revision="v1.0.1"))
+    assert meta["changelog"][0] == {"version": "1.0.1", "date": meta["changelog"][0]["date"],
+                                    "changes": ["Re-sharded orr/tabmwp."]}
+    from huggingface_hub import HfApi as _Api
+
+    assert _Api().list_repo_commits(REPO_ID, repo_type="dataset")[0].title == "Re-sharded orr/tabmwp."
     files = HfApi().list_repo_files(REPO_ID, repo_type="dataset", revision="v1.0.1")
     assert "data/orr/tabmwp/train-00000-of-00001.parquet" not in files
     assert {"data/orr/tabmwp/train-00000-of-00002.parquet", "data/orr/tabmwp/train-00001-of-00002.parquet"} <= set(files)
@@ -272,3 +279,19 @@ def test_show_card_reads_a_local_folder(tmp_path):
     assert show_card(folder / "README.md").startswith("---\n")
     with pytest.raises(PushError, match="local path"):
         show_card(folder, revision="v1.0.0")
+
+
+def test_private_push_and_large_folder_mode(hub_server, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=1, sources=["tabmwp", "infoseek"])
+    url = push_dataset(folder, REPO_ID, "v1.0.0", private=True, large_folder=True)
+    with pytest.raises(urllib.error.HTTPError) as err:  # anonymous readers do not see it
+        urllib.request.urlopen(f"{hub_server.url}/api/datasets/{REPO_ID}", timeout=10)
+    assert err.value.code == 404
+    branches, tags = _refs()
+    assert tags["v1.0.0"] == branches["main"]
+    assert url.endswith("/tree/v1.0.0")
+    _assert_revision_matches_folder(folder, "v1.0.0")
+    assert read_card_metadata_text(show_card(REPO_ID, revision="v1.0.0"))["version"] == "1.0.0"
