@@ -13,6 +13,7 @@ and `dataset_info` in the form `datasets` itself writes (features from `FEATURES
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -527,9 +528,14 @@ def write_card(
     if not card_configs(root):
         raise FileNotFoundError(f"no parquet shards under {root / 'data'}; nothing to describe")
     stats = collect_stats(root)
-    render_figure(stats, root / FIGURE_PATH)
+    try:
+        render_figure(stats, root / FIGURE_PATH)
+        figure: Optional[str] = FIGURE_PATH
+    except ImportError as exc:  # matplotlib is a core dependency; a broken install still gets a card
+        logging.getLogger(__name__).warning("no card figure (%s); pip install matplotlib", exc)
+        figure = None
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
-                       figure=FIGURE_PATH, stats=stats, previous_card=previous_card)
+                       figure=figure, stats=stats, previous_card=previous_card)
     out = root / CARD_FILENAME
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
