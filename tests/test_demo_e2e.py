@@ -1,0 +1,144 @@
+"""The spine end to end: `mmat generate` on the bundled demo config, then loading it as users do.
+
+One generation run per test session (it is the slowest thing in the suite); every test below reads
+its output. Loading goes through `datasets.load_dataset("mmat-1m", ...)` from the folder's parent,
+exactly like the README tells users to.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import mmat_1m
+
+pytestmark = pytest.mark.slow
+SOURCES = set(mmat_1m.SOURCES)
+
+
+def _mmat(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "mmat_cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, repo_root):
+    root = tmp_path_factory.mktemp("demo")
+    config = root / "demo.yaml"
+    # the same config as `make demo`, with the bundled paths made absolute so it runs from anywhere
+    text = (repo_root / "configs/demo.yaml").read_text().replace("samples/", f"{repo_root}/samples/")
+    config.write_text(text)
+    env_path = os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])
+    os.environ["PYTHONPATH"] = env_path
+    first = _mmat("generate", "--config", str(config), "--out", "mmat-1m", cwd=root)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _mmat("generate", "--config", str(config), "--out", "mmat-1m", cwd=root)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return {"root": root, "config": config, "first": first, "second": second}
+
+
+@pytest.fixture()
+def in_demo_root(demo, monkeypatch):
+    monkeypatch.chdir(demo["root"])
+    return demo["root"]
+
+
+def test_cli_prints_counts_and_where_the_dataset_is(demo):
+    out = demo["first"].stdout
+    assert "mmat-1m" in out
+    for key in ("orr/train", "orr/validation", "rr/train", "rr/validation"):
+        assert key in out
+    assert "0 quarantined" in out
+
+
+def test_rerun_skips_everything_and_executes_no_operator(demo):
+    out = demo["second"].stdout
+    assert "samples: 0 finished, 0 quarantined" in out
+    assert "operator executions: 0" in out
+
+
+def test_twelve_configs(in_demo_root):
+    import datasets
+
+    names = datasets.get_dataset_config_names("mmat-1m")
+    assert sorted(names) == sorted(c.name for c in mmat_1m.CONFIGS)
+
+
+@pytest.mark.parametrize("config", ["orr", "rr"])
+def test_load_both_formats_with_all_sources_in_both_splits(in_demo_root, config):
+    import datasets
+
+    ds = datasets.load_dataset("mmat-1m", config)
+    assert set(ds) == {"train", "validation"}
+    for split in ("train", "validation"):
+        assert set(ds[split]["source"]) == SOURCES, split
+        assert set(ds[split]["format"]) == {config}
+        assert len(set(ds[split]["id"])) == ds[split].num_rows
+    row = ds["train"][0]
+    assert row["images"] and row["images"][0].size[0] > 1
+    first_user = next(m for m in row["messages"] if m["role"] == "user")
+    assert [b["type"] for b in first_user["content"]].count("image") == len(row["images"])
+
+
+def test_streaming_and_per_source_config(in_demo_root):
+    import datasets
+
+    stream = datasets.load_dataset("mmat-1m", "orr-tabmwp", split="train", streaming=True)
+    rows = list(stream)
+    assert rows and {r["source"] for r in rows} == {"tabmwp"}
+    plain = datasets.load_dataset("mmat-1m", "orr-tabmwp", split="train")
+    assert sorted(r["id"] for r in rows) == sorted(plain["id"])
+
+
+def test_rr_and_orr_hold_the_same_dialogues(in_demo_root):
+    import datasets
+
+    rr = datasets.load_dataset("mmat-1m", "rr")
+    orr = datasets.load_dataset("mmat-1m", "orr")
+    for split in ("train", "validation"):
+        assert sorted(rr[split]["id"]) == sorted(orr[split]["id"])
+
+
+def test_rows_say_who_wrote_them_and_what_ran(in_demo_root):
+    import datasets
+
+    ds = datasets.load_dataset("mmat-1m", "rr", split="train")
+    assert {t["model"] for t in ds["teacher"]} == {"offline-annotations"}
+    used = Counter(op for steps in ds["steps"] for s in steps for op in s["operators"])
+    assert used["ocr"] > 0 and used["face_detection"] > 0 and used["image_caption"] > 0
+    assert any(s["rag_query"] for steps in ds["steps"] for s in steps)
+    for meta in ds["meta"]:
+        assert "label_bbox" not in meta["operators_available"]  # no Grounding DINO weights offline
+        assert meta["verified"] is True
+    # the offline math check repairs TabMWP reasoning that skipped steps of the solution
+    kinds = Counter(r["kind"] for r in ds["reflection"])
+    assert kinds["math"] > 0
+    reflected = next(r for r in ds if r["reflection"]["kind"] == "math")
+    assert [s["signal"] for s in reflected["steps"]][-2:] == ["reflection", "end"]
+    texts = [b["text"] for m in reflected["messages"] for b in m["content"] if b["type"] == "text"]
+    assert "Please make a reflection." in texts
+
+
+def test_builder_class_directly(demo, tmp_path):
+    builder = mmat_1m.Mmat1m(config_name="orr-infoseek", data_dir=str(demo["root"] / "mmat-1m"),
+                             cache_dir=str(tmp_path))
+    builder.download_and_prepare()
+    ds = builder.as_dataset()
+    assert set(ds) == {"train", "validation"}
+    assert set(ds["train"]["source"]) == {"infoseek"}
+    assert ds["train"].features == mmat_1m.FEATURES
+
+
+def test_bad_config_key_is_one_clear_line(tmp_path, repo_root):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - {kind: tabmwp, path: samples/tabmwp}\nteacher:\n  kind: offline\n  modle: x\n")
+    result = _mmat("generate", "--config", str(bad), "--out", str(tmp_path / "out"), cwd=repo_root)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "teacher.modle" in lines[0] and "Traceback" not in result.stderr
