@@ -125,7 +125,7 @@ class VlmCaptionBackend(Backend):
         temperature: float = 0.0,
         max_image_side: int = 1536,
         loop: Optional[asyncio.AbstractEventLoop] = None,
-        timeout_s: float = 180.0,
+        timeout_s: float = 600.0,
     ) -> None:
         super().__init__()
         self.client = client
@@ -190,7 +190,15 @@ class VlmCaptionBackend(Backend):
     def _await(self, coro):
         loop = self.loop
         if loop is not None and loop.is_running() and not _in_loop_thread(loop):
-            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=self.timeout_s)
+            # The usual case: called from asyncio.to_thread while the runner's loop owns the client.
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+            try:
+                return future.result(timeout=self.timeout_s)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise OperatorError(f"image_caption/vlm: no reply within {self.timeout_s:.0f} s") from None
+        # No loop captured (built outside a running loop): run on a private loop. Fine for clients that
+        # open their connections per call; a client bound to another loop must be built inside it.
         try:
             asyncio.get_running_loop()
         except RuntimeError:

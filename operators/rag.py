@@ -152,7 +152,11 @@ class LocalRagBackend(Backend):
         files = corpus_files(self.corpus)
         if not files:
             raise BackendUnavailable(f"rag/local: no *.jsonl files under {self.corpus}: fix operators.rag.corpus")
-        self.corpus_sha = corpus_hash(files, self.corpus)
+        sha = corpus_hash(files, self.corpus)
+        with self.lock:
+            if self._loaded and sha != self.corpus_sha:  # edited since loaded: re-read and re-embed
+                self._loaded = False
+            self.corpus_sha = sha
 
     def _index_path(self) -> Path:
         model = self.model_version.replace("/", "-")

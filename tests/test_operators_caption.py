@@ -102,15 +102,39 @@ def test_vlm_sends_image_and_ccot_prompt_and_parses_scene_graph():
     assert sent.size == image.size
 
 
-def test_vlm_with_async_client_called_from_worker_thread_of_running_loop():
-    client = ChatClient(json.dumps(REPLY), is_async=True)
+class CallableClient:
+    """The teacher's caption client shape: `await client(messages, model=..., **params)`, bound to the
+    loop it was created on (like an httpx.AsyncClient); it records which loop served each call."""
+
+    def __init__(self) -> None:
+        self.model_name = "teacher-vlm"
+        self.loops: list = []
+        self.kwargs: list[dict] = []
+
+    async def __call__(self, messages, model=None, **params):
+        self.loops.append(asyncio.get_running_loop())
+        self.kwargs.append({"model": model, **params})
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=json.dumps(REPLY)))])
+
+
+@pytest.mark.parametrize("kind", ["sdk-async", "callable"])
+def test_vlm_async_client_runs_on_the_runner_loop_from_a_worker_thread(kind):
+    client = ChatClient(json.dumps(REPLY), is_async=True) if kind == "sdk-async" else CallableClient()
+    photo = png(Image.fromarray(data.astronaut()))
 
     async def main():
-        ops = caption_ops(client, model="qwen2-vl")  # built inside the loop, like the runner does
-        return await asyncio.to_thread(ops.run, "image_caption", [png(Image.fromarray(data.astronaut()))])
+        ops = caption_ops(client, **({"model": "qwen2-vl"} if kind == "sdk-async" else {}))  # built in the loop
+        results = await asyncio.gather(*[asyncio.to_thread(ops.run, "image_caption", [photo], question=q)
+                                         for q in ("Who is this?", "What is behind?")])
+        return results, asyncio.get_running_loop()
 
-    result = asyncio.run(main())
-    assert result.text == REPLY["caption"] and len(client.calls) == 1
+    results, loop = asyncio.run(main())
+    assert [r.text for r in results] == [REPLY["caption"]] * 2
+    if kind == "callable":
+        assert client.loops == [loop, loop]  # served by the runner's loop, not a private one
+        assert client.kwargs[0]["model"] == "teacher-vlm"  # model name taken from the client
+    else:
+        assert len(client.calls) == 2
 
 
 def test_vlm_garbage_reply_is_an_operator_error():

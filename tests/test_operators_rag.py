@@ -133,3 +133,16 @@ def test_batch_of_queries(corpus, tmp_path):
     assert out[0].data["passages"][0]["id"] == "everest"
     assert out[1].data["passages"][0]["id"] == "danube"
     assert isinstance(out[2], OperatorError)
+
+
+def test_corpus_edited_between_builds_is_reloaded(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    line = {"id": "1", "title": "Nile", "text": "The Nile is a long river in Africa."}
+    (folder / "p.jsonl").write_text(json.dumps(line) + "\n")
+    first = rag_ops(folder, tmp_path / "cache", backend="local").run("rag", [], query="green tea from Japan")
+    assert [p["id"] for p in first.data["passages"]] == ["1"]
+    with open(folder / "p.jsonl", "a") as fh:
+        fh.write(json.dumps({"id": "2", "title": "Matcha", "text": "Matcha is powdered green tea from Japan."}) + "\n")
+    second = rag_ops(folder, tmp_path / "cache", backend="local").run("rag", [], query="green tea from Japan")
+    assert not second.cached and second.data["passages"][0]["id"] == "2"
