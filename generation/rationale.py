@@ -7,6 +7,7 @@ run the operators it chose (only those available here), feed the results back, s
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
@@ -26,6 +27,23 @@ class OperatorRunner(Protocol):
     def run(self, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult: ...
 
 
+_EXECUTORS: dict[str, ThreadPoolExecutor] = {}
+
+
+async def _call(operators: OperatorRunner, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult:
+    """Run one operator call off the event loop, on that operator's own thread.
+
+    Each backend executes one call at a time (its models are not all thread-safe). Queueing on a
+    per-operator thread, rather than in the shared default pool, keeps calls waiting for a busy
+    operator (say OCR) from occupying every pool thread while other operators sit idle.
+    """
+    executor = _EXECUTORS.get(name)
+    if executor is None:
+        executor = _EXECUTORS.setdefault(name, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"op-{name}"))
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, lambda: operators.run(name, images, **args))
+
+
 @dataclass
 class RationaleSettings:
     max_steps: int = 5
@@ -41,11 +59,11 @@ async def _observe(decision: StepDecision, images: list[LoadedImage], operators:
         args = dict(decision.operator_args.get(name, {}))
         if name == "image_caption":
             args.setdefault("context", [o.text for o in so_far + observations])
-        result = await asyncio.to_thread(operators.run, name, images, **args)
+        result = await _call(operators, name, images, **args)
         observations.append(Observation(operator=name, text=result.text))
     rag_query = decision.rag_query if decision.rag_query and "rag" in operators.available else None
     if rag_query:
-        result = await asyncio.to_thread(operators.run, "rag", [], query=rag_query)
+        result = await _call(operators, "rag", [], query=rag_query)
         observations.append(Observation(operator="rag", text=result.text))
     return chosen, rag_query, observations
 
