@@ -132,3 +132,63 @@ def test_trainer_loss_is_cross_entropy_plus_lambda_times_regulariser(tmp_path, l
     assert float(loss) == pytest.approx(float(ce) + lam * hand, rel=1e-5)
     if lam:
         assert float(loss) - float(ce) > 1e-3  # the term is really there
+
+
+def _qwen2_5_vl():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        vision_config=dict(depth=2, hidden_size=32, out_hidden_size=64, num_heads=2, intermediate_size=64,
+                           patch_size=14, spatial_merge_size=2, window_size=56, fullatt_block_indexes=[1]),
+        text_config=dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+        image_token_id=299, video_token_id=298, vision_start_token_id=297,
+    ))
+
+
+def _internvl():
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    return InternVLForConditionalGeneration(InternVLConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=[28, 28], patch_size=[14, 14]),
+        text_config=dict(model_type="qwen2", vocab_size=300, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+        image_token_id=299, downsample_ratio=0.5,
+    ))
+
+
+def _qwen2_5_vl_inputs():  # one 28x28 image: 2x2 patches, merged 2x2 -> 1 image token
+    ids = torch.tensor([[1, 2, 297, 299, 3, 4, 5]])
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids,
+                pixel_values=torch.randn(4, 3 * 2 * 14 * 14), image_grid_thw=torch.tensor([[1, 2, 2]]))
+
+
+def _internvl_inputs():  # one 28x28 image: 2x2 patches, pixel-shuffled by 0.5 -> 1 image token
+    ids = torch.tensor([[1, 2, 299, 3, 4, 5]])
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids, pixel_values=torch.randn(1, 3, 28, 28))
+
+
+@pytest.mark.parametrize("build,inputs", [(_qwen2_5_vl, _qwen2_5_vl_inputs), (_internvl, _internvl_inputs)],
+                         ids=["qwen2_5_vl", "internvl_hf"])
+def test_default_targets_are_the_language_model_projections_of_real_architectures(build, inputs):
+    """The default model's architecture (and InternVL's), built from tiny configs: LoRA lands on the 7
+    projections of every language-model layer and on no vision-tower module (both towers have q_proj or
+    gate_proj), and a training forward pass with an image runs through it."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(build(), LoraConfig(r=4, target_modules=DEFAULT_TARGET_MODULES, task_type="CAUSAL_LM"))
+    names = sorted({p.module_name for p in iter_lora_pairs(model)})
+    assert len(names) == 2 * 7
+    assert all(".language_model.layers." in n for n in names)
+    suffixes = {n.rsplit(".", 1)[1] for n in names}
+    assert suffixes == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert float(lora_frobenius_sq(model)) == 0.0
+    torch.manual_seed(0)
+    loss = model(**inputs()).loss + 0.1 * lora_frobenius_sq(model)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
+

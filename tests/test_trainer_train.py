@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 
 import torch
 
-from tests.dataset_factory import make_dataset_folder
+from tests.dataset_factory import make_dataset_folder, make_dialogue
 from tests.tiny_vlm import shared_tiny_vlm
 from trainer import TrainConfig, train
 
@@ -23,9 +23,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    # tabmwp (2 train rows) and cauldron (2 train rows, one with two QA pairs and two images)
+    # tabmwp and cauldron, 4 train rows each: row 3 has two images (what tripped accelerate's batch
+    # dispatcher), cauldron rows 1 and 3 two QA pairs, row 2 a reflection
     return make_dataset_folder(
-        tmp_path_factory.mktemp("train-data"), n_rows_per_source=2, sources=["tabmwp", "cauldron"], card=True
+        tmp_path_factory.mktemp("train-data"), n_rows_per_source=4, sources=["tabmwp", "cauldron"], card=True
     )
 
 
@@ -137,17 +138,19 @@ def test_resume_from_a_checkpoint_continues_the_same_run(folder, tmp_path):
     assert not all(torch.allclose(want[k], _adapter(tampered)[k], atol=1e-4) for k in want)
 
 
-def test_one_epoch_over_a_stream_is_counted_from_the_shards(folder, tmp_path):
+def test_one_epoch_over_a_stream_is_counted_from_the_shards_and_evaluated(folder, tmp_path):
     from trainer.data import count_rows
 
     cfg = _cfg(folder, tmp_path / "epoch", dataset_config="orr", max_steps=None, num_train_epochs=1,
-               gradient_accumulation_steps=2, logging_steps=1)
+               gradient_accumulation_steps=2, logging_steps=1, eval_split="validation", eval_steps=2)
     assert cfg.streaming
-    assert count_rows(cfg) == 4
+    assert count_rows(cfg) == 8
     result = train(cfg)
-    assert result.global_step == 2  # 4 rows, batch 1, 2 accumulation steps
+    assert result.global_step == 4  # 8 rows, batch 1, 2 accumulation steps
     for h in _train_logs(result):
         assert h["loss"] == pytest.approx(h["loss_ce"] + h["loss_frob"], rel=1e-4, abs=1e-5)
+    evals = [h["eval_loss"] for h in result.log_history if "eval_loss" in h]
+    assert len(evals) == 2 and all(math.isfinite(v) for v in evals)  # the validation split, every step
 
 
 def test_train_streams_a_tagged_revision_from_the_hub(hub_server, hub_client, tmp_path):
@@ -165,21 +168,26 @@ def test_train_streams_a_tagged_revision_from_the_hub(hub_server, hub_client, tm
         f"""
         import json, math
         from trainer import TrainConfig, train
-        from trainer.data import count_rows
-        common = dict(repo={repo!r}, dataset_config="orr", model={str(model)!r}, output={str(out)!r},
-                      learning_rate=1e-2, lr_scheduler_type="constant", warmup_ratio=0.0, shuffle_buffer=0,
-                      logging_steps=1, frobenius_lambda=1e-3, max_length=4096)
-        n_new = count_rows(TrainConfig(revision="v1.1.0", **common))
-        r = train(TrainConfig(revision="v1.0.0", **common))   # one epoch over the v1.0.0 stream
+        from trainer.data import count_rows, load_rows
+        common = dict(repo={repo!r}, model={str(model)!r}, output={str(out)!r}, learning_rate=1e-2,
+                      lr_scheduler_type="constant", warmup_ratio=0.0, shuffle_buffer=0, logging_steps=4,
+                      frobenius_lambda=1e-3, max_length=4096, lora_r=8, lora_alpha=16)
+        counts = {{rev: count_rows(TrainConfig(revision=rev, dataset_config="orr", **common)) for rev in ("v1.0.0", "v1.1.0")}}
+        ids = [r["id"] for r in load_rows(TrainConfig(revision="v1.0.0", dataset_config="orr", **common))]
+        r = train(TrainConfig(revision="v1.0.0", dataset_config="orr-tabmwp", max_steps=16, **common))
         logs = [h for h in r.log_history if "loss_ce" in h]
-        print(json.dumps({{"n_new": n_new, "steps": r.global_step, "finite": all(math.isfinite(h["loss"]) for h in logs),
+        print(json.dumps({{"counts": counts, "ids": ids, "steps": r.global_step,
+                          "loss": [h["loss"] for h in logs], "ce": [h["loss_ce"] for h in logs],
                           "frob": [h["loss_frob"] for h in logs]}}))
         """,
         timeout=300,
     )
-    assert got["n_new"] == 6
-    assert got["steps"] == 4  # the v1.0.0 rows, not main's
-    assert got["finite"]
+    assert got["counts"] == {"v1.0.0": 4, "v1.1.0": 6}
+    want_ids = sorted(make_dialogue(src, "train", i)["orr"]["id"] for src in ("tabmwp", "cauldron") for i in range(2))
+    assert sorted(got["ids"]) == want_ids  # the v1.0.0 rows, not main's (v1.1.0 has a third row per source)
+    assert got["steps"] == 16
+    assert all(math.isfinite(v) for v in got["loss"])
+    assert got["ce"][-1] < got["ce"][0] - 0.5, got["ce"]
     assert got["frob"][-1] > 0
     assert (out / "adapter_model.safetensors").is_file()
-    assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 8

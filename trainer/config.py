@@ -94,6 +94,11 @@ class TrainConfig(BaseModel):
     bf16: Optional[bool] = Field(None, description="None: bf16 when a CUDA GPU supports it, fp32 otherwise")
     gradient_checkpointing: bool = True
 
+    # ---- evaluation (cross-entropy only) ------------------------------------------------------------
+    eval_split: Optional[str] = Field(None, description="e.g. validation: evaluate on this split every eval_steps")
+    eval_steps: int = Field(500, ge=1)
+    eval_max_samples: Optional[int] = Field(256, ge=1, description="rows of eval_split used per evaluation")
+
     # ---- output, logging, checkpoints -------------------------------------------------------------
     output: str = Field("outputs/mmat-lora", description="run folder (flag --output)")
     logging_steps: int = Field(10, ge=1)

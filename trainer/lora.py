@@ -99,8 +99,8 @@ class TrainResult:
     final_loss_ce: Optional[float]
     final_loss_frob: Optional[float]
     final_frob_norm_sq: Optional[float]
-    tokens_seen: int
-    target_tokens: int
+    tokens_seen: int  # non-padding tokens through the collator (evaluation batches included)
+    target_tokens: int  # of which assistant tokens (labels)
     train_runtime_s: float
     tokens_per_second: float
     log_history: list[dict] = field(default_factory=list)
@@ -185,6 +185,8 @@ def training_arguments(cfg: TrainConfig, max_steps: int):
         # multi-image row; each process reads the stream itself instead
         accelerator_config={"dispatch_batches": False},
     )
+    if cfg.eval_split:
+        args.update(eval_strategy="steps", eval_steps=cfg.eval_steps, per_device_eval_batch_size=cfg.per_device_train_batch_size)
     args.update(cfg.training_args)
     return TrainingArguments(**args)
 
@@ -219,6 +221,16 @@ def _resume_arg(cfg: TrainConfig):
     return r or None
 
 
+def load_eval_rows(cfg: TrainConfig):
+    """The first `eval_max_samples` rows of `eval_split` (unshuffled, one pass), or None."""
+    from trainer.data import load_rows
+
+    if not cfg.eval_split:
+        return None
+    eval_cfg = cfg.model_copy(update={"max_samples": cfg.eval_max_samples, "shuffle_buffer": 0})
+    return load_rows(eval_cfg, split=cfg.eval_split)
+
+
 def build_trainer(cfg: TrainConfig, *, model=None, processor=None, train_dataset=None) -> FrobeniusLoraTrainer:
     """Everything `train` wires together, exposed for tests and for callers that want the Trainer."""
     from trainer.data import MmatCollator, load_rows
@@ -241,6 +253,7 @@ def build_trainer(cfg: TrainConfig, *, model=None, processor=None, train_dataset
         model=model,
         args=args,
         train_dataset=train_dataset,
+        eval_dataset=load_eval_rows(cfg),
         data_collator=collator,
         processing_class=processor,
         frobenius_lambda=cfg.frobenius_lambda,
