@@ -321,6 +321,11 @@ class MmatCollator:
         if any(images):
             kwargs["images"] = images
         out = self.processor(**kwargs)
+        if "offset_mapping" not in out:
+            raise ValueError(
+                f"{type(self.processor).__name__} returned no offset_mapping (a fast tokenizer is needed to align "
+                "assistant spans with tokens)"
+            )
         offsets = out.pop("offset_mapping").tolist()
         replacements = out.pop("text_replacement_offsets", None) or [[] for _ in rows]
         input_ids = out["input_ids"]
