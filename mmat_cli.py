@@ -196,6 +196,64 @@ def push(
     console.print(f"pushed {repo} {tag}: {url}", highlight=False)
 
 
+@app.command()
+def train(
+    config: Optional[str] = typer.Option(None, "--config", help="a training YAML (configs/train_orr.yaml) or a dataset config name (orr, rr, orr-tabmwp)"),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Hub dataset repo NS/NAME to stream from"),
+    data: Optional[str] = typer.Option(None, "--data", help="local dataset folder instead of --repo"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="dataset tag or branch, e.g. v1.0.0"),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or local save_pretrained folder of a VLM"),
+    output: Optional[str] = typer.Option(None, "--output", help="where checkpoints and the adapter go"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    frobenius_lambda: Optional[float] = typer.Option(None, "--frobenius-lambda", help="weight of the Frobenius term"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate"),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r"),
+    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha"),
+    resume_from_checkpoint: Optional[str] = typer.Option(None, "--resume-from-checkpoint", help="a checkpoint folder, or 'latest'"),
+) -> None:
+    """LoRA SFT with the Frobenius-regularised update, streaming rows from the Hub or a folder."""
+    from trainer import TrainConfigError, load_train_config, resolve_config_flag
+
+    yaml_path, dataset_config = resolve_config_flag(config)
+    try:
+        cfg = load_train_config(yaml_path, repo=repo, data=data, dataset_config=dataset_config, revision=revision,
+                                model=model, output=output, max_steps=max_steps, frobenius_lambda=frobenius_lambda,
+                                learning_rate=learning_rate, lora_r=lora_r, lora_alpha=lora_alpha,
+                                resume_from_checkpoint=resume_from_checkpoint)
+        from trainer.lora import train as run_training
+
+        result = run_training(cfg)
+    except (TrainConfigError, *_user_errors()) as exc:
+        fail(str(exc))
+    def num(value: Optional[float], digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    console.print(f"trained {result.global_step} steps: loss {num(result.train_loss, 4)} "
+                  f"(ce {num(result.final_loss_ce, 4)}, frobenius {num(result.final_loss_frob, 6)}); "
+                  f"{result.tokens_per_second:,.0f} tokens/s; adapter in {result.output_dir}", highlight=False)
+
+
+@app.command()
+def export(
+    dataset: str = typer.Argument("mmat-1m", help="dataset folder or Hub repo id"),
+    format: str = typer.Option(..., "--format", help="swift (ms-swift) | sharegpt (LLaMA-Factory)"),
+    out: Path = typer.Option(..., "--out", "-o", help="jsonl file to write (images go beside it)"),
+    config: str = typer.Option("orr", "--config"),
+    split: str = typer.Option("train", "--split"),
+    revision: Optional[str] = typer.Option(None, "--revision"),
+) -> None:
+    """Write rows as jsonl with `<image>` placeholders and image paths, for ms-swift or LLaMA-Factory."""
+    from trainer.export import export as run_export
+
+    try:
+        result = run_export(dataset, format, out, config=config, split=split, revision=revision)
+    except (ValueError, *_user_errors()) as exc:
+        fail(str(exc))
+    console.print(f"exported {result.rows} rows and {result.images} images as {result.format} to {result.out_path}"
+                  + (f" ({result.skipped} rows skipped: they contain a literal <image>)" if result.skipped else ""),
+                  highlight=False)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
