@@ -42,6 +42,12 @@ class TeacherConfig(_Strict):
     prices: PriceTable = PriceTable(prompt_per_1m=2.5, completion_per_1m=10.0)
     on_mismatch: Literal["keep", "quarantine"] = "keep"
     judge: bool = False
+    # Added with the OpenAI teacher (issue 4):
+    judge_model: Optional[str] = None  # the judge pass's model; default: `model`
+    backoff_base_s: float = Field(0.5, gt=0)  # first retry waits up to this (full jitter), doubling per retry
+    backoff_max_s: float = Field(30.0, gt=0)  # cap of the backoff window (a Retry-After header wins)
+    image_detail: Literal["auto", "low", "high"] = "auto"  # OpenAI vision `detail`; `low` = 85 tokens/image
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # extra JSON fields for vLLM/SGLang/Ollama
 
 
 class RationaleConfig(_Strict):

@@ -1,96 +1,201 @@
 """Does a final answer match the reference? (the verifier of the rationale stage)
 
-Normalised text, choice letters, numbers with a tolerance and InfoSeek `answer_eval` ranges, in the
-spirit of T3-Agent's verifiers and MAmmoTH-VL's filter: cheap checks that catch wrong final answers
-before they become training data.
+Cheap, conservative checks in the spirit of T3-Agent's verifiers and MAmmoTH-VL's filter, so wrong
+final answers are caught before they become training data:
+
+- multiple choice: option letters (`B`, `(B)`, `B.`, `Option B`, `B. dog`) and option texts compare by
+  option index, whichever form the reference uses;
+- InfoSeek `answer_eval`: a list of accepted strings (aliases) and/or numeric ranges
+  (`{"range": [lo, hi]}`, `[lo, hi]`, `{"wikidata": value}`);
+- numbers: the prediction must hold exactly one number; integers compare exactly, decimals within a
+  relative tolerance or to the reference's precision; `2,000`, `$5`, `45%`, `3/4`, `seven` all read;
+- yes/no: the first word decides (`Yes, it is.` = `yes`);
+- everything else: normalised text (case, accents, punctuation, articles, `The answer is:`).
+
+`enforce_policy` applies `teacher.on_mismatch`: `quarantine` raises `Quarantined`, `keep` keeps the
+sample with `meta.verified = false` in its rows.
 """
 from __future__ import annotations
 
 import re
 import string
-from typing import Any, Optional
+import unicodedata
+from typing import Any, Optional, Union
 
 from generation.schema import QA
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|ans)\b\s*(?:is\b)?\s*[:：]?\s*(?=\S)", re.I)
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?|(?<![\w.])-?\.\d+")
+_PUNCT = set(string.punctuation) - {".", "-", "/", "%"}
+_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+               "hundred": 100, "thousand": 1000, "none": 0})
+_UNIT_TAIL = re.compile(r"^[$€£¥]?\s*(?P<num>[-\d.,/]+)\s*[a-z%°²³ .]*$")
+LETTERS = string.ascii_uppercase
+
+
+def _strip_accents(text: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
 
 def normalise(text: str) -> str:
-    text = text.lower().strip()
-    text = re.sub(r"^the answer is:?\s*", "", text)
-    text = "".join(ch for ch in text if ch not in set(string.punctuation) - {".", "-"})
+    """Lower case, no accents, no `The answer is:`, no punctuation but `. - / %`, no articles, one space."""
+    text = _strip_accents(unicodedata.normalize("NFKC", str(text))).lower().strip()
+    text = _PREFIX.sub("", text)
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 → 1000
+    text = "".join(" " if ch in _PUNCT else ch for ch in text)
     text = _ARTICLES.sub(" ", text)
-    return " ".join(text.rstrip(".").split())
+    text = " ".join(text.split())
+    return text.rstrip(".").strip()
+
+
+def parse_numbers(text: str) -> list[float]:
+    """Every number in `text` (digits, `1,234.5`, `3/4`, and the words zero…twenty, tens, hundred)."""
+    text = _strip_accents(str(text)).lower().replace("$", " ").replace("€", " ").replace("£", " ")
+    values: list[float] = []
+    for match in _NUMBER.finditer(text):
+        token = match.group().replace(",", "").replace(" ", "")
+        try:
+            if "/" in token:
+                num, den = token.split("/")
+                values.append(float(num) / float(den))
+            else:
+                values.append(float(token))
+        except (ValueError, ZeroDivisionError):
+            continue
+    for word in re.findall(r"[a-z]+", text):
+        if word in _WORDS and word != "none":
+            values.append(float(_WORDS[word]))
+    return values
 
 
 def parse_number(text: str) -> Optional[float]:
-    match = _NUMBER.search(text.replace("$", ""))
-    if not match:
-        return None
-    try:
-        return float(match.group().replace(",", "").rstrip("."))
-    except ValueError:
-        return None
+    """The number in `text` when there is exactly one, else None."""
+    values = parse_numbers(text)
+    return values[0] if len(values) == 1 else None
 
 
-def _choice_index(text: str, choices: list[str]) -> Optional[int]:
-    t = text.strip()
-    letter = re.fullmatch(r"\(?([A-Za-z])\)?[.:]?", t)
+def _decimals(text: str) -> int:
+    match = re.search(r"\d\.(\d+)", text)
+    return len(match.group(1)) if match else 0
+
+
+def numbers_match(predicted: float, reference: float, reference_text: str, rel_tol: float = 1e-2) -> bool:
+    """Integers exactly; decimals within `rel_tol` or equal at the reference's precision."""
+    places = _decimals(reference_text)
+    if places == 0 and "/" not in reference_text and float(reference).is_integer():
+        return abs(predicted - reference) < 1e-9
+    if abs(predicted - reference) <= rel_tol * abs(reference) + 1e-12:
+        return True
+    return round(predicted, places) == round(reference, places)
+
+
+def _strip_option_prefix(text: str) -> str:
+    return re.sub(r"^\s*\(?[A-Za-z]\)\s*|^\s*[A-Za-z][.:]\s+", "", text)
+
+
+def choice_index(text: str, choices: list[str]) -> Optional[int]:
+    """Which option `text` names: by letter (`B`, `(B)`, `B.`, `Option B`, `B. dog`) or by its text."""
+    if not choices:
+        return None
+    raw = _PREFIX.sub("", str(text).strip()).strip()
+    letter = re.fullmatch(r"(?:option|choice)?\s*\(?([A-Za-z])\)?\s*[.:)]?", raw, re.I)
     if letter:
-        idx = ord(letter.group(1).upper()) - ord("A")
-        return idx if 0 <= idx < len(choices) else None
-    norm = normalise(t)
-    for i, choice in enumerate(choices):
-        if normalise(choice) == norm:
-            return i
+        index = LETTERS.index(letter.group(1).upper())
+        return index if index < len(choices) else None
+    norm = normalise(raw)
+    options = [normalise(_strip_option_prefix(choice)) for choice in choices]
+    for index, option in enumerate(options):
+        if option and option == norm:
+            return index
+    labelled = re.match(r"(?:option|choice)?\s*\(?([A-Za-z])[.:)]\s*(.+)$", raw, re.I)
+    if labelled:
+        index = LETTERS.index(labelled.group(1).upper())
+        if index < len(choices) and normalise(labelled.group(2)) == options[index]:
+            return index
     return None
 
 
-def _in_ranges(value: float, answer_eval: Any) -> Optional[bool]:
-    """InfoSeek numeric answers carry `answer_eval` like [{"range": [lo, hi]}] or [lo, hi]."""
-    ranges = []
-    for item in answer_eval if isinstance(answer_eval, list) else [answer_eval]:
-        if isinstance(item, dict) and "range" in item:
-            ranges.append(item["range"])
+def _answer_eval(answer_eval: Any) -> tuple[list[str], list[tuple[float, float]]]:
+    """InfoSeek `answer_eval` → (accepted strings, numeric ranges)."""
+    items = answer_eval if isinstance(answer_eval, list) else [answer_eval]
+    if len(items) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in items):
+        items = [items]  # a bare [lo, hi]
+    aliases: list[str] = []
+    ranges: list[tuple[float, float]] = []
+    for item in items:
+        if isinstance(item, str):
+            aliases.append(item)
+        elif isinstance(item, dict):
+            if isinstance(item.get("range"), (list, tuple)) and len(item["range"]) == 2:
+                lo, hi = item["range"]
+                ranges.append((float(lo), float(hi)))
+            elif isinstance(item.get("wikidata"), (int, float)):
+                ranges.append((float(item["wikidata"]), float(item["wikidata"])))
         elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, (int, float)) for x in item):
-            ranges.append(item)
-    if not ranges:
-        return None
-    return any(float(lo) <= value <= float(hi) for lo, hi in ranges)
+            ranges.append((float(item[0]), float(item[1])))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            ranges.append((float(item), float(item)))
+    return aliases, ranges
 
 
-def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
-    reference = qa.answer
-    if qa.choices:
-        p, r = _choice_index(predicted, qa.choices), _choice_index(reference, qa.choices)
-        if p is not None and r is not None:
-            return p == r
-    answer_eval = qa.meta.get("answer_eval")
-    p_num = parse_number(predicted)
-    if answer_eval is not None and p_num is not None:
-        ranged = _in_ranges(p_num, answer_eval)
-        if ranged is not None:
-            return ranged
-        if isinstance(answer_eval, list):
-            if any(normalise(str(a)) == normalise(predicted) for a in answer_eval):
-                return True
-    if normalise(predicted) == normalise(reference):
+def _text_match(predicted: str, reference: str, rel_tol: float) -> bool:
+    p, r = normalise(predicted), normalise(reference)
+    if not p:
+        return False
+    if p == r:
         return True
-    r_num = parse_number(reference)
-    if p_num is not None and r_num is not None and re.fullmatch(r"[\s\-\d.,$%]*[a-z ]*", normalise(reference)):
-        return abs(p_num - r_num) <= rel_tol * max(1.0, abs(r_num))
+    if r in ("yes", "no"):
+        return p.split()[0] == r
+    shape = _UNIT_TAIL.match(r)
+    r_num = parse_number(reference) if shape else None
+    p_num = parse_number(predicted)
+    if r_num is not None and p_num is not None:
+        return numbers_match(p_num, r_num, shape.group("num") if shape else reference, rel_tol)
     return False
 
 
-def enforce_policy(trajectory, sample, policy: str) -> None:
+def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
+    """Whether the teacher's final answer agrees with the reference of `qa`."""
+    predicted = str(predicted or "").strip()
+    if not predicted:
+        return False
+    reference = qa.answer
+    if qa.choices:
+        p, r = choice_index(predicted, qa.choices), choice_index(reference, qa.choices)
+        if p is not None and r is not None:
+            return p == r
+    answer_eval = qa.meta.get("answer_eval")
+    if answer_eval is not None:
+        aliases, ranges = _answer_eval(answer_eval)
+        if any(_text_match(predicted, alias, rel_tol) for alias in aliases):
+            return True
+        if ranges:
+            value = parse_number(predicted)
+            if value is not None and any(lo - 1e-9 <= value <= hi + 1e-9 for lo, hi in ranges):
+                return True
+    return _text_match(predicted, reference, rel_tol)
+
+
+def enforce_policy(trajectory, sample, policy: Union[str, Any]) -> None:
     """`on_mismatch: quarantine` turns a wrong final answer into a quarantined sample; `keep` keeps
-    it with `meta.verified = false`."""
+    it with `meta.verified = false`. `policy` is the `on_mismatch` value or the `TeacherConfig`."""
     from generation.schema import Quarantined
 
+    policy = getattr(policy, "on_mismatch", policy)
     if policy != "quarantine":
         return
-    for qa in trajectory.qas:
+    for index, qa in enumerate(trajectory.qas):
+        if qa.verified is None:
+            qa.verified = answers_match(qa.final_answer, sample.qas[index]) if index < len(sample.qas) else None
         if qa.verified is False:
+            where = f" (question {index + 1})" if len(trajectory.qas) > 1 else ""
             raise Quarantined(sample.id, "verification",
-                              f"final answer {qa.final_answer!r} does not match the reference", "AnswerMismatch")
+                              f"final answer {qa.final_answer!r} does not match the reference {qa.reference_answer!r}"
+                              f"{where}", "AnswerMismatch")
+
+
+check_trajectory = enforce_policy

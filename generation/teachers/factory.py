@@ -1,0 +1,89 @@
+"""Build the configured teacher, and apply the command line's teacher overrides to a config.
+
+`make_teacher(cfg)`: `kind: offline` → the annotation-based teacher (no key, no network; the default,
+so the demo runs anywhere); `kind: openai` → `OpenAITeacher` on `base_url` (config, else
+`OPENAI_BASE_URL`, else api.openai.com) with the key from the environment variable `api_key_env`.
+A local OpenAI-compatible server (vLLM, SGLang, Ollama) usually needs no key: with a non-OpenAI
+`base_url` and no key set, the teacher sends a placeholder.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+from urllib.parse import urlparse
+
+from generation.config import ConfigError, TeacherConfig
+from generation.teachers.base import Teacher
+
+log = logging.getLogger("mmat.teacher")
+
+NO_KEY_PLACEHOLDER = "EMPTY"  # what vLLM's docs use for servers started without --api-key
+TEACHER_KINDS = ("offline", "openai")
+
+
+def resolve_base_url(cfg: TeacherConfig) -> Optional[str]:
+    return cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+
+def _is_openai_host(base_url: Optional[str]) -> bool:
+    if not base_url:
+        return True
+    host = (urlparse(base_url).hostname or "").lower()
+    return host == "openai.com" or host.endswith(".openai.com")
+
+
+def resolve_api_key(cfg: TeacherConfig) -> str:
+    """The key from `$api_key_env`; a placeholder for keyless local servers; else one clear error."""
+    key = (os.environ.get(cfg.api_key_env) or "").strip()
+    if key:
+        return key
+    base_url = resolve_base_url(cfg)
+    if not _is_openai_host(base_url):
+        log.info("no API key in $%s; sending a placeholder to %s (fine for a server without auth)",
+                 cfg.api_key_env, base_url)
+        return NO_KEY_PLACEHOLDER
+    raise ConfigError(f"teacher.kind is openai but the environment variable {cfg.api_key_env} is not set: export it "
+                      f"(or set teacher.api_key_env to the variable that holds the key)")
+
+
+def make_teacher(cfg: TeacherConfig) -> Teacher:
+    if cfg.kind == "offline":
+        from generation.teachers.offline import OfflineTeacher
+
+        return OfflineTeacher(model_name="offline-annotations")
+    if cfg.kind == "openai":
+        from generation.teachers.openai_teacher import OpenAITeacher
+
+        return OpenAITeacher(cfg, api_key=resolve_api_key(cfg), base_url=resolve_base_url(cfg))
+    raise ConfigError(f"unknown teacher.kind {cfg.kind!r}; allowed: {', '.join(TEACHER_KINDS)}")
+
+
+def apply_teacher_overrides(cfg: TeacherConfig, teacher: Optional[str] = None, model: Optional[str] = None,
+                            base_url: Optional[str] = None) -> TeacherConfig:
+    """`--teacher`, `--model`, `--base-url` on top of the YAML's `teacher:` section (a new, validated copy).
+
+    `--model` or `--base-url` with an offline teacher is an error rather than a silent no-op: the
+    offline teacher has no model to switch."""
+    updates = {}
+    if teacher is not None:
+        if teacher not in TEACHER_KINDS:
+            raise ConfigError(f"--teacher {teacher!r}: allowed: {', '.join(TEACHER_KINDS)}")
+        updates["kind"] = teacher
+    if model is not None:
+        if not model.strip():
+            raise ConfigError("--model: empty model name")
+        updates["model"] = model.strip()
+    if base_url is not None:
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(f"--base-url {base_url!r}: expected an http(s) URL such as http://localhost:8000/v1")
+        updates["base_url"] = base_url
+    if not updates:
+        return cfg
+    kind = updates.get("kind", cfg.kind)
+    if kind == "offline" and ("model" in updates or "base_url" in updates):
+        given = " and ".join(f"--{k.replace('_', '-')}" for k in ("model", "base_url") if k in updates)
+        raise ConfigError(f"{given} need an OpenAI-compatible teacher: add --teacher openai "
+                          f"(teacher.kind is offline)")
+    return TeacherConfig.model_validate({**cfg.model_dump(), **updates})
