@@ -1,0 +1,118 @@
+"""LLaVA-CoT (Xkev/LLaVA-CoT-100k): dialogues whose answers carry a four-stage structured CoT.
+
+Native layout: `train.jsonl`, one record per line,
+  {id, image: "<dataset>/<path inside it>", conversations: [{from: human|gpt, value}, ...]}
+where each gpt value is `<SUMMARY>…</SUMMARY><CAPTION>…</CAPTION><REASONING>…</REASONING>
+<CONCLUSION>…</CONCLUSION>`, and images are unpacked from the repo's image archives under the same
+relative paths (`sqa/train/8125/image.png`, `chartqa/train/png/…`, `coco/train2017/…`).
+
+Every human/gpt pair becomes one QA of the same Sample (multi-turn records stay one dialogue).
+The REASONING text is the native rationale; the answer is the CONCLUSION, reduced to the option
+letter or the phrase after "The answer is" when it says so.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from generation.schema import QA, Quarantined, Sample
+from generation.sources.base import (
+    SourceConfig,
+    SourceError,
+    add_response_constraint,
+    choice_letter,
+    guarded,
+    image_from_file,
+    iter_jsonl,
+    local_root,
+    parse_listed_choices,
+    qa_meta,
+    quarantine,
+    require,
+    sample_id,
+)
+
+SOURCE = "llava_cot"
+# --- field mapping: every upstream name this adapter reads ----------------------------------------
+TRAIN_FILE = "train.jsonl"
+FIELDS = {"id": "id", "image": "image", "conversations": "conversations", "role": "from", "text": "value",
+          "human": "human", "gpt": "gpt"}
+TAGS = ("SUMMARY", "CAPTION", "REASONING", "CONCLUSION")
+# The first path component of `image` names the origin dataset; it is the subset. Which of them are
+# math-like is our reading of the LLaVA-CoT paper's source list (GeoQA+, CLEVR-Math), not confirmed
+# folder names.
+MATH_SUBSETS = {"geoqa+", "GeoQA+", "CLEVR-Math", "clevr-math", "MathV360K"}
+HUB_FILES = [TRAIN_FILE]  # the Hub repo ships images as split zip parts: unpack them next to train.jsonl
+# ---------------------------------------------------------------------------------------------------
+
+_ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:correct\s+|final\s+)?answer\s+is\s*:?\s*(.+?)\s*\.?\s*$", re.I | re.S)
+
+
+def read(cfg: SourceConfig) -> Iterator[Sample | Quarantined]:
+    root = local_root(cfg, HUB_FILES)
+    path = root / TRAIN_FILE
+    if not path.is_file():
+        raise SourceError(f"{SOURCE}: {TRAIN_FILE} not found under {root}")
+    for line, rec in iter_jsonl(path):
+        sid = _sid(rec, line)
+        if isinstance(rec, Exception):
+            yield quarantine(sid, f"line {line} is not valid JSON: {rec}", rec)
+            continue
+        yield guarded(sid, lambda: _to_sample(rec, sid, root, cfg.validate_images))
+
+
+def _sid(rec: Any, line: int) -> str:
+    if not isinstance(rec, dict):
+        return sample_id(SOURCE, "unknown", f"line-{line}")
+    image = rec.get(FIELDS["image"])
+    subset = Path(image).parts[0] if isinstance(image, str) and image.strip() else "unknown"
+    native = rec.get(FIELDS["id"])
+    return sample_id(SOURCE, subset, native if native else f"line-{line}")
+
+
+def _to_sample(rec: dict[str, Any], sid: str, root: Path, validate: bool) -> Sample:
+    require(rec, FIELDS["id"], sid)
+    subset = sid.split("/")[1]
+    turns = require(rec, FIELDS["conversations"], sid)
+    qas = []
+    for k in range(0, len(turns) - 1, 2):
+        human, gpt = turns[k], turns[k + 1]
+        if human.get(FIELDS["role"]) != FIELDS["human"] or gpt.get(FIELDS["role"]) != FIELDS["gpt"]:
+            raise quarantine(sid, f"turns {k} and {k + 1} are not a human/gpt pair")
+        qas.append(_to_qa(sid, k // 2, str(human[FIELDS["text"]]), str(gpt[FIELDS["text"]]), subset))
+    if not qas:
+        raise quarantine(sid, "no human/gpt pair in conversations")
+    image = image_from_file(sid, root, require(rec, FIELDS["image"], sid), validate)
+    return Sample(id=sid, source=SOURCE, subset=subset, split=None, images=[image], qas=qas,
+                  meta={"math": any(q.meta["math"] for q in qas)})
+
+
+def _to_qa(sid: str, turn: int, human: str, gpt: str, subset: str) -> QA:
+    question = human.replace("<image>", "").strip()
+    parts = {tag: _tag(gpt, tag) for tag in TAGS}
+    conclusion = parts["CONCLUSION"]
+    if not question or not conclusion:
+        problem = "empty question" if not question else "gpt answer has no <CONCLUSION>"
+        raise quarantine(sid, f"turn {turn}: {problem}")
+    choices = parse_listed_choices(question)
+    answer = _short_answer(conclusion)
+    if choices:
+        answer = choice_letter(answer, choices) or answer
+    return QA(question=add_response_constraint(question, answer, choices), answer=answer, choices=choices,
+              source_rationale=parts["REASONING"],
+              meta=qa_meta(answer, math=subset in MATH_SUBSETS, summary=parts["SUMMARY"], caption=parts["CAPTION"],
+                           conclusion=conclusion))
+
+
+def _tag(text: str, tag: str) -> Optional[str]:
+    m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+    return m.group(1).strip() or None if m else None
+
+
+def _short_answer(conclusion: str) -> str:
+    """'The answer is B.' -> 'B'; '(C)' -> 'C'; anything else is kept as written."""
+    m = _ANSWER_IS.search(conclusion)
+    answer = m.group(1) if m else conclusion.strip()
+    paren = re.fullmatch(r"\(([A-Z])\)", answer.strip())
+    return paren.group(1) if paren else answer.strip()
