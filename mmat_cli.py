@@ -29,10 +29,11 @@ def fail(message: str, code: int = 2) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from generation.config import ConfigError
+    from generation.sources import SourceError
     from generation.teachers.base import TeacherError
     from operators.base import OperatorError
 
-    return (ConfigError, TeacherError, OperatorError, FileNotFoundError, PermissionError)
+    return (ConfigError, SourceError, TeacherError, OperatorError, FileNotFoundError, PermissionError)
 
 
 def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str]):
