@@ -154,9 +154,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=8, help="images (or queries) per operator")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch/OpenCV threads (0: library default); 1 is steadier on a shared machine")
     parser.add_argument("--only", nargs="*", default=None, help="operators to run (default: all that run here)")
     opts = parser.parse_args()
     t0 = time.perf_counter()
+    if opts.threads:
+        import cv2
+        import torch
+
+        torch.set_num_threads(opts.threads)
+        cv2.setNumThreads(opts.threads)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="mmat-bench-"))
     rows = []
     want = set(opts.only or ["ocr", "face_detection", "label_bbox", "image_caption", "rag"])
