@@ -27,19 +27,30 @@ class OperatorRunner(Protocol):
     def run(self, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult: ...
 
 
-_EXECUTORS: dict[str, ThreadPoolExecutor] = {}
+_EXECUTORS: dict[tuple[str, int], ThreadPoolExecutor] = {}
+
+
+def _parallel_calls(operators: OperatorRunner, name: str) -> int:
+    """How many calls of this operator may run at once (its backend says; 1 when unknown)."""
+    try:
+        return max(1, int(getattr(operators.get(name).backend, "max_parallel_calls", 1)))  # type: ignore[attr-defined]
+    except Exception:
+        return 1
 
 
 async def _call(operators: OperatorRunner, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult:
-    """Run one operator call off the event loop, on that operator's own thread.
+    """Run one operator call off the event loop, on that operator's own threads.
 
-    Each backend executes one call at a time (its models are not all thread-safe). Queueing on a
-    per-operator thread, rather than in the shared default pool, keeps calls waiting for a busy
-    operator (say OCR) from occupying every pool thread while other operators sit idle.
+    A local-model backend executes one call at a time (its models are not all thread-safe), so it
+    gets one thread; queueing there, rather than in the shared default pool, keeps calls waiting for a
+    busy operator (say OCR) from occupying every pool thread while other operators sit idle. A backend
+    that waits on an endpoint (a VLM caption) declares more parallel calls and gets that many threads.
     """
-    executor = _EXECUTORS.get(name)
+    width = _parallel_calls(operators, name)
+    executor = _EXECUTORS.get((name, width))
     if executor is None:
-        executor = _EXECUTORS.setdefault(name, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"op-{name}"))
+        executor = _EXECUTORS.setdefault(
+            (name, width), ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"op-{name}"))
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(executor, lambda: operators.run(name, images, **args))
 

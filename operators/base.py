@@ -69,6 +69,9 @@ class Backend(ABC):
     install_hint: str = ""
     # One short phrase for the log line ("offline default", "PP-OCR ONNX models bundled in the wheel").
     description: str = ""
+    # How many calls may run at once. 1 for local models (one at a time per process, as the lock
+    # enforces); I/O-bound backends that wait on an endpoint (a VLM caption) set more.
+    max_parallel_calls: int = 1
 
     def __init__(self) -> None:
         self.lock = threading.RLock()

@@ -139,6 +139,7 @@ class VlmCaptionBackend(Backend):
         # Several samples may caption at once: the HTTP call is the slow part and is I/O-bound, so
         # this backend does not hold its lock while waiting for the endpoint.
         self.lock = _NoLock()
+        self.max_parallel_calls = 64  # requests wait on the endpoint; the teacher's client bounds them
 
     def settings(self) -> dict[str, Any]:
         return {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
