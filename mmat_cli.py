@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# No locals in tracebacks: they can hold API keys and tokens.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
 console = Console()
 err_console = Console(stderr=True)
@@ -34,6 +35,39 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from operators.base import OperatorError
 
     return (ConfigError, SourceError, TeacherError, OperatorError, FileNotFoundError, PermissionError)
+
+
+def _run_errors() -> tuple[type[BaseException], ...]:
+    """What `generate`/`retry` report as one line: config/teacher/operator errors, an unreadable
+    source, a work folder held by another live run of the same worker."""
+    from generation.checkpoint import CheckpointLocked
+
+    extra: tuple[type[BaseException], ...] = (CheckpointLocked,)
+    try:
+        from generation.sources.base import SourceError
+
+        extra += (SourceError,)
+    except ImportError:  # pragma: no cover - sources package mid-change
+        pass
+    return (*_user_errors(), *extra)
+
+
+def _unexpected(exc: BaseException, work_dir_hint: str = "") -> None:
+    """A bug, not a user error: the traceback (secrets redacted) on stderr, exit 1."""
+    import traceback
+
+    from generation.redact import redact
+
+    text = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    sys.stderr.write(text)
+    fail(f"unexpected {type(exc).__name__}: {redact(str(exc))}"
+         + (f" (the run log in {work_dir_hint} has details)" if work_dir_hint else ""), 1)
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted: finished samples are saved; rerun the same command to resume",
+                      highlight=False)
+    raise typer.Exit(130)
 
 
 def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str]):
@@ -66,6 +100,10 @@ def _print_summary(summary) -> None:
         for stage, count in summary.quarantine_by_stage.most_common():
             q.add_row(stage, str(count))
         console.print(q)
+    if summary.quarantined_total:
+        attempted = summary.finished_total + summary.quarantined_total
+        console.print(f"quarantined in all: {summary.quarantined_total} of {attempted} "
+                      f"({summary.quarantine_rate:.1%}); `mmat retry` re-runs them", highlight=False)
     console.print(f"work folder (checkpoints, quarantine, log): {summary.work_dir}", highlight=False)
 
 
@@ -78,69 +116,93 @@ def generate(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url (any OpenAI-compatible server)"),
     num_shards: int = typer.Option(1, "--num-shards", min=1, help="split the work over N independent workers"),
     shard_index: int = typer.Option(0, "--shard-index", min=0, help="which of the N workers this is"),
-    max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", help="exit non-zero above this rate"),
+    max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", min=0.0, max=1.0,
+                                                        help="exit 3 when quarantined/attempted is above this"),
     limit: Optional[int] = typer.Option(None, help="process at most this many new samples"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
     engine: str = typer.Option("local", help="local | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto | ray://host:10001"),
 ) -> None:
-    """Run the four stages over the configured sources and write the dataset folder."""
+    """Run the four stages over the configured sources and write the dataset folder.
+
+    Resumable: rerun the same command after a crash or Ctrl-C and only unfinished samples run.
+    Exit codes: 0 done; 2 a usage/config error; 3 the quarantine rate is above the maximum."""
     from generation.runner import RunOptions
 
     if shard_index >= num_shards:
         fail(f"--shard-index must be below --num-shards ({num_shards})")
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, not {engine!r}")
     try:
         cfg = _load_pipeline(config, teacher, model, base_url)
         options = RunOptions(out_dir=out, num_shards=num_shards, shard_index=shard_index, quiet=quiet,
                              max_quarantine_rate=max_quarantine_rate, limit=limit)
         if dry_run:
             from generation.plan import describe_plan
+            from generation.redact import redact_text
 
-            console.print(describe_plan(cfg, options), highlight=False)
+            console.print(redact_text(describe_plan(cfg, options)), highlight=False, soft_wrap=True)
             return
         if engine == "ray":
-            from generation.ray_engine import run_generation_ray as run
-        elif engine == "local":
-            from generation.runner import run_generation as run
+            from generation.ray_engine import run_generation_ray
+
+            summary = run_generation_ray(cfg, options, address=ray_address)
         else:
-            fail(f"--engine must be local or ray, not {engine!r}")
-        summary = run(cfg, options) if engine == "local" else run(cfg, options, address=ray_address)
-    except _user_errors() as exc:
+            from generation.runner import run_generation
+
+            summary = run_generation(cfg, options)
+    except _run_errors() as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        _interrupted()
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
+        _unexpected(exc, "the work folder")
+    _finish(summary, quiet)
+
+
+def _finish(summary, quiet: bool) -> None:
     if not quiet:
         _print_summary(summary)
     if summary.exit_code:
-        fail(f"quarantine rate {summary.quarantine_rate:.1%} is above the allowed maximum", summary.exit_code)
+        fail(f"quarantine rate {summary.quarantine_rate:.1%} ({summary.quarantined_total} of "
+             f"{summary.finished_total + summary.quarantined_total} samples) is above the allowed maximum; "
+             f"see quarantine.jsonl in {summary.work_dir}", summary.exit_code)
 
 
 @app.command()
 def retry(
-    config: Path = typer.Option(..., "--config", "-c"),
-    out: Path = typer.Option(Path("mmat-1m"), "--out", "-o"),
-    teacher: Optional[str] = typer.Option(None),
-    model: Optional[str] = typer.Option(None),
-    base_url: Optional[str] = typer.Option(None, "--base-url"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    config: Path = typer.Option(..., "--config", "-c", help="the pipeline YAML of the earlier run"),
+    out: Path = typer.Option(Path("mmat-1m"), "--out", "-o", help="the dataset folder of the earlier run"),
+    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai"),
+    model: Optional[str] = typer.Option(None, help="override teacher.model"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url"),
+    max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", min=0.0, max=1.0,
+                                                        help="exit 3 when the quarantine rate stays above this"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
 ) -> None:
-    """Re-run only the quarantined samples of an earlier run."""
-    from generation.checkpoint import Checkpoint
-    from generation.runner import RunOptions, default_work_dir, run_generation
+    """Re-run only the quarantined samples of an earlier run (e.g. after fixing their inputs).
+
+    Samples that now finish join the shards and leave quarantine.jsonl; the others get a fresh record."""
+    from generation.runner import RunOptions, run_generation
 
     try:
         cfg = _load_pipeline(config, teacher, model, base_url)
-        work_dir = Path(cfg.runner.work_dir) if cfg.runner.work_dir else default_work_dir(out)
-        checkpoint = Checkpoint(work_dir)
-        ids = set(checkpoint.quarantined())
-        if not ids:
-            console.print("nothing to retry: no quarantined samples")
-            return
-        checkpoint.release_quarantined(ids)
-        summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, only_ids=ids))
-    except _user_errors() as exc:
+        summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, retry=True,
+                                                 max_quarantine_rate=max_quarantine_rate))
+    except _run_errors() as exc:
         fail(str(exc))
-    if not quiet:
-        _print_summary(summary)
+    except KeyboardInterrupt:
+        _interrupted()
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _unexpected(exc, "the work folder")
+    if summary.total == 0:
+        console.print("nothing to retry: no quarantined samples", highlight=False)
+    _finish(summary, quiet)
 
 
 @app.command()

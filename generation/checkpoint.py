@@ -1,26 +1,51 @@
 """Durable per-sample progress, so `kill -9` at any moment loses at most the samples in flight.
 
-Layout of a work folder:
+Layout of a work folder (one per dataset folder; the workers of a sharded run share it):
     rows-{worker}.jsonl     one line per finished sample (its RR and ORR rows without image bytes),
                             appended and fsync'd before the sample counts as done
     quarantine.jsonl        one line per quarantined sample: id, stage, error type, message
+                            (worker `i` of a sharded run writes `quarantine-{worker}.jsonl`)
     blobs/ab/<sha256>       image bytes, content-addressed, written atomically (shared by RR and ORR)
+    .lock-{worker}          held (flock) while a run of that worker is alive
 
-A torn last line (the process died mid-write) is ignored on read; the sample is simply redone.
+Every file has exactly one writer (its worker), so appends never interleave; readers take the union
+of all workers' files, so a change of `--num-shards` never redoes finished work. A torn last line
+(the process died mid-write) is ignored on read and cut off when the writer reopens the file; the
+sample is simply redone. A sample that is both finished and quarantined (a retry that worked) counts
+as finished.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
+
+_ID_PREFIX = re.compile(r'^\{"id":("(?:[^"\\]|\\.)*")')
+_REF_PREFIX = re.compile(r'^\{"id":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*"),"split":("(?:[^"\\]|\\.)*"),')
+
+
+class CheckpointLocked(RuntimeError):
+    """Another live process is already running this worker on this work folder."""
+
+
+def _redact_known(text: str) -> str:
+    """Known secrets (API keys, Hub tokens from the environment) out of a line before it is stored."""
+    from generation.redact import MASK, known_secrets
+
+    for secret in sorted(known_secrets(), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    line = _redact_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n"
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line)
         fh.flush()
@@ -41,6 +66,49 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def _read_ids(path: Path) -> Iterator[str]:
+    """The ids of a rows file without parsing whole rows (every line starts with `{"id":"…"`)."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            match = _ID_PREFIX.match(line)
+            try:
+                if match:
+                    yield json.loads(match.group(1))
+                else:
+                    yield json.loads(line)["id"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+
+
+def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in lines:
+                fh.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Where one finished record lives, so shards can be written without holding every row in memory."""
+
+    id: str
+    source: str
+    split: str
+    path: Path
+    offset: int
+
+
 @dataclass
 class QuarantineRecord:
     id: str
@@ -51,8 +119,9 @@ class QuarantineRecord:
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tmp_prefix: str = ".tmp-") -> None:
         self.root = root
+        self.tmp_prefix = tmp_prefix
 
     def path(self, sha: str) -> Path:
         return self.root / sha[:2] / sha
@@ -62,7 +131,7 @@ class BlobStore:
         target = self.path(sha)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=self.tmp_prefix)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -75,16 +144,69 @@ class BlobStore:
 
 
 class Checkpoint:
-    """The work folder of one run (one worker of a sharded run writes its own rows file)."""
+    """The work folder of one run; one worker of a sharded run writes its own rows/quarantine files.
 
-    def __init__(self, work_dir: Path, worker: str = "0") -> None:
+    `lock=True` (what the runner uses) holds an exclusive lock for this worker while the object lives,
+    so two runs of the same worker cannot append to the same files; the kernel drops it when the
+    process dies, `kill -9` included. `readonly=True` (the dry run) creates, repairs and locks nothing.
+    """
+
+    def __init__(self, work_dir: Path, worker: str = "0", *, lock: bool = False, readonly: bool = False) -> None:
         self.dir = Path(work_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.worker = worker
+        self.readonly = readonly
         self.rows_path = self.dir / f"rows-{worker}.jsonl"
-        self.quarantine_path = self.dir / "quarantine.jsonl"
-        self.blobs = BlobStore(self.dir / "blobs")
+        self.quarantine_path = self.dir / ("quarantine.jsonl" if worker == "0" else f"quarantine-{worker}.jsonl")
+        self.tmp_prefix = f".tmp-{worker}-"
+        self.blobs = BlobStore(self.dir / "blobs", self.tmp_prefix)
+        self._lock_fd: Optional[int] = None
+        if readonly:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if lock:
+            self._acquire_lock()
+            self._remove_stale_temps()
         self._repair_tail(self.rows_path)
         self._repair_tail(self.quarantine_path)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _acquire_lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.dir / f".lock-{self.worker}", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise CheckpointLocked(
+                    f"another run of worker {self.worker} is using the work folder {self.dir}; wait for it to "
+                    f"finish (or stop it), then rerun the same command to resume") from None
+            raise
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the worker lock (a no-op without one)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _remove_stale_temps(self) -> None:
+        """Half-written temp files this worker left behind when it was killed (we hold its lock)."""
+        for path in self.dir.glob(f"{self.tmp_prefix}*"):
+            path.unlink(missing_ok=True)
+        blobs = self.dir / "blobs"
+        if blobs.is_dir():
+            for sub in blobs.iterdir():
+                if sub.is_dir():
+                    for path in sub.glob(f"{self.tmp_prefix}*"):
+                        path.unlink(missing_ok=True)
 
     @staticmethod
     def _repair_tail(path: Path) -> None:
@@ -101,19 +223,60 @@ class Checkpoint:
             os.fsync(fh.fileno())
 
     # -- finished samples -------------------------------------------------------------------------
+    def rows_files(self) -> list[Path]:
+        """Every worker's rows file, this worker's first."""
+        others = sorted(p for p in self.dir.glob("rows-*.jsonl") if p != self.rows_path)
+        return ([self.rows_path] if self.rows_path.exists() else []) + others
+
     def finished(self) -> Iterator[dict[str, Any]]:
-        """Finished records, each id once (the first durable copy wins)."""
+        """Finished records of all workers, each id once (the first durable copy wins)."""
         seen: set[str] = set()
-        for record in read_jsonl(self.rows_path):
-            if record["id"] not in seen:
-                seen.add(record["id"])
-                yield record
+        for path in self.rows_files():
+            for record in read_jsonl(path):
+                if record["id"] not in seen:
+                    seen.add(record["id"])
+                    yield record
 
     def finished_ids(self) -> set[str]:
-        return {r["id"] for r in read_jsonl(self.rows_path)}
+        return {sample_id for path in self.rows_files() for sample_id in _read_ids(path)}
+
+    def finished_refs(self) -> list[RecordRef]:
+        """(id, source, split, file, offset) of every finished record, each id once (first copy wins)."""
+        seen: set[str] = set()
+        refs: list[RecordRef] = []
+        for path in self.rows_files():
+            with open(path, "rb") as fh:
+                offset = 0
+                for raw in fh:
+                    start, offset = offset, offset + len(raw)
+                    if not raw.endswith(b"\n"):
+                        break
+                    line = raw.decode("utf-8")
+                    match = _REF_PREFIX.match(line)
+                    try:
+                        if match:
+                            sample_id, source, split = (json.loads(g) for g in match.groups())
+                        else:
+                            record = json.loads(line)
+                            sample_id, source, split = record["id"], record["source"], record["split"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue
+                    if sample_id not in seen:
+                        seen.add(sample_id)
+                        refs.append(RecordRef(sample_id, source, split, path, start))
+        return refs
+
+    def load(self, ref: RecordRef) -> dict[str, Any]:
+        """The full stored record a `RecordRef` points at."""
+        with open(ref.path, "rb") as fh:
+            fh.seek(ref.offset)
+            return json.loads(fh.readline())
 
     def add_finished(self, sample_id: str, source: str, split: str, rows: dict[str, dict[str, Any]]) -> None:
-        """Store image bytes as blobs, then make the sample durable with one fsync'd line."""
+        """Store image bytes as blobs, then make the sample durable with one fsync'd line.
+
+        Known secrets are masked in the stored line, so no key reaches a shard even if a model or an
+        operator repeated one."""
         stored: dict[str, Any] = {}
         image_shas: Optional[list[str]] = None
         for fmt, row in rows.items():
@@ -130,20 +293,44 @@ class Checkpoint:
         return row
 
     # -- quarantine --------------------------------------------------------------------------------
+    def quarantine_files(self) -> list[Path]:
+        files = [p for p in self.dir.glob("quarantine*.jsonl")]
+        return sorted(files, key=lambda p: (p != self.quarantine_path, p.name))
+
     def quarantine(self, record: QuarantineRecord) -> None:
         _append_line(self.quarantine_path, record.__dict__)
 
-    def quarantined(self) -> dict[str, QuarantineRecord]:
-        """The latest record per id."""
-        return {r["id"]: QuarantineRecord(**r) for r in read_jsonl(self.quarantine_path)}
+    def quarantined(self, finished_ids: Optional[set[str]] = None) -> dict[str, QuarantineRecord]:
+        """The latest record per id over all workers, minus ids that finished since (a retry that worked)."""
+        done = self.finished_ids() if finished_ids is None else finished_ids
+        records: dict[str, QuarantineRecord] = {}
+        for path in self.quarantine_files():
+            for r in read_jsonl(path):
+                if r.get("id") not in done:
+                    records[r["id"]] = QuarantineRecord(**r)
+        return records
 
     def release_quarantined(self, ids: set[str]) -> None:
-        """Forget these quarantine records (for `mmat retry`); rewritten atomically."""
-        keep = [r for r in read_jsonl(self.quarantine_path) if r["id"] not in ids]
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in keep:
-                fh.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.quarantine_path)
+        """Forget these quarantine records in every worker's file; each file rewritten atomically."""
+        for path in self.quarantine_files():
+            records = list(read_jsonl(path))
+            keep = [r for r in records if r.get("id") not in ids]
+            if len(keep) != len(records):
+                _write_atomic(path, keep, self.tmp_prefix)
+
+    def compact_quarantine(self) -> int:
+        """Drop records of ids that finished since and older records of re-quarantined ids; returns
+        how many lines went. Only when no other worker runs (`mmat retry`)."""
+        done = self.finished_ids()
+        dropped = 0
+        for path in self.quarantine_files():
+            records = list(read_jsonl(path))
+            latest: dict[str, dict[str, Any]] = {}
+            for r in records:
+                if r.get("id") not in done:
+                    latest.pop(r["id"], None)
+                    latest[r["id"]] = r
+            if len(latest) != len(records):
+                _write_atomic(path, latest.values(), self.tmp_prefix)
+                dropped += len(records) - len(latest)
+        return dropped

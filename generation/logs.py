@@ -2,6 +2,10 @@
 
 Secrets are scrubbed by a filter on the root logger, so no handler (ours or a library's) can write a
 key or a token to the console or the file.
+
+Records passed `extra={"data": {...}}` keep those fields as JSON in the file (progress: samples/s,
+ETA, tokens, USD; quarantines: id, stage, error type, message). The per-sample and periodic loggers
+(`mmat.samples`, `mmat.progress`) write to the file only: the console has the progress bar.
 """
 from __future__ import annotations
 
@@ -19,9 +23,24 @@ class JsonLineFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            payload["data"] = data
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False)
+        elif record.exc_text:  # already rendered (and redacted) by generation.redact
+            payload["exception"] = record.exc_text
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+        from generation.redact import redact
+
+        return redact(text)  # `data` fields too
+
+
+FILE_ONLY_LOGGERS = ("mmat.samples", "mmat.progress")
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(FILE_ONLY_LOGGERS)
 
 
 _installed: dict[str, logging.Handler] = {}
@@ -39,6 +58,7 @@ def setup_console_logging(quiet: bool = False) -> None:
             handler = RichHandler(show_path=False, show_time=False, markup=False)
         except ImportError:  # pragma: no cover - rich is a core dependency
             handler = logging.StreamHandler()
+        handler.addFilter(_console_filter)
         root.addHandler(handler)
         _installed["console"] = handler
     handler.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -2,15 +2,21 @@
 
 The runner owns what the stages must not know about: concurrency, the operator cache, checkpoints,
 quarantine, progress and the final shards + card. Each finished sample is durable (fsync'd) before it
-counts; a rerun of the same config skips finished and quarantined ids; shards are rebuilt from the
-checkpoint at the end, atomically.
+counts; a rerun of the same config skips finished and quarantined ids; `retry` re-runs only the
+quarantined ones. Shards are rebuilt from the checkpoint at the end, atomically per file, and the
+card is re-rendered from every shard in the folder, under a lock shared by the workers of a sharded
+run, so the last worker to finish leaves a card that describes all of them.
+
+Reused by the Ray engine: `make_plan`, `SampleProcessor`, `write_shards`, `finish_run`.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -23,11 +29,14 @@ from generation.schema import Quarantined, Sample, TeacherUsage
 from generation.sources import read_source
 from generation.splits import assign_split, hash_fraction
 from generation.teachers.base import Teacher, TeacherError
-from generation.writer import WriterSettings, write_group
+from generation.writer import WriterSettings, clean_stale_temps, write_group
 from operators.base import OperatorError
 from operators.images import ImageDecodeError, LoadedImage
 
 log = logging.getLogger("mmat.runner")
+# Per-sample and periodic records go to the run log only (the console filter in generation.logs drops them).
+sample_log = logging.getLogger("mmat.samples")
+progress_log = logging.getLogger("mmat.progress")
 
 
 @dataclass
@@ -36,7 +45,8 @@ class RunOptions:
     num_shards: int = 1
     shard_index: int = 0
     quiet: bool = False
-    only_ids: Optional[set[str]] = None  # `mmat retry`: just these ids
+    only_ids: Optional[set[str]] = None  # just these ids
+    retry: bool = False  # `mmat retry`: run the quarantined ids again (and only those)
     max_quarantine_rate: Optional[float] = None  # overrides runner.max_quarantine_rate
     limit: Optional[int] = None  # at most this many new samples (smoke runs)
 
@@ -47,6 +57,8 @@ class RunSummary:
     skipped: int = 0  # finished or quarantined by an earlier run
     finished: int = 0  # finished in this run
     quarantined: int = 0  # quarantined in this run
+    finished_total: int = 0  # finished in this worker's slice, over every run so far
+    quarantined_total: int = 0  # quarantined (and not finished since) in this worker's slice
     quarantine_by_stage: Counter = field(default_factory=Counter)
     rows: dict[str, int] = field(default_factory=dict)  # "orr/train" -> count, over the whole checkpoint
     usage: TeacherUsage = field(default_factory=TeacherUsage)
@@ -58,6 +70,10 @@ class RunSummary:
 
     @property
     def quarantine_rate(self) -> float:
+        """Quarantined / attempted over the worker's whole slice (every run so far: a resumed or retried
+        run is judged on the dataset it leaves, not on its last piece); this run's when no totals."""
+        if self.finished_total + self.quarantined_total:
+            return self.quarantined_total / (self.finished_total + self.quarantined_total)
         attempted = self.finished + self.quarantined
         return self.quarantined / attempted if attempted else 0.0
 
@@ -65,6 +81,36 @@ class RunSummary:
 def default_work_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir).resolve()
     return out_dir.parent / ".mmat-work" / out_dir.name
+
+
+def resolve_work_dir(config: PipelineConfig, out_dir: Path) -> Path:
+    return Path(config.runner.work_dir) if config.runner.work_dir else default_work_dir(Path(out_dir))
+
+
+def out_lock_path(out_dir: Path) -> Path:
+    """One lock per dataset folder, beside it (not in it, so it is never published)."""
+    out_dir = Path(out_dir).resolve()
+    return out_dir.parent / ".mmat-work" / f"{out_dir.name}.lock"
+
+
+@contextmanager
+def out_folder_lock(out_dir: Path) -> Iterator[None]:
+    """Serialise shard + card writing of the workers that share a dataset folder (blocking flock)."""
+    import fcntl
+
+    path = out_lock_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def writer_settings(config: PipelineConfig, options: RunOptions) -> WriterSettings:
+    return WriterSettings(shard_max_bytes=config.output.shard_max_bytes, row_group_rows=config.output.row_group_rows,
+                          worker_index=options.shard_index, num_workers=options.num_shards)
 
 
 def worker_name(options: RunOptions) -> str:
@@ -92,16 +138,30 @@ class Plan:
 
 
 def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint) -> Plan:
-    done = checkpoint.finished_ids() | set(checkpoint.quarantined())
+    """This worker's samples that are neither finished nor quarantined (with `retry`: its quarantined
+    ones); an id that a source yields twice is planned once."""
+    finished = checkpoint.finished_ids()
+    quarantined = set(checkpoint.quarantined(finished))
+    only = options.only_ids
+    if options.retry:
+        only = quarantined if only is None else only & quarantined
+        done = finished
+    else:
+        done = finished | quarantined
     todo: list[Sample] = []
     failures: list[Quarantined] = []
-    total = skipped = 0
+    total = skipped = duplicates = 0
+    seen: set[str] = set()
     for item in iter_samples(config):
         sample_id = item.sample_id if isinstance(item, Quarantined) else item.id
         if not in_worker_slice(sample_id, options):
             continue
-        if options.only_ids is not None and sample_id not in options.only_ids:
+        if only is not None and sample_id not in only:
             continue
+        if sample_id in seen:
+            duplicates += 1
+            continue
+        seen.add(sample_id)
         total += 1
         if sample_id in done:
             skipped += 1
@@ -109,6 +169,8 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
         if options.limit is not None and len(todo) + len(failures) >= options.limit:
             continue
         (failures if isinstance(item, Quarantined) else todo).append(item)
+    if duplicates:
+        log.warning("%d records repeat an id already seen; each id is generated once", duplicates)
     return Plan(todo, failures, total, skipped)
 
 
@@ -125,8 +187,10 @@ def _quarantine_record(sample: Sample | None, exc: BaseException, sample_id: str
         stage, error_type, message = "rationale", type(exc).__name__, str(exc)
     else:
         stage, error_type, message = "internal", type(exc).__name__, str(exc) or repr(exc)
-    return QuarantineRecord(id=sample.id if sample else sample_id, stage=stage, error_type=error_type,
-                            message=redact_text(message), source=sample.source if sample else "")
+    sample_id = sample.id if sample else sample_id
+    source = sample.source if sample else sample_id.split("/", 1)[0]
+    message = " ".join(redact_text(message).split())  # one line
+    return QuarantineRecord(id=sample_id, stage=stage, error_type=error_type, message=message, source=source)
 
 
 class SampleProcessor:
@@ -172,39 +236,60 @@ class SampleProcessor:
 
 
 def write_shards(checkpoint: Checkpoint, out_dir: Path, config: PipelineConfig, options: RunOptions) -> dict[str, int]:
-    """Rebuild this worker's shards from every finished record, grouped and sorted by id."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    records = sorted(checkpoint.finished(), key=lambda r: r["id"])
-    for index, record in enumerate(records):
-        groups.setdefault((record["source"], record["split"]), []).append(index)
-    settings = WriterSettings(shard_max_bytes=config.output.shard_max_bytes,
-                              row_group_rows=config.output.row_group_rows,
-                              worker_index=options.shard_index, num_workers=options.num_shards)
+    """Rebuild this worker's shards from every finished record of its slice (whichever worker's rows
+    file holds it), grouped and sorted by id; groups whose shards already hold those rows are kept.
+    Records are read one at a time from the checkpoint, so memory does not grow with the dataset."""
+    settings = writer_settings(config, options)
+    clean_stale_temps(out_dir, settings)
+    groups: dict[tuple[str, str], list] = {}
+    for ref in checkpoint.finished_refs():
+        if in_worker_slice(ref.id, options):
+            groups.setdefault((ref.source, ref.split), []).append(ref)
     counts: Counter = Counter()
-    for (source, split), indices in sorted(groups.items()):
+    for (source, split), refs in sorted(groups.items()):
+        refs.sort(key=lambda r: r.id)
+        ids = [r.id for r in refs]
         for fmt in ("rr", "orr"):
-            rows = (checkpoint.materialise(records[i], fmt) for i in indices)
-            written = write_group(out_dir, fmt, source, split, rows, settings)
+            rows = (checkpoint.materialise(checkpoint.load(r), fmt) for r in refs)
+            written = write_group(out_dir, fmt, source, split, rows, settings, ids=ids)
             counts[f"{fmt}/{split}"] += written.rows
     return dict(counts)
 
 
+def progress_fields(done: int, total: int, elapsed_s: float, usage: TeacherUsage, quarantined: int = 0) -> dict:
+    """What the bar and the run log show: samples/s, ETA, tokens and USD so far."""
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else None
+    return {"done": done, "total": total, "quarantined": quarantined, "samples_per_s": round(rate, 3),
+            "eta_s": None if eta is None else round(eta, 1), "elapsed_s": round(elapsed_s, 1),
+            "tokens": usage.prompt_tokens + usage.completion_tokens, "cost_usd": round(usage.cost_usd, 6)}
+
+
 class _Progress:
-    """A rich progress bar with samples/s, ETA, tokens and USD; silent with --quiet."""
+    """A rich progress bar (done/total, samples/s, ETA, tokens, USD, quarantined); silent with --quiet.
 
-    def __init__(self, total: int, quiet: bool) -> None:
+    Whatever the console shows, the run log gets the same numbers as a JSON record every
+    `log_every_s` seconds and at the end, so scripts (`--quiet`) can follow a run too."""
+
+    def __init__(self, total: int, quiet: bool, log_every_s: float = 10.0) -> None:
         self.quiet = quiet
+        self.total = total
         self.progress = None
+        self.log_every_s = log_every_s
         if not quiet and total:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[cost]}"), transient=False)
-            self.task = self.progress.add_task("generate", total=total, rate="", cost="")
+            self.progress = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[cost]}"), TextColumn("{task.fields[quarantined]}"),
+                                     transient=False)
+            self.task = self.progress.add_task("generate", total=total, rate="0.00 samples/s",
+                                               cost="0 tok $0.0000", quarantined="")
         self.start = time.perf_counter()
+        self.last_log = self.start
         self.done = 0
+        self.quarantined = 0
+        self.usage = TeacherUsage()
 
     def __enter__(self) -> "_Progress":
         if self.progress:
@@ -214,14 +299,27 @@ class _Progress:
     def __exit__(self, *exc) -> None:
         if self.progress:
             self.progress.__exit__(*exc)
+        self._log()
 
-    def advance(self, usage: TeacherUsage) -> None:
+    def _log(self) -> None:
+        if self.total:
+            fields = progress_fields(self.done, self.total, time.perf_counter() - self.start, self.usage,
+                                     self.quarantined)
+            progress_log.info("progress %d/%d", self.done, self.total, extra={"data": fields})
+
+    def advance(self, usage: TeacherUsage, quarantined: bool = False) -> None:
         self.done += 1
+        self.quarantined += int(quarantined)
+        self.usage = usage
+        now = time.perf_counter()
         if self.progress:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            tokens = usage.prompt_tokens + usage.completion_tokens
-            self.progress.update(self.task, advance=1, rate=f"{rate:.2f} samples/s",
-                                 cost=f"{tokens:,} tok ${usage.cost_usd:.4f}")
+            fields = progress_fields(self.done, self.total, now - self.start, usage, self.quarantined)
+            self.progress.update(self.task, advance=1, rate=f"{fields['samples_per_s']:.2f} samples/s",
+                                 cost=f"{fields['tokens']:,} tok ${fields['cost_usd']:.4f}",
+                                 quarantined=f"{self.quarantined} quarantined" if self.quarantined else "")
+        if now - self.last_log >= self.log_every_s:
+            self.last_log = now
+            self._log()
 
 
 async def process_all(samples: Iterable[Sample], processor: SampleProcessor, concurrency: int,
@@ -254,21 +352,42 @@ def build_engine_parts(config: PipelineConfig, work_dir: Path) -> tuple[Teacher,
     return teacher, operators
 
 
-def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions) -> RunSummary:
-    """Shards + card from the checkpoint, then the quarantine threshold decides the exit code."""
-    summary.rows = write_shards(checkpoint, options.out_dir, config, options)
-    from publishing.card import write_card
+QUARANTINE_EXIT_CODE = 3
 
-    write_card(options.out_dir, run_stats={
-        "quarantined_total": len(checkpoint.quarantined()),
-        "quarantine_by_stage": dict(Counter(r.stage for r in checkpoint.quarantined().values())),
-        "elapsed_s": round(summary.elapsed_s, 2),
-    })
+
+def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions) -> RunSummary:
+    """Shards + card from the checkpoint, then the quarantine threshold decides the exit code.
+
+    Shards and card are written under the dataset folder's lock, so the workers of a sharded run take
+    turns and every card describes a folder no worker is rewriting; the card is rendered from all
+    shards in the folder (every worker's), so the last worker to finish leaves the complete card."""
+    from publishing.card import CARD_FILENAME, write_card
+    from mmat_1m import card_configs
+
+    out_dir = Path(options.out_dir)
+    finished = checkpoint.finished_ids()
+    quarantined = checkpoint.quarantined(finished)
+    with out_folder_lock(out_dir):
+        summary.rows = write_shards(checkpoint, out_dir, config, options)
+        (out_dir / CARD_FILENAME).with_suffix(".md.tmp").unlink(missing_ok=True)  # a killed card write
+        if card_configs(out_dir):
+            write_card(out_dir, run_stats={
+                "quarantined_total": len(quarantined),
+                "quarantine_by_stage": dict(Counter(r.stage for r in quarantined.values())),
+                "elapsed_s": round(summary.elapsed_s, 2),
+            })
+        else:
+            log.warning("no finished samples: no shards and no card in %s", out_dir)
+    summary.finished_total = sum(1 for i in finished if in_worker_slice(i, options))
+    summary.quarantined_total = sum(1 for i in quarantined if in_worker_slice(i, options))
     threshold = options.max_quarantine_rate
     if threshold is None:
         threshold = config.runner.max_quarantine_rate
     if summary.quarantine_rate > threshold:
-        summary.exit_code = 3
+        summary.exit_code = QUARANTINE_EXIT_CODE
+        log.error("quarantine rate %.1f%% (%d of %d samples) is above the allowed %.1f%%",
+                  100 * summary.quarantine_rate, summary.quarantined_total,
+                  summary.finished_total + summary.quarantined_total, 100 * threshold)
     return summary
 
 
@@ -278,22 +397,26 @@ async def _run_async(config: PipelineConfig, options: RunOptions, checkpoint: Ch
     processor = SampleProcessor(config, teacher, operators, checkpoint)
     concurrency = config.runner.max_concurrency or config.teacher.max_concurrency
 
+    def quarantined(record: QuarantineRecord) -> None:
+        summary.quarantined += 1
+        summary.quarantine_by_stage[record.stage] += 1
+        sample_log.info("quarantined %s at %s: %s: %s", record.id, record.stage, record.error_type, record.message,
+                        extra={"data": dict(record.__dict__)})
+
     with _Progress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
         for failure in plan.foundation_failures:
             record = _quarantine_record(None, failure, failure.sample_id)
             checkpoint.quarantine(record)
-            summary.quarantined += 1
-            summary.quarantine_by_stage[record.stage] += 1
-            progress.advance(summary.usage)
+            quarantined(record)
+            progress.advance(summary.usage, quarantined=True)
 
         def on_done(usage: Optional[TeacherUsage], record: Optional[QuarantineRecord]) -> None:
             if record is not None:
-                summary.quarantined += 1
-                summary.quarantine_by_stage[record.stage] += 1
+                quarantined(record)
             else:
                 summary.finished += 1
                 summary.usage = summary.usage.add(usage)
-            progress.advance(summary.usage)
+            progress.advance(summary.usage, quarantined=record is not None)
 
         try:
             await process_all(plan.todo, processor, concurrency, on_done)
@@ -302,19 +425,42 @@ async def _run_async(config: PipelineConfig, options: RunOptions, checkpoint: Ch
     summary.operator_executions = getattr(operators, "executions", 0)
 
 
-def run_generation(config: PipelineConfig, options: RunOptions) -> RunSummary:
-    options.out_dir = Path(options.out_dir)
-    work_dir = Path(config.runner.work_dir) if config.runner.work_dir else default_work_dir(options.out_dir)
-    checkpoint = Checkpoint(work_dir, worker=worker_name(options))
-    from generation.logs import setup_run_logging
+def run_log_path(work_dir: Path, options: RunOptions) -> Path:
+    """`run.log`, or `run-{worker}.log` for a worker of a sharded run (one writer per file)."""
+    name = worker_name(options)
+    return Path(work_dir) / ("run.log" if name == "0" else f"run-{name}.log")
 
-    setup_run_logging(work_dir / "run.log", quiet=options.quiet)
-    start = time.perf_counter()
-    plan = make_plan(config, options, checkpoint)
-    summary = RunSummary(total=plan.total, skipped=plan.skipped, out_dir=options.out_dir, work_dir=work_dir)
-    summary.usage = TeacherUsage(model=config.teacher.model if config.teacher.kind != "offline" else "offline-annotations")
-    log.info("plan: %d samples in slice, %d done before, %d to run", plan.total, plan.skipped,
-             len(plan.todo) + len(plan.foundation_failures))
-    asyncio.run(_run_async(config, options, checkpoint, plan, summary))
-    summary.elapsed_s = time.perf_counter() - start
-    return finish_run(summary, checkpoint, config, options)
+
+def run_generation(config: PipelineConfig, options: RunOptions) -> RunSummary:
+    """The whole local run: plan, process (resumably), shards + card, exit code. Raises
+    `CheckpointLocked` when another live run of the same worker holds the work folder."""
+    options.out_dir = Path(options.out_dir)
+    work_dir = resolve_work_dir(config, options.out_dir)
+    checkpoint = Checkpoint(work_dir, worker=worker_name(options), lock=True)
+    try:
+        from generation.logs import setup_run_logging
+
+        setup_run_logging(run_log_path(work_dir, options), quiet=options.quiet)
+        start = time.perf_counter()
+        clean_stale_temps(options.out_dir, writer_settings(config, options))
+        plan = make_plan(config, options, checkpoint)
+        summary = RunSummary(total=plan.total, skipped=plan.skipped, out_dir=options.out_dir, work_dir=work_dir)
+        summary.usage = TeacherUsage(model=config.teacher.model if config.teacher.kind != "offline"
+                                     else "offline-annotations")
+        log.info("plan%s: %d samples in slice, %d done before, %d to run", " (retry)" if options.retry else "",
+                 plan.total, plan.skipped, len(plan.todo) + len(plan.foundation_failures))
+        asyncio.run(_run_async(config, options, checkpoint, plan, summary))
+        summary.elapsed_s = time.perf_counter() - start
+        finish_run(summary, checkpoint, config, options)
+        if options.retry:
+            checkpoint.compact_quarantine()
+        progress_log.info("run finished", extra={"data": {
+            "finished": summary.finished, "quarantined": summary.quarantined, "skipped": summary.skipped,
+            "total": summary.total, "finished_total": summary.finished_total,
+            "quarantined_total": summary.quarantined_total, "quarantine_by_stage": dict(summary.quarantine_by_stage),
+            "rows": summary.rows, "tokens": summary.usage.prompt_tokens + summary.usage.completion_tokens,
+            "cost_usd": round(summary.usage.cost_usd, 6), "elapsed_s": round(summary.elapsed_s, 2),
+            "exit_code": summary.exit_code}})
+        return summary
+    finally:
+        checkpoint.close()
