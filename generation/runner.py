@@ -7,7 +7,8 @@ quarantined ones. Shards are rebuilt from the checkpoint at the end, atomically 
 card is re-rendered from every shard in the folder, under a lock shared by the workers of a sharded
 run, so the last worker to finish leaves a card that describes all of them.
 
-Reused by the Ray engine: `make_plan`, `SampleProcessor`, `write_shards`, `finish_run`.
+The Ray engine (`generation.ray_engine`) is another `execute` for `run_generation`: same plan,
+`SampleProcessor`, outcome recording, shards and card.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import logging
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +205,16 @@ class SampleProcessor:
         self.checkpoint = checkpoint
         self.settings = RationaleSettings(max_steps=config.rationale.max_steps,
                                           reflection=config.rationale.reflection)
+        # Checkpoint appends fsync; on the event loop each would stall every sample in flight, so they
+        # go to one writer thread (one thread: appends to a file never interleave).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+
+    async def _durably(self, fn: Callable[..., None], *args: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    def close(self) -> None:
+        """Wait for the pending checkpoint writes."""
+        self._writer.shutdown(wait=True)
 
     async def rows_for(self, sample: Sample) -> tuple[dict[str, dict], TeacherUsage]:
         images = [LoadedImage(ref.read_bytes()) for ref in sample.images]
@@ -228,10 +240,10 @@ class SampleProcessor:
             record = _quarantine_record(sample, exc)
             if record.stage == "internal":
                 log.warning("internal error on %s", sample.id, exc_info=True)
-            self.checkpoint.quarantine(record)
+            await self._durably(self.checkpoint.quarantine, record)
             return None, record
         split = assign_split(sample, self.config.output.validation_fraction)
-        self.checkpoint.add_finished(sample.id, sample.source, split, rows)
+        await self._durably(self.checkpoint.add_finished, sample.id, sample.source, split, rows)
         return usage, None
 
 
@@ -342,13 +354,18 @@ async def process_all(samples: Iterable[Sample], processor: SampleProcessor, con
         await asyncio.gather(*pending)
 
 
+def operator_cache_dir(config: PipelineConfig, work_dir: Path) -> Path:
+    """Where operator results are cached (both engines): `operators.cache_dir`, else in the work folder."""
+    return Path(config.operators.cache_dir) if config.operators.cache_dir else Path(work_dir) / "operator-cache"
+
+
 def build_engine_parts(config: PipelineConfig, work_dir: Path) -> tuple[Teacher, Any]:
     from generation.teachers.factory import make_teacher
     from operators.registry import build_operators
 
     teacher = make_teacher(config.teacher)
-    cache_dir = Path(config.operators.cache_dir) if config.operators.cache_dir else work_dir / "operator-cache"
-    operators = build_operators(config.operators, cache_dir, caption_client=getattr(teacher, "caption_client", None))
+    operators = build_operators(config.operators, operator_cache_dir(config, work_dir),
+                                caption_client=getattr(teacher, "caption_client", None))
     return teacher, operators
 
 
@@ -391,37 +408,56 @@ def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConf
     return summary
 
 
+OutcomeCallback = Callable[[Optional[TeacherUsage], Optional[QuarantineRecord]], None]
+
+
+def outcome_recorder(summary: RunSummary, progress: "_Progress") -> OutcomeCallback:
+    """The callback both engines call once per sample: counts, usage, progress and the run log."""
+
+    def on_done(usage: Optional[TeacherUsage], record: Optional[QuarantineRecord]) -> None:
+        if record is not None:
+            summary.quarantined += 1
+            summary.quarantine_by_stage[record.stage] += 1
+            sample_log.info("quarantined %s at %s: %s: %s", record.id, record.stage, record.error_type,
+                            record.message, extra={"data": dict(record.__dict__)})
+        else:
+            summary.finished += 1
+            summary.usage = summary.usage.add(usage)
+        progress.advance(summary.usage, quarantined=record is not None)
+
+    return on_done
+
+
+def quarantine_foundation_failures(plan: Plan, checkpoint: Checkpoint, on_done: OutcomeCallback) -> None:
+    """Records the sources could not turn into samples (missing field, unreadable image, ...)."""
+    for failure in plan.foundation_failures:
+        record = _quarantine_record(None, failure, failure.sample_id)
+        checkpoint.quarantine(record)
+        on_done(None, record)
+
+
+def log_teacher_stats(teacher: Teacher) -> None:
+    """The teacher's own totals (requests, retries, repairs, failures), when it keeps them."""
+    stats = getattr(teacher, "stats", None)
+    if stats is not None and hasattr(stats, "summary"):
+        log.info("%s", stats.summary())
+
+
 async def _run_async(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
                      summary: RunSummary) -> None:
     teacher, operators = build_engine_parts(config, checkpoint.dir)
     processor = SampleProcessor(config, teacher, operators, checkpoint)
     concurrency = config.runner.max_concurrency or config.teacher.max_concurrency
 
-    def quarantined(record: QuarantineRecord) -> None:
-        summary.quarantined += 1
-        summary.quarantine_by_stage[record.stage] += 1
-        sample_log.info("quarantined %s at %s: %s: %s", record.id, record.stage, record.error_type, record.message,
-                        extra={"data": dict(record.__dict__)})
-
     with _Progress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
-        for failure in plan.foundation_failures:
-            record = _quarantine_record(None, failure, failure.sample_id)
-            checkpoint.quarantine(record)
-            quarantined(record)
-            progress.advance(summary.usage, quarantined=True)
-
-        def on_done(usage: Optional[TeacherUsage], record: Optional[QuarantineRecord]) -> None:
-            if record is not None:
-                quarantined(record)
-            else:
-                summary.finished += 1
-                summary.usage = summary.usage.add(usage)
-            progress.advance(summary.usage, quarantined=record is not None)
-
+        on_done = outcome_recorder(summary, progress)
+        quarantine_foundation_failures(plan, checkpoint, on_done)
         try:
             await process_all(plan.todo, processor, concurrency, on_done)
         finally:
+            processor.close()
             await teacher.aclose()
+            log_teacher_stats(teacher)
     summary.operator_executions = getattr(operators, "executions", 0)
 
 
@@ -431,9 +467,21 @@ def run_log_path(work_dir: Path, options: RunOptions) -> Path:
     return Path(work_dir) / ("run.log" if name == "0" else f"run-{name}.log")
 
 
-def run_generation(config: PipelineConfig, options: RunOptions) -> RunSummary:
-    """The whole local run: plan, process (resumably), shards + card, exit code. Raises
-    `CheckpointLocked` when another live run of the same worker holds the work folder."""
+Executor = Callable[[PipelineConfig, RunOptions, Checkpoint, Plan, RunSummary], None]
+
+
+def execute_locally(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
+                    summary: RunSummary) -> None:
+    """The local engine: one process, one event loop, `max_concurrency` samples in flight."""
+    asyncio.run(_run_async(config, options, checkpoint, plan, summary))
+
+
+def run_generation(config: PipelineConfig, options: RunOptions, execute: Optional[Executor] = None) -> RunSummary:
+    """The whole run: plan, process (resumably), shards + card, exit code. Raises `CheckpointLocked`
+    when another live run of the same worker holds the work folder.
+
+    `execute` processes the plan's samples (default: `execute_locally`; the Ray engine passes its
+    own); everything around it (checkpoint, plan, shards, card, exit code) is the same for both."""
     options.out_dir = Path(options.out_dir)
     work_dir = resolve_work_dir(config, options.out_dir)
     checkpoint = Checkpoint(work_dir, worker=worker_name(options), lock=True)
@@ -449,7 +497,7 @@ def run_generation(config: PipelineConfig, options: RunOptions) -> RunSummary:
                                      else "offline-annotations")
         log.info("plan%s: %d samples in slice, %d done before, %d to run", " (retry)" if options.retry else "",
                  plan.total, plan.skipped, len(plan.todo) + len(plan.foundation_failures))
-        asyncio.run(_run_async(config, options, checkpoint, plan, summary))
+        (execute or execute_locally)(config, options, checkpoint, plan, summary)
         summary.elapsed_s = time.perf_counter() - start
         finish_run(summary, checkpoint, config, options)
         if options.retry:
