@@ -24,7 +24,10 @@ err_console = Console(stderr=True)
 def fail(message: str, code: int = 2) -> None:
     from generation.redact import redact_text
 
-    err_console.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: messages name extras like `.[ray]`, which rich would otherwise read as markup and drop
+    err_console.print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,8 +44,9 @@ def _run_errors() -> tuple[type[BaseException], ...]:
     """What `generate`/`retry` report as one line: config/teacher/operator errors, an unreadable
     source, a work folder held by another live run of the same worker."""
     from generation.checkpoint import CheckpointLocked
+    from generation.ray_engine import RayEngineError
 
-    extra: tuple[type[BaseException], ...] = (CheckpointLocked,)
+    extra: tuple[type[BaseException], ...] = (CheckpointLocked, RayEngineError)
     try:
         from generation.sources.base import SourceError
 
@@ -104,7 +108,7 @@ def _print_summary(summary) -> None:
         attempted = summary.finished_total + summary.quarantined_total
         console.print(f"quarantined in all: {summary.quarantined_total} of {attempted} "
                       f"({summary.quarantine_rate:.1%}); `mmat retry` re-runs them", highlight=False)
-    console.print(f"work folder (checkpoints, quarantine, log): {summary.work_dir}", highlight=False)
+    console.print(f"work folder (checkpoints, quarantine, log): {summary.work_dir}", highlight=False, markup=False)
 
 
 @app.command()
@@ -142,7 +146,7 @@ def generate(
             from generation.plan import describe_plan
             from generation.redact import redact_text
 
-            console.print(redact_text(describe_plan(cfg, options)), highlight=False, soft_wrap=True)
+            console.print(redact_text(describe_plan(cfg, options)), highlight=False, soft_wrap=True, markup=False)
             return
         if engine == "ray":
             from generation.ray_engine import run_generation_ray
