@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/operators.py
 	$(BIN)/python benchmarks/teacher_throughput.py
 	$(BIN)/python benchmarks/crash_resume.py
+	$(BIN)/python benchmarks/engine_scaling.py
 
 clean:
 	rm -rf $(OUT) .mmat-work

@@ -61,10 +61,42 @@ class OutputConfig(_Strict):
     row_group_rows: int = Field(64, ge=1)
 
 
+OperatorName = Literal["image_caption", "ocr", "label_bbox", "face_detection", "rag"]
+
+
+class RayOperatorPlacement(_Strict):
+    """Where one operator runs under `--engine ray` (the local engine ignores this)."""
+
+    actors: int = Field(1, ge=0)  # actors in its pool (model loaded once each); 0: inside the generation actors
+    num_cpus: float = Field(0.25, ge=0)  # logical CPUs reserved per actor
+    num_gpus: float = Field(0.0, ge=0)  # GPUs per actor, applied when the cluster has GPUs
+    max_concurrency: int = Field(4, ge=1)  # calls queued into one actor at once (cache hits skip the model lock)
+
+
+# Endpoint-bound or cheap operators run inside the generation actors, model-bearing ones in pools.
+_IN_PROCESS = RayOperatorPlacement(actors=0)
+
+
+class RayConfig(_Strict):
+    """`runner.ray`: the Ray Data executor's layout. Teacher concurrency stays
+    `runner.max_concurrency` (or `teacher.max_concurrency`), split evenly over the generation actors."""
+
+    generate_actors: int = Field(1, ge=1)  # actors running the sample loop (teacher calls, checkpoints)
+    generate_num_cpus: float = Field(0.25, ge=0)
+    batch_size: int = Field(8, ge=1)  # samples per Ray Data batch
+    operators: dict[OperatorName, RayOperatorPlacement] = Field(default_factory=dict)
+
+    def placement(self, name: str) -> RayOperatorPlacement:
+        if name in self.operators:
+            return self.operators[name]  # type: ignore[index]
+        return _IN_PROCESS if name == "image_caption" else RayOperatorPlacement()
+
+
 class RunnerConfig(_Strict):
     work_dir: Optional[str] = None  # default: <out parent>/.mmat-work/<out name>
     max_quarantine_rate: float = Field(1.0, ge=0.0, le=1.0)
     max_concurrency: Optional[int] = Field(None, ge=1)  # samples in flight; default: teacher.max_concurrency
+    ray: RayConfig = RayConfig()  # used by `--engine ray` only
 
 
 class PipelineConfig(_Strict):

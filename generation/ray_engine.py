@@ -1,0 +1,380 @@
+"""`mmat generate --engine ray`: the same engine, executed on Ray Data, for runs that outgrow one machine.
+
+This is an executor for `generation.runner.run_generation`, not a second implementation: the driver
+makes the same plan (sources read through the same adapters, finished ids skipped), and at the end
+writes the same shards and card from the same checkpoint. What changes is where samples run:
+
+- the plan's samples become Ray Data blocks (`ray.data.from_items`, `runner.ray.batch_size` per
+  block) and flow through a pool of **generation actors** (`runner.ray.generate_actors`). Each one
+  runs `runner.SampleProcessor` — rationale, reflection, integration, checkpoint — on its own event
+  loop, with `max_concurrency / generate_actors` samples in flight and the teacher's RPM/TPM budgets
+  divided the same way, so the cluster as a whole keeps the limits the config states;
+- each model-bearing operator (OCR, face detection, Grounding DINO, local RAG) is a **pool of
+  operator actors** that load the model once per actor, with `num_cpus`/`num_gpus` per operator from
+  `runner.ray.operators` (GPUs only requested when the cluster has some). The rationale loop calls
+  them through `PooledOperators`, which quacks like `operators.registry.OperatorSet`. The caption
+  operator runs inside the generation actors by default: its VLM backend talks to the teacher's
+  endpoint through the teacher's client, and its template backend is cheap;
+- each generation actor appends to its own `rows-ray-<host>-<pid>.jsonl` in the shared work folder
+  (the checkpoint reads every worker's file), so a killed actor, which Ray restarts and whose batch
+  Ray retries, loses only samples in flight, and a restarted actor skips ids already durable.
+
+On a multi-node cluster the dataset folder, the work folder and the operator cache must be on a
+filesystem every node sees, and the project must be installed on every node. The local engine
+stays the default and does not import Ray.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import math
+import os
+import pickle
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional, Sequence
+
+from generation.checkpoint import Checkpoint, QuarantineRecord
+from generation.config import PipelineConfig
+from generation.runner import (
+    Plan,
+    RunOptions,
+    RunSummary,
+    SampleProcessor,
+    _Progress,
+    log_teacher_stats,
+    operator_cache_dir,
+    outcome_recorder,
+    quarantine_foundation_failures,
+    run_generation,
+)
+from generation.schema import Sample, TeacherUsage
+from operators.base import OPERATOR_NAMES, OperatorResult
+from operators.config import OperatorsConfig
+from operators.images import LoadedImage
+
+log = logging.getLogger("mmat.ray")
+
+RAY_EXTRA_HINT = "the Ray engine needs Ray: pip install -e '.[ray]' (or run without --engine ray)"
+
+
+class RayEngineError(RuntimeError):
+    """The Ray engine cannot start here (Ray missing, cluster unreachable); one line with the fix."""
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RayEngineError(RAY_EXTRA_HINT) from None
+    return ray
+
+
+def only_operators(cfg: OperatorsConfig, names: Sequence[str]) -> OperatorsConfig:
+    """The same operator settings with every operator not in `names` switched off."""
+    off = {n: getattr(cfg, n).model_copy(update={"backend": "off"}) for n in OPERATOR_NAMES if n not in names}
+    return cfg.model_copy(update=off)
+
+
+# -- operator actors -----------------------------------------------------------------------------
+
+class OperatorActor:
+    """One operator's backend, loaded once in this actor, behind the same content-hash cache."""
+
+    def __init__(self, name: str, operators_json: str, cache_dir: str) -> None:
+        from generation.redact import install_redaction
+        from operators.registry import build_operators
+
+        install_redaction()
+        self.name = name
+        cfg = only_operators(OperatorsConfig.model_validate_json(operators_json), [name])
+        self.operators = build_operators(cfg, Path(cache_dir))
+
+    def info(self) -> dict[str, Any]:
+        if self.name not in self.operators.available:
+            return {"available": False, "reason": self.operators.unavailable.get(self.name, "unavailable")}
+        backend = self.operators.get(self.name).backend
+        return {"available": True, "backend": backend.name,
+                "max_parallel_calls": max(1, int(getattr(backend, "max_parallel_calls", 1)))}
+
+    def run(self, images: list[bytes], args: dict[str, Any]) -> OperatorResult | Exception:
+        """The result, or the exception (returned, not raised, so the caller re-raises the very same
+        `OperatorError` the local engine would see and quarantines the sample the same way)."""
+        try:
+            return self.operators.run(self.name, [LoadedImage(data) for data in images], **args)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller as is
+            return exc
+
+    def executions(self) -> int:
+        return self.operators.executions
+
+
+class _RemoteOperator:
+    """What `rationale._parallel_calls` reads: how many calls may wait on this pool at once."""
+
+    def __init__(self, backend_name: str, width: int) -> None:
+        self.backend = SimpleNamespace(name=backend_name, max_parallel_calls=width)
+
+
+class PooledOperators:
+    """`OperatorSet` for a generation actor: pooled operators go to their actors (round robin), the
+    others run in this process."""
+
+    def __init__(self, local: Any, pools: dict[str, list[Any]], pool_info: dict[str, dict[str, Any]],
+                 unavailable: dict[str, str]) -> None:
+        self.local = local
+        self.pools = pools
+        self._remote = {n: _RemoteOperator(pool_info[n]["backend"], pool_info[n]["width"]) for n in pools}
+        self._turn = {n: itertools.cycle(range(len(handles))) for n, handles in pools.items()}
+        self._lock = threading.Lock()
+        self.available = [n for n in OPERATOR_NAMES if n in pools or n in local.available]
+        self.unavailable = {n: why for n, why in unavailable.items() if n not in self.available}
+
+    def get(self, name: str) -> Any:
+        return self._remote[name] if name in self._remote else self.local.get(name)
+
+    def run(self, name: str, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        if name not in self.pools:
+            return self.local.run(name, images, **args)
+        import ray
+
+        with self._lock:
+            handle = self.pools[name][next(self._turn[name])]
+        out = ray.get(handle.run.remote([im.data for im in images], args))
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    @property
+    def executions(self) -> int:
+        return self.local.executions
+
+
+@dataclass
+class OperatorLayout:
+    """Which operator runs where, decided once on the driver and handed to every generation actor."""
+
+    pools: dict[str, list[Any]] = field(default_factory=dict)  # name -> actor handles
+    pool_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> backend, width
+    in_process: list[str] = field(default_factory=list)  # run inside the generation actors
+    unavailable: dict[str, str] = field(default_factory=dict)  # name -> why
+
+    def kill(self, ray: Any) -> None:
+        for handles in self.pools.values():
+            for handle in handles:
+                ray.kill(handle)
+
+
+# -- generation actors ---------------------------------------------------------------------------
+
+def checkpoint_worker_name() -> str:
+    """One rows/quarantine file per generation actor process (a restarted actor gets a new one)."""
+    host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname()) or "host"
+    return f"ray-{host}-{os.getpid()}"
+
+
+class GenerateActor:
+    """Ray Data callable class: a batch of pickled samples in, one JSON outcome per sample out.
+
+    Batches run concurrently (Ray calls `__call__` from several threads) on one event loop that the
+    actor owns, sharing one semaphore of `concurrency` samples in flight."""
+
+    def __init__(self, config_json: str, work_dir: str, layout: OperatorLayout, concurrency: int) -> None:
+        from generation.logs import setup_console_logging
+
+        setup_console_logging(quiet=True)  # warnings and redaction in the actor's log too
+        self.config = PipelineConfig.model_validate_json(config_json)
+        self.checkpoint = Checkpoint(Path(work_dir), worker=checkpoint_worker_name(), lock=True)
+        self.done = self.checkpoint.finished_ids()  # durable before this actor started (a killed one's too)
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="mmat-generate-loop", daemon=True).start()
+        asyncio.run_coroutine_threadsafe(
+            self._build(work_dir, layout, concurrency), self.loop).result()
+
+    async def _build(self, work_dir: str, layout: OperatorLayout, concurrency: int) -> None:
+        # Built on the actor's loop: the teacher's client and the VLM caption backend bind to it.
+        from generation.teachers.factory import make_teacher
+        from operators.registry import build_operators
+
+        cfg = self.config
+        self.teacher = make_teacher(cfg.teacher)
+        local = build_operators(only_operators(cfg.operators, layout.in_process),
+                                operator_cache_dir(cfg, Path(work_dir)),
+                                caption_client=getattr(self.teacher, "caption_client", None))
+        self.operators = PooledOperators(local, layout.pools, layout.pool_info, layout.unavailable)
+        self.processor = SampleProcessor(cfg, self.teacher, self.operators, self.checkpoint)
+        self.semaphore = asyncio.Semaphore(concurrency)
+
+    async def _one(self, sample: Sample) -> dict[str, Any]:
+        if sample.id in self.done:  # finished by an actor that died before its batch was reported
+            return {"id": sample.id, "skipped": True}
+        async with self.semaphore:
+            usage, record = await self.processor.process(sample)
+        if usage is not None:
+            self.done.add(sample.id)
+        return {"id": sample.id, "usage": usage.model_dump() if usage is not None else None,
+                "record": dict(record.__dict__) if record is not None else None}
+
+    async def _batch(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._one(s) for s in samples)))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        samples = [pickle.loads(payload) for payload in batch["payload"]]
+        outcomes = asyncio.run_coroutine_threadsafe(self._batch(samples), self.loop).result()
+        return {"outcome": np.array([json.dumps(o) for o in outcomes], dtype=object)}
+
+    def __del__(self) -> None:  # best effort: pending checkpoint writes, the teacher's client, its totals
+        try:
+            self.processor.close()
+            asyncio.run_coroutine_threadsafe(self.teacher.aclose(), self.loop).result(timeout=5)
+            log_teacher_stats(self.teacher)
+        except Exception:  # noqa: BLE001 - the actor is going away
+            pass
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+def _connect(ray: Any, address: Optional[str], quiet: bool) -> bool:
+    """Join the cluster at `address` (or the one this process already joined, or start a local one).
+    Returns whether we started the connection (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
+                 logging_level=logging.WARNING, configure_logging=True)
+    except ConnectionError as exc:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address!r}: {exc}; start it with `ray start "
+                             f"--head` or pass --ray-address auto|ray://HOST:10001") from None
+    log.info("ray: connected (%s), resources %s", address or "local instance", ray.cluster_resources())
+    return True
+
+
+def _start_operator_pools(ray: Any, config: PipelineConfig, work_dir: Path) -> OperatorLayout:
+    """One pool per model-bearing operator that is available here (probed once, as the dry run does)."""
+    from operators.registry import build_operators
+
+    probe = build_operators(config.operators, None)
+    unavailable = dict(probe.unavailable)
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    placements = config.runner.ray
+    actor_cls = ray.remote(OperatorActor)
+    pools: dict[str, list[Any]] = {}
+    in_process: list[str] = []
+    for name in probe.available:
+        place = placements.placement(name)
+        if place.actors == 0:
+            in_process.append(name)
+            continue
+        if place.num_gpus and not has_gpus:
+            log.info("%s: the cluster has no GPUs; its actors run on CPU", name)
+        options = dict(num_cpus=place.num_cpus, num_gpus=place.num_gpus if has_gpus else 0,
+                       max_concurrency=place.max_concurrency, max_restarts=-1, max_task_retries=-1)
+        pools[name] = [actor_cls.options(**options).remote(name, config.operators.model_dump_json(),
+                                                           str(operator_cache_dir(config, work_dir)))
+                       for _ in range(place.actors)]
+    info: dict[str, dict[str, Any]] = {}
+    for name, handles in list(pools.items()):
+        answers = ray.get([h.info.remote() for h in handles])
+        if not all(a["available"] for a in answers):
+            unavailable[name] = next(a["reason"] for a in answers if not a["available"])
+            log.warning("%s: unavailable in its Ray actors (%s)", name, unavailable[name])
+            for h in handles:
+                ray.kill(h)
+            del pools[name]
+            continue
+        width = sum(a["max_parallel_calls"] * placements.placement(name).max_concurrency for a in answers)
+        info[name] = {"backend": answers[0]["backend"], "width": width}
+        log.info("%s: %d Ray actor(s), backend %s", name, len(handles), answers[0]["backend"])
+    return OperatorLayout(pools, info, in_process, unavailable)
+
+
+def per_actor_config(config: PipelineConfig, actors: int) -> PipelineConfig:
+    """The config each generation actor runs: the teacher's concurrency and RPM/TPM budgets divided
+    between the actors, so the cluster as a whole keeps the limits the config states."""
+    teacher = config.teacher
+    split = {"max_concurrency": max(1, math.ceil(teacher.max_concurrency / actors))}
+    if teacher.requests_per_minute:
+        split["requests_per_minute"] = teacher.requests_per_minute / actors
+    if teacher.tokens_per_minute:
+        split["tokens_per_minute"] = teacher.tokens_per_minute / actors
+    return config.model_copy(update={"teacher": teacher.model_copy(update=split)})
+
+
+def _check_teacher(config: PipelineConfig) -> None:
+    """Build the teacher once on the driver, so a missing key is one line here, not an actor crash."""
+    from generation.teachers.factory import make_teacher
+
+    teacher = make_teacher(config.teacher)
+    asyncio.run(teacher.aclose())
+
+
+def _outcome(raw: str) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecord]]:
+    data = json.loads(raw)
+    if data.get("skipped"):
+        return TeacherUsage(), None
+    if data.get("record") is not None:
+        return None, QuarantineRecord(**data["record"])
+    return TeacherUsage(**data["usage"]), None
+
+
+def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
+                   summary: RunSummary, *, address: Optional[str] = None) -> None:
+    """Process `plan` on Ray Data (see the module docstring); outcomes are recorded as they stream back."""
+    ray = _import_ray()
+    _check_teacher(config)
+    started = _connect(ray, address, options.quiet)
+    layout = OperatorLayout()
+    try:
+        settings = config.runner.ray
+        layout = _start_operator_pools(ray, config, checkpoint.dir)
+        concurrency = config.runner.max_concurrency or config.teacher.max_concurrency
+        per_actor = max(1, math.ceil(concurrency / settings.generate_actors))
+        # Twice the batches the semaphore can run: a batch returns only when its slowest sample does, so
+        # queued samples must be ready to take each slot it frees (once: 0.54 of the bound, twice: 0.80).
+        batches_per_actor = 2 * math.ceil(per_actor / settings.batch_size) + 1
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # ours shows samples/s, ETA, tokens and USD
+        # Ray Data's per-dataset INFO lines would break through our bar; its own log folder keeps them.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+        with _Progress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
+            on_done = outcome_recorder(summary, progress)
+            quarantine_foundation_failures(plan, checkpoint, on_done)
+            if plan.todo:
+                items = [{"id": s.id, "payload": pickle.dumps(s)} for s in plan.todo]
+                dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / settings.batch_size))
+                dataset = dataset.map_batches(
+                    GenerateActor, batch_size=settings.batch_size, batch_format="numpy", zero_copy_batch=False,
+                    fn_constructor_kwargs=dict(config_json=per_actor_config(config, settings.generate_actors)
+                                               .model_dump_json(), work_dir=str(checkpoint.dir),
+                                               layout=layout, concurrency=per_actor),
+                    compute=ray.data.ActorPoolStrategy(size=settings.generate_actors,
+                                                       max_tasks_in_flight_per_actor=batches_per_actor,
+                                                       max_concurrent_calls_per_actor=batches_per_actor,
+                                                       enable_true_multi_threading=True),
+                    num_cpus=settings.generate_num_cpus)
+                for row in dataset.iter_rows():
+                    on_done(*_outcome(row["outcome"]))
+        summary.operator_executions = sum(ray.get([h.executions.remote() for hs in layout.pools.values() for h in hs]))
+    finally:
+        layout.kill(ray)
+        if started:
+            ray.shutdown()
+
+
+def run_generation_ray(config: PipelineConfig, options: RunOptions, address: Optional[str] = None) -> RunSummary:
+    """`run_generation` with the Ray executor: same plan, checkpoints, shards, card and exit code."""
+    _import_ray()  # fail before touching the work folder when Ray is missing
+
+    def execute(cfg: PipelineConfig, opts: RunOptions, checkpoint: Checkpoint, plan: Plan, summary: RunSummary) -> None:
+        execute_on_ray(cfg, opts, checkpoint, plan, summary, address=address)
+
+    return run_generation(config, options, execute=execute)
