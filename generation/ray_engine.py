@@ -44,9 +44,9 @@ from generation.config import PipelineConfig
 from generation.runner import (
     Plan,
     RunOptions,
+    RunProgress,
     RunSummary,
     SampleProcessor,
-    _Progress,
     log_teacher_stats,
     operator_cache_dir,
     outcome_recorder,
@@ -345,7 +345,7 @@ def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Chec
         # Ray Data's per-dataset INFO lines would break through our bar; its own log folder keeps them.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
-        with _Progress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
+        with RunProgress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
             on_done = outcome_recorder(summary, progress)
             quarantine_foundation_failures(plan, checkpoint, on_done)
             if plan.todo:

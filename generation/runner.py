@@ -277,7 +277,7 @@ def progress_fields(done: int, total: int, elapsed_s: float, usage: TeacherUsage
             "tokens": usage.prompt_tokens + usage.completion_tokens, "cost_usd": round(usage.cost_usd, 6)}
 
 
-class _Progress:
+class RunProgress:
     """A rich progress bar (done/total, samples/s, ETA, tokens, USD, quarantined); silent with --quiet.
 
     Whatever the console shows, the run log gets the same numbers as a JSON record every
@@ -303,7 +303,7 @@ class _Progress:
         self.quarantined = 0
         self.usage = TeacherUsage()
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> "RunProgress":
         if self.progress:
             self.progress.__enter__()
         return self
@@ -411,7 +411,7 @@ def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConf
 OutcomeCallback = Callable[[Optional[TeacherUsage], Optional[QuarantineRecord]], None]
 
 
-def outcome_recorder(summary: RunSummary, progress: "_Progress") -> OutcomeCallback:
+def outcome_recorder(summary: RunSummary, progress: "RunProgress") -> OutcomeCallback:
     """The callback both engines call once per sample: counts, usage, progress and the run log."""
 
     def on_done(usage: Optional[TeacherUsage], record: Optional[QuarantineRecord]) -> None:
@@ -449,7 +449,7 @@ async def _run_async(config: PipelineConfig, options: RunOptions, checkpoint: Ch
     processor = SampleProcessor(config, teacher, operators, checkpoint)
     concurrency = config.runner.max_concurrency or config.teacher.max_concurrency
 
-    with _Progress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
+    with RunProgress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
         on_done = outcome_recorder(summary, progress)
         quarantine_foundation_failures(plan, checkpoint, on_done)
         try:
