@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from generation.config import PipelineConfig  # noqa: E402
+from tests.openai_server import spawn  # noqa: E402
 
 ENGINES = ("local", "ray-1cpu", "ray-2cpu")
 
@@ -55,16 +55,6 @@ def replicate_llava_cot(dest: Path, n: int) -> Path:
             record["id"] = f"{record['id']}-r{i:06d}"
             fh.write(json.dumps(record) + "\n")
     return dest
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", str(latency),
-                             "--step-action", "continue"], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit("the benchmark server did not start")
-    return proc, url
 
 
 def pipeline(source: Path, url: str, concurrency: int, steps: int, generate_actors: int) -> PipelineConfig:
@@ -127,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["MMAT_BENCH_KEY"] = "sk-benchmark-not-a-key"
     logging.getLogger("mmat").setLevel(logging.WARNING)
-    proc, url = start_server(args.latency)
+    proc, url = spawn(args.latency)
     tmp = Path(tempfile.mkdtemp(prefix="mmat-engine-scaling-"))
     try:
         source = replicate_llava_cot(tmp / "llava_cot", args.samples)

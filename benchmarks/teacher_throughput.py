@@ -20,7 +20,6 @@ import asyncio
 import io
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from generation.rationale import RationaleSettings, generate_trajectory  # noqa:
 from generation.schema import QA, ImageRef, Sample  # noqa: E402
 from generation.teachers.openai_teacher import OpenAITeacher  # noqa: E402
 from operators.images import LoadedImage  # noqa: E402
+from tests.openai_server import spawn  # noqa: E402
 
 
 class NoOperators:
@@ -44,16 +44,6 @@ class NoOperators:
 
     def run(self, name, images, **args):  # pragma: no cover - never called
         raise KeyError(name)
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", str(latency),
-                             "--step-action", "continue"], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit("the benchmark server did not start")
-    return proc, url
 
 
 def process_cpu_s(pid: int) -> float:
@@ -122,7 +112,7 @@ def main() -> None:
     if args.calls < 2:
         raise SystemExit("--calls must be at least 2 (one step and the final answer)")
 
-    proc, url = start_server(args.latency)
+    proc, url = spawn(args.latency)
     try:
         print(f"server {url}, latency L={args.latency}s, k={args.calls} calls/sample, cpus={os.cpu_count()}")
         print(f"{'C':>6} {'N':>7} {'elapsed_s':>10} {'samples/s':>10} {'bound':>8} {'ratio':>6} {'req/s':>8} "

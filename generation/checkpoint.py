@@ -52,36 +52,34 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete, parseable line; a torn tail from a crash is skipped."""
+def _complete_lines(path: Path) -> Iterator[str]:
+    """Every complete line of a checkpoint file; a torn tail from a crash ends the file."""
     if not path.exists():
         return
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if not line.endswith("\n"):
                 break
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+            yield line
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete, parseable line; a torn tail from a crash is skipped."""
+    for line in _complete_lines(path):
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            continue
 
 
 def _read_ids(path: Path) -> Iterator[str]:
     """The ids of a rows file without parsing whole rows (every line starts with `{"id":"…"`)."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            match = _ID_PREFIX.match(line)
-            try:
-                if match:
-                    yield json.loads(match.group(1))
-                else:
-                    yield json.loads(line)["id"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+    for line in _complete_lines(path):
+        match = _ID_PREFIX.match(line)
+        try:
+            yield json.loads(match.group(1)) if match else json.loads(line)["id"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
 
 
 def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:

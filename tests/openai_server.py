@@ -315,6 +315,22 @@ class OpenAICompatServer:
         self.stop()
 
 
+def spawn(latency: float, step_action: str = "continue") -> tuple["subprocess.Popen[str]", str]:
+    """This server in its own process (benchmarks: its CPU is not the client's); returns (process, URL).
+    The caller terminates the process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--latency", str(latency),
+                             "--step-action", step_action], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+    if not url.startswith("http"):
+        proc.kill()
+        raise RuntimeError("the OpenAI-compatible test server did not start")
+    return proc, url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Local OpenAI-compatible server: every call answers after a fixed latency.")
     parser.add_argument("--host", default="127.0.0.1")
