@@ -36,7 +36,7 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     operators = build_operators(config.operators, None)  # no cache: a dry run creates no folder
     lines = [
         f"plan for {options.out_dir} (worker {options.shard_index + 1} of {options.num_shards})",
-        f"sources: " + ", ".join(f"{s.kind} ({s.path or s.hub_id})" for s in config.sources),
+        "sources: " + ", ".join(f"{s.kind} ({s.path or s.hub_id})" for s in config.sources),
         f"samples: {plan.total} in this slice, {plan.skipped} done before, {len(plan.todo)} to run, "
         f"{len(plan.foundation_failures)} already failing the foundation stage",
         "to run per source: " + (", ".join(f"{k}={v}" for k, v in sorted(by_source.items())) or "none"),

@@ -315,7 +315,7 @@ class OpenAICompatServer:
         self.stop()
 
 
-def spawn(latency: float, step_action: str = "continue") -> tuple["subprocess.Popen[str]", str]:
+def spawn(latency: float, step_action: str = "continue") -> tuple[Any, str]:
     """This server in its own process (benchmarks: its CPU is not the client's); returns (process, URL).
     The caller terminates the process."""
     import subprocess
