@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from generation.checkpoint import Checkpoint, QuarantineRecord
+from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef
 from generation.config import PipelineConfig
 from generation.integration import build_rows
 from generation.rationale import RationaleSettings, generate_trajectory
@@ -247,14 +247,16 @@ class SampleProcessor:
         return usage, None
 
 
-def write_shards(checkpoint: Checkpoint, out_dir: Path, config: PipelineConfig, options: RunOptions) -> dict[str, int]:
+def write_shards(checkpoint: Checkpoint, out_dir: Path, config: PipelineConfig, options: RunOptions,
+                 refs: Optional[list[RecordRef]] = None) -> dict[str, int]:
     """Rebuild this worker's shards from every finished record of its slice (whichever worker's rows
     file holds it), grouped and sorted by id; groups whose shards already hold those rows are kept.
-    Records are read one at a time from the checkpoint, so memory does not grow with the dataset."""
+    Records are read one at a time from the checkpoint, so memory does not grow with the dataset.
+    `refs`: `checkpoint.finished_refs()` when the caller has them already (one pass over the files)."""
     settings = writer_settings(config, options)
     clean_stale_temps(out_dir, settings)
     groups: dict[tuple[str, str], list] = {}
-    for ref in checkpoint.finished_refs():
+    for ref in checkpoint.finished_refs() if refs is None else refs:
         if in_worker_slice(ref.id, options):
             groups.setdefault((ref.source, ref.split), []).append(ref)
     counts: Counter = Counter()
@@ -382,10 +384,11 @@ def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConf
     from mmat_1m import card_configs
 
     out_dir = Path(options.out_dir)
-    finished = checkpoint.finished_ids()
+    refs = checkpoint.finished_refs()
+    finished = {ref.id for ref in refs}
     quarantined = checkpoint.quarantined(finished)
     with out_folder_lock(out_dir):
-        summary.rows = write_shards(checkpoint, out_dir, config, options)
+        summary.rows = write_shards(checkpoint, out_dir, config, options, refs)
         (out_dir / CARD_FILENAME).with_suffix(".md.tmp").unlink(missing_ok=True)  # a killed card write
         if card_configs(out_dir):
             write_card(out_dir, run_stats={
