@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -72,6 +73,22 @@ def _interrupted() -> None:
     err_console.print("interrupted: finished samples are saved; rerun the same command to resume",
                       highlight=False)
     raise typer.Exit(130)
+
+
+@contextmanager
+def _run_failures_reported() -> Iterator[None]:
+    """How `generate` and `retry` end when the run cannot finish: a user error is one line (exit 2),
+    Ctrl-C says how to resume (exit 130), a bug shows its redacted traceback (exit 1)."""
+    try:
+        yield
+    except _run_errors() as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        _interrupted()
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
+        _unexpected(exc, "the work folder")
 
 
 def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str]):
@@ -138,7 +155,7 @@ def generate(
         fail(f"--shard-index must be below --num-shards ({num_shards})")
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, not {engine!r}")
-    try:
+    with _run_failures_reported():
         cfg = _load_pipeline(config, teacher, model, base_url)
         options = RunOptions(out_dir=out, num_shards=num_shards, shard_index=shard_index, quiet=quiet,
                              max_quarantine_rate=max_quarantine_rate, limit=limit)
@@ -156,14 +173,6 @@ def generate(
             from generation.runner import run_generation
 
             summary = run_generation(cfg, options)
-    except _run_errors() as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        _interrupted()
-    except (typer.Exit, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
-        _unexpected(exc, "the work folder")
     _finish(summary, quiet)
 
 
@@ -192,18 +201,10 @@ def retry(
     Samples that now finish join the shards and leave quarantine.jsonl; the others get a fresh record."""
     from generation.runner import RunOptions, run_generation
 
-    try:
+    with _run_failures_reported():
         cfg = _load_pipeline(config, teacher, model, base_url)
         summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, retry=True,
                                                  max_quarantine_rate=max_quarantine_rate))
-    except _run_errors() as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        _interrupted()
-    except (typer.Exit, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _unexpected(exc, "the work folder")
     if summary.total == 0:
         console.print("nothing to retry: no quarantined samples", highlight=False)
     _finish(summary, quiet)

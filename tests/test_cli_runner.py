@@ -126,3 +126,41 @@ def test_two_shard_workers_write_disjoint_outputs_that_merge_into_one_folder(sma
                  cwd=tmp_path)
     assert again.returncode == 0 and "samples: 0 finished, 0 quarantined" in again.stdout
     assert f"done before (of {len(per_worker[1])})" in again.stdout
+
+
+@pytest.mark.parametrize("command", ["generate", "retry"])
+def test_ctrl_c_says_how_to_resume_and_exits_130(small, monkeypatch, command):
+    from typer.testing import CliRunner
+
+    import generation.runner
+    from mmat_cli import app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generation.runner, "run_generation", interrupted)
+    config, out = small
+    result = CliRunner().invoke(app, [command, "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 130
+    assert "interrupted: finished samples are saved; rerun the same command to resume" in result.output
+
+
+def test_a_bug_shows_its_traceback_with_secrets_masked_and_exits_1(small, monkeypatch):
+    from typer.testing import CliRunner
+
+    import generation.runner
+    from mmat_cli import app
+
+    secret = "sk-planted-secret-key-1234567890"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+
+    def buggy(*args, **kwargs):
+        raise RuntimeError(f"boom with {secret}")
+
+    monkeypatch.setattr(generation.runner, "run_generation", buggy)
+    config, out = small
+    result = CliRunner().invoke(app, ["generate", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "unexpected RuntimeError: boom with" in result.output
+    assert "Traceback" in result.output and "buggy" in result.output
+    assert secret not in result.output
