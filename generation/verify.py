@@ -10,7 +10,8 @@ final answers are caught before they become training data:
 - numbers: the prediction must hold exactly one number; integers compare exactly, decimals within a
   relative tolerance or to the reference's precision; `2,000`, `$5`, `45%`, `3/4`, `seven` all read;
 - yes/no: the first word decides (`Yes, it is.` = `yes`);
-- everything else: normalised text (case, accents, punctuation, articles, `The answer is:`).
+- everything else: the normal form of `generation.answers.normalise_answer` (case, accents,
+  punctuation, articles, `The answer is:`, number forms), the same one the source adapters use.
 
 `enforce_policy` applies `teacher.on_mismatch`: `quarantine` raises `Quarantined`, `keep` keeps the
 sample with `meta.verified = false` in its rows.
@@ -19,15 +20,12 @@ from __future__ import annotations
 
 import re
 import string
-import unicodedata
 from typing import Any, Optional, Union
 
+from generation.answers import ANSWER_LEAD_IN, normalise_answer, strip_accents
 from generation.schema import QA
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|ans)\b\s*(?:is\b)?\s*[:：]?\s*(?=\S)", re.I)
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?|(?<![\w.])-?\.\d+")
-_PUNCT = set(string.punctuation) - {".", "-", "/", "%"}
 _WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
@@ -35,26 +33,13 @@ _WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 7
                "hundred": 100, "thousand": 1000, "none": 0})
 _UNIT_TAIL = re.compile(r"^[$€£¥]?\s*(?P<num>[-\d.,/]+)\s*[a-z%°²³ .]*$")
 LETTERS = string.ascii_uppercase
-
-
-def _strip_accents(text: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-
-
-def normalise(text: str) -> str:
-    """Lower case, no accents, no `The answer is:`, no punctuation but `. - / %`, no articles, one space."""
-    text = _strip_accents(unicodedata.normalize("NFKC", str(text))).lower().strip()
-    text = _PREFIX.sub("", text)
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 → 1000
-    text = "".join(" " if ch in _PUNCT else ch for ch in text)
-    text = _ARTICLES.sub(" ", text)
-    text = " ".join(text.split())
-    return text.rstrip(".").strip()
+# The one normal form of answers and choices, shared with every source adapter.
+normalise = normalise_answer
 
 
 def parse_numbers(text: str) -> list[float]:
     """Every number in `text` (digits, `1,234.5`, `3/4`, and the words zero…twenty, tens, hundred)."""
-    text = _strip_accents(str(text)).lower().replace("$", " ").replace("€", " ").replace("£", " ")
+    text = strip_accents(str(text)).lower().replace("$", " ").replace("€", " ").replace("£", " ")
     values: list[float] = []
     for match in _NUMBER.finditer(text):
         token = match.group().replace(",", "").replace(" ", "")
@@ -101,7 +86,7 @@ def choice_index(text: str, choices: list[str]) -> Optional[int]:
     """Which option `text` names: by letter (`B`, `(B)`, `B.`, `Option B`, `B. dog`) or by its text."""
     if not choices:
         return None
-    raw = _PREFIX.sub("", str(text).strip()).strip()
+    raw = ANSWER_LEAD_IN.sub("", str(text).strip()).strip()
     letter = re.fullmatch(r"(?:option|choice)?\s*\(?([A-Za-z])\)?\s*[.:)]?", raw, re.I)
     if letter:
         index = LETTERS.index(letter.group(1).upper())

@@ -5,18 +5,26 @@
         ...  # a Sample, or a Quarantined for a record that could not be read
 
 One module per source keeps its upstream field names in one visible mapping at its top; the shared
-rules (ids, response-style constraint, image checks, Hub access) live in `base`.
+rules (ids, response-style constraint, QA filters, image paths, record decoding, Hub access) live in
+`base`, the recognised native instructions in `instructions`.
+
+Repeated ids: the first record with an id is the sample; every later record with the same id is
+quarantined under its own id, `{id}#repeat-{n}` (n = 2, 3, ...), with a reason naming where the
+first one is. Its own id keeps it visible beside the first occurrence and keeps it from shadowing
+or blocking it: the checkpoint keys quarantine records by id and counts an id that is both finished
+and quarantined as finished, so a repeat recorded under the first occurrence's id would either
+vanish (first finished) or make the next run skip the first occurrence (first not finished yet).
 """
 from __future__ import annotations
 
 from itertools import islice
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from generation.schema import Quarantined, Sample
 from generation.sources import cauldron, infoseek, llava_cot, tabmwp, visual_cot
-from generation.sources.base import SOURCE_IDS, SourceConfig, SourceError, subset_of
+from generation.sources.base import SOURCE_IDS, STAGE, Located, SourceConfig, SourceError, subset_of
 
-Adapter = Callable[[SourceConfig], Iterator["Sample | Quarantined"]]
+Adapter = Callable[[SourceConfig], Iterator[Located]]
 
 ADAPTERS: dict[str, Adapter] = {
     "visual_cot": visual_cot.read,
@@ -25,17 +33,20 @@ ADAPTERS: dict[str, Adapter] = {
     "tabmwp": tabmwp.read,
     "infoseek": infoseek.read,
 }
+REPEAT_SUFFIX = "#repeat-"
 
 
 def read_source(cfg: SourceConfig) -> Iterator[Sample | Quarantined]:
     """Every record of one source, in native order: a `Sample`, or a `Quarantined` (yielded, not
-    raised) for a record that cannot be used. `subsets` and `limit` apply here, so every adapter
-    honours them the same way; `limit` counts quarantined records too (it caps records read).
+    raised) for a record that cannot be used or repeats an earlier record's id. `subsets` and `limit`
+    apply here, so every adapter honours them the same way; `limit` counts quarantined records too
+    (it caps records read).
 
     Iterating raises `SourceError` (one line naming the fix) only when the source as a whole is
-    unreadable: missing folder or index file, or a Hub id that cannot be reached.
+    unreadable: missing folder, a layout the adapter does not recognise, or a Hub id that cannot be
+    reached. It is raised before any record is yielded.
     """
-    items: Iterator[Sample | Quarantined] = ADAPTERS[cfg.kind](cfg)
+    items: Iterator[Sample | Quarantined] = without_repeats(ADAPTERS[cfg.kind](cfg))
     if cfg.subsets:
         wanted = set(cfg.subsets)
         items = (x for x in items if (x.subset if isinstance(x, Sample) else subset_of(x.sample_id)) in wanted)
@@ -44,4 +55,20 @@ def read_source(cfg: SourceConfig) -> Iterator[Sample | Quarantined]:
     return items
 
 
-__all__ = ["ADAPTERS", "SOURCE_IDS", "SourceConfig", "SourceError", "read_source"]
+def without_repeats(located: Iterable[Located]) -> Iterator[Sample | Quarantined]:
+    """The items, with every record whose id was seen before quarantined as `{id}#repeat-{n}`."""
+    first: dict[str, str] = {}  # id -> where its first record is
+    repeats: dict[str, int] = {}
+    for where, item in located:
+        sid = item.id if isinstance(item, Sample) else item.sample_id
+        if sid not in first:
+            first[sid] = where
+            yield item
+            continue
+        repeats[sid] = repeats.get(sid, 1) + 1
+        yield Quarantined(f"{sid}{REPEAT_SUFFIX}{repeats[sid]}", STAGE,
+                          f"repeats the id {sid} of the record at {first[sid]} (this record: {where}); "
+                          f"the first record with an id is the one kept", "RepeatedId")
+
+
+__all__ = ["ADAPTERS", "REPEAT_SUFFIX", "SOURCE_IDS", "SourceConfig", "SourceError", "read_source"]

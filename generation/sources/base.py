@@ -1,29 +1,63 @@
-"""What every source adapter shares: the config, sample ids, the response-style constraint, images.
+"""What every source adapter shares: the config, sample ids, the response-style constraint, images, files.
 
 Adapters are small readers of one native layout each (DESIGN §2). Everything that must look the
 same across sources lives here so the five adapters cannot drift apart: how ids are built, when the
-paper's response-style constraint is appended, how a bad image or a missing field becomes a
-`Quarantined` (one record lost, the run goes on), and how a Hub id becomes local files.
+paper's response-style constraint is appended, which QA pairs are too degenerate to keep, how a bad
+image or a missing field becomes a `Quarantined` (one record lost, the run goes on), and how a Hub id
+becomes local files.
+
+Two guarantees live here:
+- **Nothing outside the source folder is read.** `ImageFolder.file` resolves every image path
+  (absolute paths, `..`, symlinks) and quarantines one that leaves the folder with the reason "image
+  path outside the source folder", unless the source sets `allow_outside_paths: true` (then the
+  resolved folder is logged once).
+- **A bad byte costs one record.** `iter_jsonl` and `iter_json_container` decode each record on its
+  own: invalid UTF-8, a line that is not a JSON object, or a file cut off mid-record becomes one
+  error for that record, never an exception for the whole source.
 """
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional, Sequence
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from generation.answers import normalise_answer
 from generation.schema import ImageRef, Quarantined, Sample
+from generation.sources.instructions import (
+    BREVITY_SUFFIXES,
+    LEADING_INSTRUCTIONS,
+    LETTER_SUFFIXES,
+    MULTIPLE_CHOICE_PROMPT,
+    SHORT_ANSWER_PROMPT,
+    YES_NO_INSTRUCTIONS,
+    ends_with,
+    is_table_dump_request,
+    starts_with,
+    strip_suffixes,
+)
 from operators.images import ImageDecodeError, decode_rgb
+
+log = logging.getLogger("mmat.sources")
 
 SOURCE_IDS = ("visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek")
 SourceKind = Literal["visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek"]
 STAGE = "foundation"
+# The degenerate-QA filters (`SourceConfig.drop_qas`):
+#   empty_answer  a QA pair whose answer is empty (after the upstream's decorations are removed)
+#   table_dump    a "parse the full table" request whose answer is the table as a dict (Cauldron ROBUT/HiTab)
+QAFilter = Literal["empty_answer", "table_dump"]
+DEFAULT_QA_FILTERS: tuple[str, ...] = ("empty_answer", "table_dump")
+OUTSIDE_REASON = "image path outside the source folder"
 
 
 class SourceError(ValueError):
-    """The source as a whole cannot be read (missing folder, unreadable index file, Hub unreachable).
+    """The source as a whole cannot be read (missing folder, unrecognised layout, Hub unreachable).
 
     Unlike a bad record, this stops the run: the message is one line that names the fix.
     """
@@ -45,6 +79,12 @@ class SourceConfig(BaseModel):
     # Decoding every image at the foundation stage costs time but turns a broken file into one
     # quarantined record here instead of a crash in an operator later.
     validate_images: bool = True
+    # Image paths must stay inside the source folder; `true` lets them point anywhere (an
+    # `id2image.jsonl` with absolute paths to your OVEN copy, say). The resolved folder is logged.
+    allow_outside_paths: bool = False
+    # QA pairs dropped from a dialogue (the row keeps the others; rows count them in
+    # `meta.dropped_qas`). `[]` keeps every pair.
+    drop_qas: list[QAFilter] = Field(default_factory=lambda: list(DEFAULT_QA_FILTERS))
 
     @model_validator(mode="after")
     def _exactly_one_location(self) -> "SourceConfig":
@@ -53,6 +93,14 @@ class SourceConfig(BaseModel):
         if self.hub_id is None and (self.hub_config or self.hub_split or self.revision):
             raise ValueError("`hub_config`, `hub_split` and `revision` only apply with `hub_id`")
         return self
+
+
+class Located(NamedTuple):
+    """What an adapter yields: a Sample (or Quarantined) and where its record is in the native files
+    (`"problems_train.json: pid 137"`, `"train.jsonl: line 12"`), so a repeated id can name both."""
+
+    where: str
+    item: Union[Sample, Quarantined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,11 +129,20 @@ def require(record: Any, field: str, sid: str, where: str = "") -> Any:
     """
     prefix = f"{where}: " if where else ""
     if not isinstance(record, dict):
-        raise quarantine(sid, f"{prefix}record is {type(record).__name__}, not an object")
+        raise quarantine(sid, f"{prefix}record is {json_kind(record)}, not an object")
     value = record.get(field)
     if value is None or value == [] or value == {} or (isinstance(value, str) and not value.strip()):
         raise quarantine(sid, f"{prefix}missing field '{field}'", KeyError(field))
     return value
+
+
+def json_kind(value: Any) -> str:
+    """How JSON names a parsed value's type: 'an array', 'a string', ..."""
+    for kind, name in ((dict, "an object"), (list, "an array"), (str, "a string"), (bool, "a boolean"),
+                       ((int, float), "a number"), (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
 
 
 def guarded(sid: str, build: Callable[[], Sample]) -> Sample | Quarantined:
@@ -141,33 +198,28 @@ def parse_listed_choices(text_: str) -> list[str]:
 
 
 def choice_letter(answer: str, choices: Sequence[str]) -> Optional[str]:
-    """The option letter of `answer`: given as a letter already, or as the option's text."""
-    a = answer.strip().rstrip(".")
-    if len(a) == 1 and a.upper() in LETTERS[: len(choices)]:
-        return a.upper()
+    """The option letter of `answer`: the option's text, compared in the one normal form of
+    `generation.answers` (so `2:10 P.M.` finds `2:10 P.M.`), or else a letter already (`B`, `(B)`, `B.`)."""
+    key = normalise_answer(answer)
     for i, c in enumerate(choices):
-        if a.lower() == c.strip().lower():
+        if key and key == normalise_answer(c):
             return LETTERS[i]
+    letter = re.fullmatch(r"\(?([A-Za-z])\)?\.?", answer.strip())
+    if letter and letter.group(1).upper() in LETTERS[: len(choices)]:
+        return letter.group(1).upper()
     return None
 
 
 # ---------------------------------------------------------------------------------------------
-# The paper's response-style constraint
+# The paper's response-style constraint (the phrases: generation.sources.instructions)
 # ---------------------------------------------------------------------------------------------
 # MMAT-1M follows LLaVA-1.5: questions whose reference answer is short get a format instruction so
-# the model learns to answer them tersely. The phrases are LLaVA-1.5's.
-SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
-MULTIPLE_CHOICE_PROMPT = "Answer with the option's letter from the given choices directly."
-# Our rule for "short" (the paper does not define it): at most 5 words and 40 characters, one line,
-# and the prompt is a question, not an open-ended request such as "Describe this chart."
+# the model learns to answer them tersely. Our rule for "short" (the paper does not define it): at
+# most 5 words and 40 characters, one line, and the prompt is a question, not an open-ended request
+# such as "Describe this chart."
 SHORT_MAX_WORDS = 5
 SHORT_MAX_CHARS = 40
 _OPEN_ENDED = re.compile(r"^\s*(describe|summari[sz]e|explain|write|caption|provide|generate|give a)\b", re.I)
-# Native instructions that say the same thing as ours are replaced rather than doubled. Which exact
-# phrases each upstream uses is not confirmed beyond the ones seen in public samples.
-_EQUIVALENT_SHORT = ("Answer briefly.", "Answer with a single word.", "Answer using a single word or phrase.",
-                     SHORT_ANSWER_PROMPT)
-_EQUIVALENT_MC = ("Answer with the letter.", "Answer with the option letter.", MULTIPLE_CHOICE_PROMPT)
 
 
 def is_short_answer(question: str, answer: str) -> bool:
@@ -176,26 +228,22 @@ def is_short_answer(question: str, answer: str) -> bool:
             and not _OPEN_ENDED.match(question))
 
 
-def _strip_suffix(question: str, phrases: Sequence[str]) -> str:
-    q = question.rstrip()
-    for p in phrases:
-        if q.lower().endswith(p.lower()):
-            return q[: -len(p)].rstrip()
-    return q
-
-
 def add_response_constraint(question: str, answer: str, choices: Sequence[str] = ()) -> str:
-    """Append the paper's response-style instruction when the answer is a letter or short.
+    """Append the paper's response-style instruction when the answer is a letter or short, exactly once.
 
-    Idempotent: a question that already ends with the same instruction (ours or a native
-    equivalent) ends with exactly one copy of ours.
+    A native brevity or letter instruction at the end of the question is replaced by ours; a yes/no
+    instruction, or an instruction that opens the question, is kept and nothing is appended.
+    Idempotent: applying it twice gives the same question.
     """
+    q = question.strip()
+    if starts_with(q, LEADING_INSTRUCTIONS) or (not choices and ends_with(q, YES_NO_INSTRUCTIONS)):
+        return q
     if choices:
-        return _strip_suffix(_strip_suffix(question, _EQUIVALENT_MC), _EQUIVALENT_SHORT) + "\n" + MULTIPLE_CHOICE_PROMPT
-    base = _strip_suffix(question, _EQUIVALENT_SHORT)
+        return strip_suffixes(q, LETTER_SUFFIXES + BREVITY_SUFFIXES) + "\n" + MULTIPLE_CHOICE_PROMPT
+    base = strip_suffixes(q, BREVITY_SUFFIXES)
     if is_short_answer(base, answer):
         return base + "\n" + SHORT_ANSWER_PROMPT
-    return question.rstrip()
+    return q
 
 
 def qa_meta(answer: str, *, math: bool = False, **extra: Any) -> dict[str, Any]:
@@ -203,6 +251,43 @@ def qa_meta(answer: str, *, math: bool = False, **extra: Any) -> dict[str, Any]:
     meta = {k: v for k, v in extra.items() if v is not None}
     meta["math"] = bool(math or is_numeric(answer))
     return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Degenerate QA pairs
+# ---------------------------------------------------------------------------------------------
+def degenerate_reason(question: str, answer: str, filters: Sequence[str]) -> Optional[str]:
+    """Why a QA pair should be dropped from its dialogue under `filters` (`SourceConfig.drop_qas`),
+    or None to keep it."""
+    if "empty_answer" in filters and not answer.strip():
+        return "empty_answer"
+    if "table_dump" in filters and (is_table_dump_request(question) or _is_dict_dump(answer)):
+        return "table_dump"
+    return None
+
+
+def dropped_meta(dropped: Sequence[str]) -> dict[str, Any]:
+    """Sample meta recording the QA pairs a filter dropped (rows carry the count as `meta.dropped_qas`)."""
+    return {"dropped_qas": len(dropped), "dropped_qa_reasons": sorted(dropped)} if dropped else {"dropped_qas": 0}
+
+
+def all_dropped(sid: str, dropped: Sequence[str]) -> Quarantined:
+    """The dialogue had QA pairs, and the filters dropped every one."""
+    return quarantine(sid, f"no QA pair left: the drop_qas filters dropped all {len(dropped)} "
+                           f"({', '.join(sorted(set(dropped)))})", ValueError("no QA pair"))
+
+
+def _is_dict_dump(answer: str) -> bool:
+    """`{'header': [...], 'rows': [[...]]}`: a table written out as a Python or JSON dict."""
+    text = answer.strip()
+    if not (text.startswith("{") and text.endswith("}")) or len(text) < 8:
+        return False
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return isinstance(parse(text), dict)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            continue
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,16 +300,50 @@ def check_image_bytes(sid: str, data: bytes, what: str = "image") -> None:
         raise quarantine(sid, f"{what}: {exc}", exc) from None
 
 
-def image_from_file(sid: str, root: Path, rel: str, validate: bool = True) -> ImageRef:
-    """An on-disk image as `ImageRef(path=...)`, or Quarantined when it is missing or undecodable."""
-    if not isinstance(rel, str) or not rel.strip():
-        raise quarantine(sid, "missing image path", KeyError("image"))
-    path = Path(rel) if Path(rel).is_absolute() else root / rel
-    if not path.is_file():
-        raise quarantine(sid, f"image file not found: {rel}", FileNotFoundError(rel))
-    if validate:
-        check_image_bytes(sid, path.read_bytes(), rel)
-    return ImageRef(path=str(path))
+@dataclass(frozen=True)
+class ImageFolder:
+    """The source folder images are read from, and the rule that keeps every read inside it."""
+
+    root: Path  # resolved
+    validate: bool = True
+    allow_outside: bool = False
+
+    @classmethod
+    def of(cls, cfg: SourceConfig, root: Path) -> "ImageFolder":
+        resolved = Path(root).resolve()
+        if cfg.allow_outside_paths:
+            log.info("%s: allow_outside_paths is on: image paths may leave the source folder %s", cfg.kind, resolved)
+        return cls(resolved, cfg.validate_images, cfg.allow_outside_paths)
+
+    def resolve(self, sid: str, rel: Any) -> Path:
+        """`rel` (relative to the folder, or absolute) as a real path, or Quarantined when it is
+        missing, leaves the folder (absolute, `..`, a symlink pointing out), or is not a file."""
+        if not isinstance(rel, str) or not rel.strip():
+            raise quarantine(sid, "missing image path", KeyError("image"))
+        if "\x00" in rel:
+            raise quarantine(sid, "image path contains a NUL byte", ValueError(rel))
+        given = Path(rel)
+        if given.is_absolute() and not self.allow_outside:
+            raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
+        path = (self.root / given).resolve()
+        if not self.allow_outside and not path.is_relative_to(self.root):
+            raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
+        if not path.is_file():
+            raise quarantine(sid, f"image file not found: {rel}", FileNotFoundError(rel))
+        return path
+
+    def file(self, sid: str, rel: Any) -> ImageRef:
+        """An on-disk image as `ImageRef(path=...)` (the resolved path: what was checked is what is
+        read), or Quarantined when it is missing, outside the folder, or undecodable."""
+        path = self.resolve(sid, rel)
+        if self.validate:
+            check_image_bytes(sid, path.read_bytes(), str(rel))
+        return ImageRef(path=str(path))
+
+    def exists(self, rel: str) -> bool:
+        """Whether `rel` names a file inside the folder (no quarantine: for probing candidate layouts)."""
+        path = (self.root / rel).resolve()
+        return (self.allow_outside or path.is_relative_to(self.root)) and path.is_file()
 
 
 def image_from_bytes(sid: str, data: Optional[bytes], validate: bool = True, what: str = "image") -> ImageRef:
@@ -268,7 +387,126 @@ def hub_error(cfg: SourceConfig, exc: BaseException) -> SourceError:
         f"offline: download it where there is network and set `path:` to the local copy, or unset HF_HUB_OFFLINE")
 
 
+class RecordError(ValueError):
+    """One native record that cannot be parsed (invalid UTF-8, not JSON, not an object, cut off)."""
+
+
+def _decode_record(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"not valid JSON ({exc})") from None
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object or a `RecordError`) per non-blank line: one bad line is one record.
+
+    Lines are read as bytes and decoded one by one, so invalid UTF-8, a line that is not JSON, a JSON
+    value that is not an object, or a last line cut off by a truncated download costs that line only.
+    """
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                value = _decode_record(raw)
+            except RecordError as exc:
+                truncated = not raw.endswith(b"\n")
+                yield n, RecordError(f"line {n}: {exc}{' (the file ends inside it: truncated?)' if truncated else ''}")
+                continue
+            yield n, value if isinstance(value, dict) else RecordError(
+                f"line {n} is {json_kind(value)}, not a JSON object")
+
+
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+
+
+def _has_bad_bytes(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return any(_has_bad_bytes(k) or _has_bad_bytes(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_bad_bytes(v) for v in value)
+    return False
+
+
+def iter_json_container(path: Path, kind: str) -> Iterator[tuple[Union[str, int], Any]]:
+    """The members of a JSON file holding one object `{key: record}` or one list `[record, ...]`, one
+    at a time: (key or index, record or `RecordError`).
+
+    A record with invalid UTF-8 is an error for that record; a file cut off mid-record (a truncated
+    download) ends with one error for the record it cuts, after every complete record before it.
+    Only a file that is not a JSON object or list at all raises `SourceError` (the layout is wrong).
+    """
+    try:
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        raise SourceError(f"{kind}: file not found: {path}") from None
+    except OSError as exc:
+        raise SourceError(f"{kind}: cannot read {path}: {exc}") from None
+    decoder = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    opener = text[pos:pos + 1]
+    if opener not in ("{", "["):
+        raise SourceError(f"{kind}: {path.name} must hold one JSON object or list, found "
+                          f"{repr(text[pos:pos + 20]) if text[pos:].strip() else 'nothing'}")
+    closer = "}" if opener == "{" else "]"
+    pos = _skip_ws(text, pos + 1)
+    index = 0
+    while pos < len(text) and text[pos] != closer:
+        key: Union[str, int] = index
+        try:
+            if opener == "{":
+                key, pos = decoder.raw_decode(text, pos)
+                pos = _skip_ws(text, pos)
+                if text[pos:pos + 1] != ":":
+                    raise ValueError(f"expected ':' after key at char {pos}")
+                pos = _skip_ws(text, pos + 1)
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError as exc:
+            cut = "the file ends inside this record (truncated?)" if _ends_inside(text, pos) else str(exc)
+            yield key, RecordError(f"{path.name}: {cut}")
+            return
+        yield key, RecordError(f"{path.name}: invalid UTF-8 in this record") if _has_bad_bytes(value) else value
+        index += 1
+        pos = _skip_ws(text, pos)
+        if text[pos:pos + 1] == ",":
+            pos = _skip_ws(text, pos + 1)
+    if pos >= len(text):
+        log.warning("%s: %s ends before its closing '%s' (truncated download?); every complete record was read",
+                    kind, path, closer)
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _ends_inside(text: str, pos: int) -> bool:
+    """Whether a parse error at `pos` is the end of the file (a cut-off record), not bad syntax."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text[pos:]:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth > 0 or in_string
+
+
 def read_json(path: Path, kind: str) -> Any:
+    """A whole (small) JSON file, or one SourceError line naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -277,13 +515,9 @@ def read_json(path: Path, kind: str) -> Any:
         raise SourceError(f"{kind}: cannot parse {path}: {exc}") from None
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object or the ValueError) per non-blank line: one bad line is one record."""
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except ValueError as exc:
-                yield n, exc
+# Re-exported for the adapters and tests that import the constraint from here.
+__all__ = ["DEFAULT_QA_FILTERS", "ImageFolder", "Located", "MULTIPLE_CHOICE_PROMPT", "RecordError",
+           "SHORT_ANSWER_PROMPT", "SOURCE_IDS", "SourceConfig", "SourceError", "add_response_constraint", "all_dropped",
+           "choice_letter", "degenerate_reason", "dropped_meta", "format_choices", "guarded", "is_numeric", "iter_json_container",
+           "iter_jsonl", "local_root", "parse_listed_choices", "qa_meta", "quarantine", "require", "sample_id",
+           "subset_of"]

@@ -1,14 +1,19 @@
 """TabMWP (lupantech/PromptPG `data/tabmwp/`): grade-school math word problems over a table image.
 
-Native layout: `problems_{train,dev,test}.json`, each a JSON object `{pid: record}` with
-`question, choices, answer, unit, table_title, table, table_for_pd, row_num, column_num, solution,
-ques_type, ans_type, grade, split`, and `tables/{pid}.png` (the table rendered as an image; the
-model sees the table only there). `problems_dev1k.json` / `problems_test1k.json` are subsets of
-dev/test and are not read, so no problem appears twice.
+Released layout (PromptPG README and `data/tabmwp/` at commit 869bae8; the same names are read by
+the repo's `run_gpt3`/`run_t5` loaders): `problems_{train,dev,test}.json` and the 1,000-problem
+evaluation subsets `problems_dev1k.json` / `problems_test1k.json`, each one JSON object
+`{pid: record}` with `question, choices, answer, unit, table_title, table, table_for_pd, row_num,
+column_num, solution, ques_type, ans_type, grade, split`; `tables/{pid}.png` (the table rendered as
+an image; the model sees the table only there); `splits.json` (not needed). A `*1k` subset is read
+only when its full file is absent (the subsets repeat problems of dev/test), so a folder with just
+the evaluation subsets is read too and no problem is read twice.
 
-Multiple-choice problems get their options listed as `A. …` lines and a letter answer (the
-option text stays in `meta.answer_text`); the native `solution` is the rationale. Every problem
-is math (`math: true`).
+Answers are kept as written, periods included (`2:10 P.M.`: PromptPG's own `extract_prediction`
+keeps the `.M.` too); they are matched to the choices in the one normal form of
+`generation.answers`. Multiple-choice problems get their options listed as `A. …` lines and a letter
+answer (the option text stays in `meta.answer_text`); the native `solution` is the rationale. Every
+problem is math (`math: true`).
 """
 from __future__ import annotations
 
@@ -17,17 +22,18 @@ from typing import Any, Iterator
 
 from generation.schema import QA, Quarantined, Sample
 from generation.sources.base import (
+    ImageFolder,
+    Located,
     SourceConfig,
     SourceError,
     add_response_constraint,
     choice_letter,
     format_choices,
     guarded,
-    image_from_file,
+    iter_json_container,
     local_root,
     qa_meta,
     quarantine,
-    read_json,
     require,
     sample_id,
 )
@@ -36,36 +42,52 @@ from generation.splits import normalise_native_split
 SOURCE = "tabmwp"
 # --- field mapping: every upstream name this adapter reads ----------------------------------------
 PROBLEM_FILES = {"train": "problems_train.json", "dev": "problems_dev.json", "test": "problems_test.json"}
+SUBSET_FILES = {"dev": "problems_dev1k.json", "test": "problems_test1k.json"}  # read when the full file is absent
+TABLES_DIR = "tables"
 TABLE_IMAGE = "tables/{pid}.png"
 FIELDS = {"question": "question", "choices": "choices", "answer": "answer", "unit": "unit",
           "table_title": "table_title", "table": "table", "table_for_pd": "table_for_pd", "row_num": "row_num",
           "column_num": "column_num", "solution": "solution", "ques_type": "ques_type", "ans_type": "ans_type",
           "grade": "grade", "split": "split"}
 MULTI_CHOICE = "multi_choice"
-HUB_FILES = [*PROBLEM_FILES.values(), "tables/*"]
+HUB_FILES = [*PROBLEM_FILES.values(), *SUBSET_FILES.values(), "tables/*"]
 # ---------------------------------------------------------------------------------------------------
 
 
-def read(cfg: SourceConfig) -> Iterator[Sample | Quarantined]:
-    root = local_root(cfg, HUB_FILES)
-    found = [(split, root / name) for split, name in PROBLEM_FILES.items() if (root / name).is_file()]
+def problem_files(root: Path) -> list[tuple[str, Path]]:
+    """(native split, file) to read, in split order; SourceError when the folder is not TabMWP's layout."""
+    found = []
+    for split, name in PROBLEM_FILES.items():
+        subset = SUBSET_FILES.get(split)
+        if (root / name).is_file():
+            found.append((split, root / name))
+        elif subset and (root / subset).is_file():
+            found.append((split, root / subset))
     if not found:
-        raise SourceError(f"{SOURCE}: none of {sorted(PROBLEM_FILES.values())} found under {root}")
-    seen: set[str] = set()
-    for file_split, path in found:
-        problems = read_json(path, SOURCE)
-        if not isinstance(problems, dict):
-            raise SourceError(f"{SOURCE}: {path} must hold a JSON object {{pid: problem}}")
-        for pid, rec in problems.items():
-            if pid in seen:
-                continue
-            seen.add(pid)
+        expected = sorted({*PROBLEM_FILES.values(), *SUBSET_FILES.values()})
+        raise SourceError(f"{SOURCE}: none of {expected} found under {root} (PromptPG's data/tabmwp layout)")
+    if not (root / TABLES_DIR).is_dir():
+        raise SourceError(f"{SOURCE}: {TABLES_DIR}/ not found under {root}: the table images "
+                          f"({TABLE_IMAGE}) must sit beside the problems files")
+    return found
+
+
+def read(cfg: SourceConfig) -> Iterator[Located]:
+    root = local_root(cfg, HUB_FILES)
+    files = problem_files(root)
+    images = ImageFolder.of(cfg, root)
+    for file_split, path in files:
+        for pid, rec in iter_json_container(path, SOURCE):
             subset = rec.get(FIELDS["ques_type"]) if isinstance(rec, dict) else None
             sid = sample_id(SOURCE, subset or SOURCE, pid)
-            yield guarded(sid, lambda: _to_sample(rec, sid, pid, file_split, root, cfg.validate_images))
+            where = f"{path.name}: pid {pid}"
+            if isinstance(rec, Exception):
+                yield Located(where, quarantine(sid, str(rec), rec))
+            else:
+                yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, str(pid), file_split, images)))
 
 
-def _to_sample(rec: dict[str, Any], sid: str, pid: str, file_split: str, root: Path, validate: bool) -> Sample:
+def _to_sample(rec: dict[str, Any], sid: str, pid: str, file_split: str, images: ImageFolder) -> Sample:
     question = str(require(rec, FIELDS["question"], sid)).strip()
     native_answer = str(require(rec, FIELDS["answer"], sid)).strip()
     solution = require(rec, FIELDS["solution"], sid)
@@ -76,7 +98,7 @@ def _to_sample(rec: dict[str, Any], sid: str, pid: str, file_split: str, root: P
         if letter is None:
             raise quarantine(sid, f"answer {native_answer!r} is not one of the choices {choices}")
         question, answer = f"{question}\n{format_choices(choices)}", letter
-    image = image_from_file(sid, root, TABLE_IMAGE.format(pid=pid), validate)
+    image = images.file(sid, TABLE_IMAGE.format(pid=pid))
     ques_type = rec.get(FIELDS["ques_type"]) or (MULTI_CHOICE if choices else "free_text")
     qa = QA(question=add_response_constraint(question, answer, choices), answer=answer, choices=choices,
             source_rationale=str(solution).strip(),

@@ -1,11 +1,20 @@
 """Visual CoT (deepcs233/Visual-CoT): VQA records whose CoT is a bounding box around the evidence.
 
-Native layout (upstream README and `tools/convert_data_to_llava_format.py`):
-  viscot_363k.json                          list of training records:
+Released layout (upstream README at commit 83212ae, `tools/convert_data_to_llava_format.py` at
+commit bd7d040, `viscot_benchmark/` at commit 03729c4):
+  viscot_363k.json                   the training file: a JSON list of
       {dataset, split, question_id, image: [path, "path###[x1, y1, x2, y2]"],
        conversations: [human question + bbox request, gpt normalised bbox, human "<image>", gpt answer]}
-  viscot_dataset/{dataset}_cot_train.jsonl  metadata: {dataset, split, image, question, answer, bboxs, width, height}
-  cot/{dataset}/{image}                     images (textcap records point into cot/textvqa/)
+  viscot_dataset/{dataset}_cot_{split}.jsonl   metadata (the GitHub repo's folder; the Hub repo calls it
+  metadata/{dataset}_cot_{split}.jsonl         `metadata/`): {dataset, split, image, question, answer,
+                                               bboxs, width, height}, one per line
+  cot/{dataset}/{image}              images; `textcap` records point into `cot/textvqa/` (the converter
+                                     writes `os.path.join('cot', 'textvqa', image)` for them)
+
+Ids are the same whichever files a folder has: the converter numbers records per metadata file
+(`question_id` = the 0-based line index in `{dataset}_cot_{split}.jsonl`), so a metadata row and the
+training record made from it are both `visual_cot/{dataset}/{question_id}` (`{split}-{question_id}`
+for a split other than train, whose numbering restarts: the benchmark files do the same).
 
 The training file is read first; metadata, when present, adds every box (not just the merged one)
 and the image size. A folder with metadata only is read from the metadata alone.
@@ -18,16 +27,17 @@ from typing import Any, Iterator, Optional
 
 from generation.schema import QA, Quarantined, Sample
 from generation.sources.base import (
+    ImageFolder,
+    Located,
     SourceConfig,
     SourceError,
     add_response_constraint,
     guarded,
-    image_from_file,
+    iter_json_container,
     iter_jsonl,
     local_root,
     qa_meta,
     quarantine,
-    read_json,
     require,
     sample_id,
 )
@@ -36,44 +46,83 @@ from generation.splits import normalise_native_split
 SOURCE = "visual_cot"
 # --- field mapping: every upstream name this adapter reads ----------------------------------------
 TRAIN_FILE = "viscot_363k.json"
-METADATA_GLOB = "viscot_dataset/*.jsonl"
+METADATA_DIRS = ("viscot_dataset", "metadata")  # GitHub repo, Hub repo
+METADATA_FILE = re.compile(r"^(?P<dataset>.+)_cot_(?P<split>[a-z0-9]+)\.jsonl$")
 FIELDS = {"id": "question_id", "image": "image", "conversations": "conversations", "dataset": "dataset",
           "split": "split", "role": "from", "text": "value", "human": "human", "gpt": "gpt"}
 META_FIELDS = {"question": "question", "answer": "answer", "image": "image", "width": "width",
                "height": "height", "bboxs": "bboxs", "dataset": "dataset", "split": "split"}
 BBOX_SEPARATOR = "###"
-IMAGE_DIR = "cot/{dataset}/{image}"  # where metadata-only records find their image
+IMAGE_ROOT = "cot"
+IMAGE_DIR = "cot/{folder}/{image}"  # where metadata-only records find their image
+IMAGE_FOLDER = {"textcap": "textvqa"}  # datasets whose images live in another dataset's folder
 # The request the converter appends to each question (two variants upstream); removed from our question.
 _REQUEST = "provide the bounding box coordinate of the region that can help you answer the question better."
 COT_PROMPTS = (" Please " + _REQUEST, " Please think step by step and " + _REQUEST)
-HUB_FILES = [TRAIN_FILE, "viscot_dataset/*"]  # Hub images come as archives: extract them under cot/ yourself
+HUB_FILES = [TRAIN_FILE, "viscot_dataset/*", "metadata/*"]  # Hub images come as archives: extract them under cot/
 # ---------------------------------------------------------------------------------------------------
 
 _BOX = re.compile(r"\[\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\]")
 
 
-def read(cfg: SourceConfig) -> Iterator[Sample | Quarantined]:
+def read(cfg: SourceConfig) -> Iterator[Located]:
     root = local_root(cfg, HUB_FILES)
-    metadata = _load_metadata(root)
-    index: dict[tuple[Any, str], list[dict[str, Any]]] = {}  # (dataset, image file name) -> rows
-    for row in metadata:
-        key = (row.get(META_FIELDS["dataset"]), Path(str(row.get(META_FIELDS["image"], ""))).name)
-        index.setdefault(key, []).append(row)
     train = root / TRAIN_FILE
+    metadata_files = _metadata_files(root)
+    if not train.is_file() and not metadata_files:
+        raise SourceError(f"{SOURCE}: neither {TRAIN_FILE} nor metadata ({' or '.join(METADATA_DIRS)}/"
+                          f"{{dataset}}_cot_{{split}}.jsonl) found under {root}")
+    if not (root / IMAGE_ROOT).is_dir():
+        raise SourceError(f"{SOURCE}: {IMAGE_ROOT}/ not found under {root}: extract the image archives there "
+                          f"({IMAGE_DIR.format(folder='{dataset}', image='{image}')})")
+    images = ImageFolder.of(cfg, root)
     if train.is_file():
-        records = read_json(train, SOURCE)
-        if not isinstance(records, list):
-            raise SourceError(f"{SOURCE}: {train} must hold a JSON list of records")
-        for n, rec in enumerate(records):
-            sid = _train_sid(rec, n)
-            yield guarded(sid, lambda: _from_train_record(rec, sid, root, index, cfg.validate_images))
-    elif metadata:
-        for row in metadata:
-            native = f"{Path(row['_file']).stem}-{row['_line']}"  # no id in metadata: file and line
-            sid = sample_id(SOURCE, row.get(META_FIELDS["dataset"]) or "unknown", native)
-            yield guarded(sid, lambda: _from_metadata(row, sid, root, cfg.validate_images))
-    else:
-        raise SourceError(f"{SOURCE}: neither {TRAIN_FILE} nor {METADATA_GLOB} found under {root}")
+        index = _metadata_index(metadata_files)
+        for n, rec in iter_json_container(train, SOURCE):
+            sid = _train_sid(rec, int(n))
+            where = f"{TRAIN_FILE}: record {n}"
+            if isinstance(rec, Exception):
+                yield Located(where, quarantine(sid, str(rec), rec))
+            else:
+                yield Located(where, guarded(sid, lambda: _from_train_record(rec, sid, images, index)))
+        return
+    for path in metadata_files:
+        dataset, split = _file_dataset_split(path)
+        for line, row in iter_jsonl(path):
+            where = f"{path.parent.name}/{path.name}: line {line}"
+            if isinstance(row, Exception):
+                yield Located(where, quarantine(sample_id(SOURCE, dataset, native_id(split, line - 1)), str(row), row))
+                continue
+            row_dataset = row.get(META_FIELDS["dataset"]) or dataset
+            row_split = row.get(META_FIELDS["split"]) or split
+            sid = sample_id(SOURCE, row_dataset, native_id(row_split, line - 1))  # the converter's question_id
+            yield Located(where, guarded(sid, lambda: _from_metadata(row, sid, images)))
+
+
+def native_id(split: Any, question_id: Any) -> str:
+    """The id part after the dataset: `question_id`, prefixed by the split unless it is train."""
+    return str(question_id) if split in (None, "", "train") else f"{split}-{question_id}"
+
+
+def _metadata_files(root: Path) -> list[Path]:
+    return [p for folder in METADATA_DIRS for p in sorted((root / folder).glob("*.jsonl"))]
+
+
+def _file_dataset_split(path: Path) -> tuple[str, str]:
+    m = METADATA_FILE.match(path.name)
+    return (m.group("dataset"), m.group("split")) if m else (path.stem, "train")
+
+
+def _metadata_index(files: list[Path]) -> dict[tuple[Any, str], list[dict[str, Any]]]:
+    """(dataset, image file name) -> metadata rows; unparseable lines are left out here (a training
+    record that needed one simply gets no extra boxes)."""
+    index: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for path in files:
+        for _, row in iter_jsonl(path):
+            if isinstance(row, dict):
+                key = (row.get(META_FIELDS["dataset"]), Path(str(row.get(META_FIELDS["image"], ""))).name)
+                index.setdefault(key, []).append(row)
+    return index
 
 
 def _train_sid(rec: Any, n: int) -> str:
@@ -86,17 +135,19 @@ def _train_sid(rec: Any, n: int) -> str:
         parts = Path(images[0]).parts  # cot/<dataset>/<file>
         dataset = parts[1] if len(parts) > 2 else None
     native = rec.get(FIELDS["id"])
-    return sample_id(SOURCE, dataset or "unknown", native if native is not None else f"record-{n}")
+    if native is None or isinstance(native, (dict, list)):
+        return sample_id(SOURCE, dataset or "unknown", f"record-{n}")
+    return sample_id(SOURCE, dataset or "unknown", native_id(rec.get(FIELDS["split"]), native))
 
 
-def _from_train_record(rec: dict[str, Any], sid: str, root: Path, index: dict, validate: bool) -> Sample:
+def _from_train_record(rec: dict[str, Any], sid: str, images: ImageFolder, index: dict) -> Sample:
     require(rec, FIELDS["id"], sid)
     dataset = sid.split("/")[1]
-    images = require(rec, FIELDS["image"], sid)
-    if isinstance(images, str):
-        images = [images]
-    image_path = images[0].split(BBOX_SEPARATOR)[0]
-    box = next((_parse_box(p.split(BBOX_SEPARATOR, 1)[1]) for p in images if BBOX_SEPARATOR in p), None)
+    paths = require(rec, FIELDS["image"], sid)
+    if isinstance(paths, str):
+        paths = [paths]
+    image_path = paths[0].split(BBOX_SEPARATOR)[0]
+    box = next((_parse_box(p.split(BBOX_SEPARATOR, 1)[1]) for p in paths if BBOX_SEPARATOR in p), None)
     turns = require(rec, FIELDS["conversations"], sid)
     humans = [t[FIELDS["text"]] for t in turns if t.get(FIELDS["role"]) == FIELDS["human"]]
     gpts = [t[FIELDS["text"]] for t in turns if t.get(FIELDS["role"]) == FIELDS["gpt"]]
@@ -109,18 +160,18 @@ def _from_train_record(rec: dict[str, Any], sid: str, root: Path, index: dict, v
     bbox_norm = gpts[0].strip() if len(gpts) > 1 else None
     candidates = index.get((dataset, Path(image_path).name), [])
     meta_row = next((r for r in candidates if str(r.get(META_FIELDS["question"], "")).strip() == question), {})
-    image = image_from_file(sid, root, image_path, validate)
+    image = images.file(sid, image_path)
     return _sample(sid, dataset, rec.get(FIELDS["split"]) or meta_row.get(META_FIELDS["split"]),
                    image, question, answer, box, bbox_norm, meta_row)
 
 
-def _from_metadata(row: dict[str, Any], sid: str, root: Path, validate: bool) -> Sample:
+def _from_metadata(row: dict[str, Any], sid: str, images: ImageFolder) -> Sample:
     dataset = sid.split("/")[1]
     question = _clean_question(str(require(row, META_FIELDS["question"], sid)))
     answer = str(require(row, META_FIELDS["answer"], sid)).strip()
     box = _merge(require(row, META_FIELDS["bboxs"], sid))
-    rel = IMAGE_DIR.format(dataset=dataset, image=require(row, META_FIELDS["image"], sid))
-    image = image_from_file(sid, root, rel, validate)
+    rel = IMAGE_DIR.format(folder=IMAGE_FOLDER.get(dataset, dataset), image=require(row, META_FIELDS["image"], sid))
+    image = images.file(sid, rel)
     return _sample(sid, dataset, row.get(META_FIELDS["split"]), image, question, answer, box, None, row)
 
 
@@ -138,17 +189,6 @@ def _sample(sid: str, dataset: str, native_split: Optional[str], image: Any, que
                   images=[image], qas=[qa],
                   meta={"math": qa.meta["math"], "native_split": native_split, "bbox": box, "bboxs": bboxs,
                         "width": meta_row.get(META_FIELDS["width"]), "height": meta_row.get(META_FIELDS["height"])})
-
-
-def _load_metadata(root: Path) -> list[dict[str, Any]]:
-    """Metadata rows in file order, tagged with file and line; unparseable lines are left out here
-    (a training record that needed one simply gets no extra boxes)."""
-    rows: list[dict[str, Any]] = []
-    for path in sorted(root.glob(METADATA_GLOB)):
-        for line, row in iter_jsonl(path):
-            if isinstance(row, dict):
-                rows.append({**row, "_file": path.name, "_line": line})
-    return rows
 
 
 def _clean_question(value: str) -> str:
