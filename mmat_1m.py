@@ -53,6 +53,7 @@ FEATURES = Features(
             "operators_available": List(Value("string")),
             "verified": Value("bool"),
             "judge_score": Value("float64"),
+            "dropped_qas": Value("int64"),  # QA pairs the foundation's drop_qas filters removed from the dialogue
         },
         "engine_version": Value("string"),
     }

@@ -34,7 +34,7 @@ _DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d+(?![\w.])")
 # A final period that belongs to the answer: letter-period pairs (`P.M.`, `U.S.`, `e.g.`) and a few
 # common abbreviations. Everything else at the end of a short answer is sentence punctuation.
 _ABBREVIATION_END = re.compile(
-    r"(?:\b(?:[A-Za-z]\.){2,}|\b(?:Inc|Corp|Co|Ltd|Jr|Sr|Dr|Mr|Mrs|Ms|St|Mt|Ave|Blvd|Rd|Bros|etc|vs|approx)\.)$")
+    r"(?:\b(?:[A-Za-z]\.){2,}|\b(?:Inc|Corp|Co|Ltd|Jr|Sr|Dr|Mr|Mrs|Ms|St|Mt|Ave|Blvd|Rd|Bros|etc|vs|approx)\.)$", re.I)
 
 
 def strip_accents(text: str) -> str:
@@ -74,13 +74,10 @@ def ends_with_abbreviation(text: str) -> bool:
 
 
 def strip_added_period(answer: str) -> str:
-    """The answer without the one period an upstream appended to it (`Starbucks.` -> `Starbucks`,
-    `42.` -> `42`), keeping a period that is part of it (`P.M.`, `U.S.`) and leaving sentences
-    alone: only a one-sentence answer loses its final period."""
+    """The short answer without the one period an upstream appended to it (`Starbucks.` -> `Starbucks`,
+    `42.` -> `42`, `Dr. example.` -> `Dr. example`), keeping a period that is part of it (`P.M.`, `U.S.`,
+    `Example Corp.`). Callers apply it to short answers only: in prose a final period is punctuation."""
     text = answer.strip()
     if not text.endswith(".") or text.endswith("..") or ends_with_abbreviation(text):
         return text
-    body = text[:-1].rstrip()
-    if not body or re.search(r"[.!?]\s", body):
-        return text
-    return body
+    return text[:-1].rstrip() or text

@@ -36,6 +36,7 @@ OPERATORS = ("image_caption", "ocr", "label_bbox", "face_detection", "rag")
 # A tokenizer-free token count: words and single punctuation marks (RE2 syntax, ASCII \w).
 TOKEN_PATTERN = r"\w+|[^\w\s]"
 _STAT_COLUMNS = ["id", "source", "subset", "messages", "steps", "reflection", "teacher"]
+_OPTIONAL_STAT_COLUMNS = ["meta"]  # shards written before a `meta` field existed still get a card
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ class CardStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     dialogues: int = 0  # distinct ids over all formats
+    # QA pairs the foundation's `drop_qas` filters removed (row `meta.dropped_qas`, once per dialogue);
+    # None when no row records it (shards from an engine that did not count them)
+    dropped_qas: Optional[int] = None
 
     def shards(self) -> int:
         return len(self.rows)
@@ -163,10 +167,13 @@ def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: 
     subsets = batch.column("subset").to_pylist()
     cols = [pc.fill_null(pc.struct_field(teacher, k), d).to_pylist()
             for k, d in (("model", ""), ("prompt_tokens", 0), ("completion_tokens", 0), ("cost_usd", 0.0))]
-    for row_id, source, subset, model, pt, ct, cost in zip(ids, sources, subsets, *cols):
+    dropped = _meta_field(batch, "dropped_qas")
+    for row_id, source, subset, model, pt, ct, cost, n_dropped in zip(ids, sources, subsets, *cols, dropped):
         if row_id in seen:
             continue
         seen[row_id] = None
+        if n_dropped is not None:
+            stats.dropped_qas = (stats.dropped_qas or 0) + int(n_dropped)
         stats.dialogues += 1
         stats.subsets[source][subset] += 1
         if model:
@@ -174,6 +181,13 @@ def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: 
         stats.prompt_tokens += int(pt)
         stats.completion_tokens += int(ct)
         stats.cost_usd += float(cost)
+
+
+def _meta_field(batch: pa.RecordBatch, name: str) -> list:
+    """`meta.{name}` of every row, None where a row (or the whole shard's schema) lacks it."""
+    if "meta" not in batch.schema.names or batch.schema.field("meta").type.get_field_index(name) < 0:
+        return [None] * batch.num_rows
+    return pc.struct_field(batch.column("meta"), name).to_pylist()
 
 
 def collect_stats(dataset_dir: str | Path) -> CardStats:
@@ -192,6 +206,7 @@ def collect_stats(dataset_dir: str | Path) -> CardStats:
         if len(columns) < len(_STAT_COLUMNS):
             missing = sorted(set(_STAT_COLUMNS) - set(columns))
             raise ValueError(f"{path}: shard lacks columns {missing}; not an mmat-1m shard")
+        columns += [c for c in _OPTIONAL_STAT_COLUMNS if c in pf.schema_arrow.names]
         for batch in pf.iter_batches(batch_size=4096, columns=columns):
             _scan_batch(batch, stats.formats[fmt], stats, seen)
     return stats
@@ -501,9 +516,21 @@ def render_card(
         cost_per_dialogue=(stats.cost_usd / stats.dialogues) if stats.dialogues else 0.0,
         tokens_per_dialogue=(total_tokens / stats.dialogues) if stats.dialogues else 0.0,
         run_stats=run,
+        quarantine=_quarantine_line(run),
         token_pattern=TOKEN_PATTERN,
         has_tabmwp="tabmwp" in present_sources,
     )
+
+
+def _quarantine_line(run: dict) -> Optional[str]:
+    """"3 (foundation 2, rationale 1)" from the run's quarantine counts, or None when the card was
+    written without a generation run."""
+    if "quarantined_total" not in run:
+        return None
+    by_stage = run.get("quarantine_by_stage") or {}
+    detail = ", ".join(f"{stage} {n:,}" for stage, n in sorted(by_stage.items()) if isinstance(n, int))
+    total = run["quarantined_total"]
+    return f"{total:,}" + (f" ({detail})" if detail and isinstance(total, int) and total else "")
 
 
 def write_card(

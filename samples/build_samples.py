@@ -61,7 +61,7 @@ def build_visual_cot(out: Path) -> None:
     # on the downscaled photo and checked on an overlay.
     records: list[tuple[str, str, Image.Image, str, str, list[Box]]] = [
         ("textvqa", "0a3c5e1f2b7d9c11.jpg", shop, "What is the name of the cafe?", "blue harbor cafe", [shop_b["name"]]),
-        ("textvqa", "1b8d2f40c6e9a712.jpg", street, "What is the name of the street on the top sign?", "elm st", [street_b["top"]]),
+        ("textcap", "1b8d2f40c6e9a712.jpg", street, "What is the name of the street on the top sign?", "elm st", [street_b["top"]]),
         ("docvqa", "ffbf0023_4.png", memo_im, "What is the date mentioned in the memo?", "March 3, 1998", [memo_b["date"]]),
         ("docvqa", "ffbf0023_4.png", memo_im, "To whom is the memo addressed?", "Dr. Helen Ortiz", [memo_b["to"]]),
         ("sroie", "X51005200931.jpg", rec_im, "What is the company in the invoice shown in the picture?", "GREEN LEAF GROCERS SDN BHD", [rec_b["company"]]),
@@ -78,10 +78,13 @@ def build_visual_cot(out: Path) -> None:
     ]
     meta_lines: dict[str, list[dict[str, Any]]] = {}
     train: list[dict[str, Any]] = []
-    for qid, (dataset, fname, im, question, answer, boxes) in enumerate(records):
-        rel = Path("cot") / dataset / fname
+    for dataset, fname, im, question, answer, boxes in records:
+        # tools/convert_data_to_llava_format.py: textcap images live in cot/textvqa/, and
+        # question_id is the record's line index in its own {dataset}_cot_train.jsonl
+        rel = Path("cot") / ("textvqa" if dataset == "textcap" else dataset) / fname
         w, h = save(im, out / rel)
-        meta_lines.setdefault(dataset, []).append(
+        qid = len(meta_lines.setdefault(dataset, []))
+        meta_lines[dataset].append(
             {"question": question, "answer": answer, "image": fname, "width": w, "height": h,
              "bboxs": boxes, "dataset": dataset, "split": "train"})
         merged = union(*boxes)
@@ -254,8 +257,16 @@ def build_cauldron(out: Path) -> None:
     def qa(user: str, assistant: str, subset: str) -> dict[str, str]:
         return {"user": user, "assistant": assistant, "source": subset}
 
-    def mc(question: str, choices: Sequence[str]) -> str:
-        lines = "\n".join(f"{'ABCDEFGH'[i]}. {c}" for i, c in enumerate(choices))
+    def cased(text: str, is_question: bool = False) -> str:
+        """The builder's `correct_casing`: a capital first letter, and a period after an answer."""
+        if text and text[0].islower():
+            text = text.capitalize()
+        return text if text.endswith(".") or is_question else text + "."
+
+    def mc(question: str, choices: Sequence[str], cased_choices: bool = False) -> str:
+        """The builder's multiple-choice prompt (TQA writes each option as correct_casing("a. text"))."""
+        lines = "\n".join(cased(f"{'abcdefgh'[i]}. {c}") if cased_choices else f"{'ABCDEFGH'[i]}. {c}"
+                          for i, c in enumerate(choices))
         return f"Question: {question}\nChoices:\n{lines}\nAnswer with the letter."
 
     coffee, cat = photo("coffee", 320), photo("chelsea", 320)
@@ -279,60 +290,66 @@ def build_cauldron(out: Path) -> None:
         [("triangle", 2, "white"), ("circle", 2, "black"), ("triangle", 2, "black"), ("triangle", 1, "black"),
          ("triangle", 2, "#9e9e9e"), ("square", 2, "black"), ("triangle", 3, "black"), ("circle", 1, "white")])
     subsets: dict[str, list[tuple[list[Image.Image], list[dict[str, str]]]]] = {
+        # The builder's templates: prompts_hm + "\nAnswer yes or no.", answers "Yes." / "No."
         "hateful_memes": [
             ([_tag(photos, meme(coffee, "ME AFTER THE FIRST SIP", "READY FOR MONDAY"))],
-             [qa("Is this meme hateful? Answer yes or no.", "no", "hateful_memes")]),
+             [qa("Does this meme promote hate speech?\nAnswer yes or no.", "No.", "Hateful Memes")]),
             ([_tag(photos, meme(cat, "WHEN THE ALARM RINGS", "FIVE MORE MINUTES"))],
-             [qa("Is this meme hateful? Answer yes or no.", "no", "hateful_memes")]),
+             [qa("Is the language used in this meme hateful?\nAnswer yes or no.", "No.", "Hateful Memes")]),
         ],
+        # prompts_screen2words, answer correct_casing(caption)
         "screen2words": [
             ([phone_screen("Weather", ["Springfield", "21°C  Sunny", "Tue  19°C  Cloudy", "Wed  17°C  Rain"], None, seed=41)],
-             [qa("Summarize the content of this screenshot.", "screen showing the weather forecast for springfield over the next days", "screen2words")]),
+             [qa("Summarize the information in this screenshot.", cased("screen showing the weather forecast for springfield over the next days"), "Screen2Words")]),
             ([phone_screen("RecipeBox", ["Welcome back", "[Email]", "[Password]"], "Sign in", seed=42, accent="#e65100")],
-             [qa("Summarize the content of this screenshot.", "login page of a recipe app asking for email and password", "screen2words")]),
+             [qa("Provide a description of this screenshot.", cased("login page of a recipe app asking for email and password"), "Screen2Words")]),
         ],
+        # question + random.choice(PROMPTS_ANSWER_SHORTLY), answer correct_casing(answer)
         "st_vqa": [
-            ([bakery], [qa("What is the name of the bakery?", "sunrise bakery", "st_vqa"),
-                        qa("What phone number is written on the window?", "555-0142", "st_vqa"),
-                        qa("What does the bakery sell daily?", "fresh bread", "st_vqa")]),
-            ([parking], [qa("What is not allowed here?", "parking", "st_vqa"),
-                         qa("Until what time does the rule apply?", "6pm", "st_vqa")]),
+            ([bakery], [qa("What is the name of the bakery?\nQuick response, please.", cased("sunrise bakery"), "ST-VQA"),
+                        qa("What phone number is written on the window?\nKeep it brief.", cased("555-0142"), "ST-VQA"),
+                        qa("What does the bakery sell daily?\nBe succinct.", cased("fresh bread"), "ST-VQA")]),
+            ([parking], [qa("What is not allowed here?\nShort answer required.", cased("parking"), "ST-VQA"),
+                         qa("Until what time does the rule apply?\nAnswer briefly.", cased("6pm"), "ST-VQA")]),
         ],
         "vistext": [
             ([line_chart("Monthly rainfall in Greenfield", ["Jan", "Feb", "Mar", "Apr", "May", "Jun"],
                          {"Rainfall": [58, 47, 66, 92, 71, 35]}, "Rainfall (mm)")],
              [qa("Describe this chart.", "The line chart shows monthly rainfall in Greenfield from January to June. "
-                 "Rainfall rises from 47 mm in February to a peak of 92 mm in April and then falls to its lowest value, 35 mm, in June.", "vistext")]),
+                 "Rainfall rises from 47 mm in February to a peak of 92 mm in April and then falls to its lowest value, 35 mm, in June.", "VisText")]),
             ([bar_chart("Books borrowed per week by grade", ["Grade 1", "Grade 2", "Grade 3", "Grade 4"], [24, 31, 45, 38], "Books", color="#8e44ad")],
              [qa("Describe this chart.", "The bar chart shows how many books each grade borrows per week. "
-                 "Grade 3 borrows the most with 45 books, followed by grade 4 with 38, grade 2 with 31 and grade 1 with 24.", "vistext")]),
+                 "Grade 3 borrows the most with 45 books, followed by grade 4 with 38, grade 2 with 31 and grade 1 with 24.", "VisText")]),
         ],
+        # correct_casing(question, is_question=True) / correct_casing(answer); some rows get a
+        # parse_table_instruct turn answered by str(table) (dropped by the `table_dump` QA filter)
         "robut_wtq": [
             ([table_image("Spring league standings", ["Team", "Wins", "Losses", "Points"], league)],
-             [qa("which team had the most points?", "Harbor City", "robut_wtq"),
-              qa("how many teams scored more than 35 points?", str(sum(int(r[3]) > 35 for r in league)), "robut_wtq"),
-              qa("what is the total number of wins of the top two teams?", str(int(league[0][1]) + int(league[1][1])), "robut_wtq")]),
+             [qa(cased("which team had the most points?", True), cased("Harbor City"), "robut_wtq"),
+              qa(cased("how many teams scored more than 35 points?", True), cased(str(sum(int(r[3]) > 35 for r in league))), "robut_wtq"),
+              qa(cased("what is the total number of wins of the top two teams?", True), cased(str(int(league[0][1]) + int(league[1][1]))), "robut_wtq"),
+              qa("Parse the full table.", str({"header": ["Team", "Wins", "Losses", "Points"], "rows": [list(r) for r in league]}), "robut_wtq")]),
             ([table_image("Hiking trails", ["Trail", "Length (km)", "Elevation gain (m)", "Difficulty"], trails)],
-             [qa("which trail is the longest?", "Ridge Path", "robut_wtq"),
-              qa("how many trails are rated easy?", str(sum(r[3] == "easy" for r in trails)), "robut_wtq")]),
+             [qa(cased("which trail is the longest?", True), cased("Ridge Path"), "robut_wtq"),
+              qa(cased("how many trails are rated easy?", True), cased(str(sum(r[3] == "easy" for r in trails))), "robut_wtq")]),
         ],
         "iconqa": [
-            ([icon_grid("star", 7, 4, "#fdd835")], [qa(mc("How many stars are there?", ["6", "7", "8"]), "Answer: B", "iconqa")]),
-            ([icon_grid("circle", 9, 5, "#4fc3f7")], [qa("How many circles are there?", "9", "iconqa")]),
+            ([icon_grid("star", 7, 4, "#fdd835")], [qa(mc("How many stars are there?", ["6", "7", "8"]), "Answer: B", "IconQA")]),
+            ([icon_grid("circle", 9, 5, "#4fc3f7")], [qa("How many circles are there?", "9", "IconQA")]),
         ],
         "raven": [
-            ([raven1], [qa("Which figure should complete the logical sequence?", "E", "raven")]),
-            ([raven2], [qa("Which figure should complete the logical sequence?", "C", "raven")]),
+            ([raven1], [qa("Which figure should complete the logical sequence?", "E", "RAVEN")]),
+            ([raven2], [qa("Which figure should complete the logical sequence?", "C", "RAVEN")]),
         ],
         "intergps": [
-            ([triangle_figure(35, 85, "x°")], [qa(mc("Find x.", ["50", "55", "60", "65"]), "Answer: C", "intergps")]),
-            ([rectangle_figure(8, 5, "cm")], [qa(mc("Find the perimeter of the rectangle.", ["13", "26", "40", "80"]), "Answer: B", "intergps")]),
+            ([triangle_figure(35, 85, "x°")], [qa(mc("Find x.", ["50", "55", "60", "65"]), "Answer: C", "InterGPS")]),
+            ([rectangle_figure(8, 5, "cm")], [qa(mc("Find the perimeter of the rectangle.", ["13", "26", "40", "80"]), "Answer: B", "InterGPS")]),
         ],
         "tqa": [
-            ([water_cycle()], [qa(mc("Which process is shown by the arrow rising from the ocean?", ["precipitation", "evaporation", "collection", "condensation"]), "Answer: B", "tqa"),
-                               qa(mc("What forms when water vapor cools high in the sky?", ["rivers", "clouds", "oceans", "soil"]), "Answer: B", "tqa")]),
-            ([life_cycle()], [qa(mc("Which stage comes right after the larva?", ["egg", "adult", "pupa"]), "Answer: C", "tqa"),
-                              qa(mc("How many stages of the life cycle are shown?", ["2", "3", "4", "5"]), "Answer: C", "tqa")]),
+            ([water_cycle()], [qa(mc("Which process is shown by the arrow rising from the ocean?", ["precipitation", "evaporation", "collection", "condensation"], True), "Answer: B", "TQA"),
+                               qa(mc("What forms when water vapor cools high in the sky?", ["rivers", "clouds", "oceans", "soil"], True), "Answer: B", "TQA")]),
+            ([life_cycle()], [qa(mc("Which stage comes right after the larva?", ["egg", "adult", "pupa"], True), "Answer: C", "TQA"),
+                              qa(mc("How many stages of the life cycle are shown?", ["2", "3", "4", "5"], True), "Answer: C", "TQA")]),
         ],
     }
     for subset, rows in subsets.items():
@@ -411,13 +428,12 @@ def tabmwp_problems() -> list[dict[str, Any]]:
         "Find the change in the number of trees and divide by the change in years.\n"
         f"Change in trees: 181 - 167 = {181 - 167}\nChange in years: 2020 - 2019 = 1\nRate of change: {181 - 167} ÷ 1 = {181 - 167}\n"
         f"The number of trees increased by {181 - 167} per year.", unit="trees per year")
-    # 7 frequency count
-    scores = [("6", 3), ("7", 5), ("8", 7), ("9", 4), ("10", 2)]
-    hi_count = sum(f for sc, f in scores if int(sc) >= 8)
-    add("train", 4, "Quiz scores", ["Score", "Frequency"], [[a, str(b)] for a, b in scores],
-        "Mr. Ortiz recorded the scores on a class quiz. How many students scored 8 or more?", str(hi_count),
-        "Find the rows for scores of 8, 9 and 10 and add their frequencies.\n"
-        f"{' + '.join(str(f) for sc, f in scores if int(sc) >= 8)} = {hi_count}\n{hi_count} students scored 8 or more.")
+    # 7 clock time (multi choice): the answer keeps its periods, as every clock-time answer upstream does
+    stops = [("Elm Street", "1:55 P.M."), ("Oak Street", "2:10 P.M."), ("Pine Road", "2:40 P.M."), ("Lake Avenue", "3:05 P.M.")]
+    add("train", 3, "Bus schedule", ["Stop", "Time"], [list(r) for r in stops],
+        "Look at the following schedule. When does the bus leave Oak Street?", "2:10 P.M.",
+        "Find Oak Street on the schedule. Find the time in the same row.\nThe bus leaves Oak Street at 2:10 P.M.",
+        ques_type="multi_choice", ans_type="extractive_text", choices=[t for _, t in stops])
     # 8 enough money (multi choice, yes/no)
     toys = [("kite", 6.75), ("yo-yo", 2.20), ("puzzle", 8.40), ("toy car", 4.95)]
     total = 6.75 + 2.20
@@ -471,6 +487,9 @@ def build_tabmwp(out: Path) -> None:
         by_split[p["split"]][str(pid)] = p
     for split, recs in by_split.items():
         (out / f"problems_{split}.json").write_text(json.dumps(recs, indent=2, ensure_ascii=False) + "\n")
+    for split in ("dev", "test"):  # the released 1k evaluation subsets repeat problems of dev and test
+        subset = dict(list(by_split[split].items())[:1])
+        (out / f"problems_{split}1k.json").write_text(json.dumps(subset, indent=2, ensure_ascii=False) + "\n")
     (out / "splits.json").write_text(json.dumps({s: list(r) for s, r in by_split.items()}, indent=2) + "\n")
 
 
@@ -570,6 +589,14 @@ def build_infoseek(out: Path) -> None:
     ]
     write_jsonl(out / "infoseek_train.jsonl", train)
     write_jsonl(out / "infoseek_val.jsonl", val)
+    # The with-KB files: the entity each question is about (entity ids made up, in Wikidata's Q-form)
+    names = {"oven_04011235": "Falcon 9", "oven_04027781": "Cat", "oven_04033310": "Horse", "oven_04051902": "Coffee",
+             "oven_04060448": "Eiffel Tower", "oven_04072216": "Great Pyramid of Giza",
+             "oven_04085573": "Golden Gate Bridge", "oven_04099120": "Moon", "oven_04105867": "Hubble eXtreme Deep Field"}
+    entity = {image_id: (f"Q9{k:07d}", name) for k, (image_id, name) in enumerate(names.items())}
+    for name, rows in (("infoseek_train_withkb.jsonl", train), ("infoseek_val_withkb.jsonl", val)):
+        write_jsonl(out / name, [{"data_id": r["data_id"], "entity_id": entity[r["image_id"]][0],
+                                  "entity_text": entity[r["image_id"]][1]} for r in rows])
     write_jsonl(out / "corpus" / "passages.jsonl", [{"id": i, "title": t, "text": x} for i, t, x in PASSAGES])
 
 

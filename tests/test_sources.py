@@ -101,19 +101,22 @@ def test_visual_cot_maps_question_answer_and_bbox_from_native_record(bundled):
         assert Path(s.images[0].path).as_posix().endswith(rec["image"][0])
         assert s.meta["width"] and s.meta["height"]  # joined from viscot_dataset/*.jsonl
         assert 0 <= box[0] < box[2] <= s.meta["width"] and 0 <= box[1] < box[3] <= s.meta["height"]
-    total = got["visual_cot/sroie/5"]
+    total = got["visual_cot/sroie/1"]  # question_id: the line in sroie_cot_train.jsonl, as the converter numbers it
     assert total.answer == "32.60" and total.meta["math"] is True
     assert total.question.endswith("\n" + SHORT_ANSWER_PROMPT)
     assert {s.subset for s in got.values()} >= {"textvqa", "docvqa", "sroie", "gqa", "flickr30k"}
 
 
-def test_visual_cot_reads_metadata_only_folder(tmp_path):
+def test_visual_cot_reads_metadata_only_folder_with_the_same_ids(tmp_path, bundled):
     root = copy_source("visual_cot", tmp_path)
     (root / "viscot_363k.json").unlink()
     got = [x for x in read("visual_cot", root)]
-    assert len(got) == 15 and all(isinstance(x, Sample) for x in got)
+    assert len(got) == 15 and all(isinstance(x, Sample) for x in got), [str(x) for x in got if isinstance(x, Quarantined)]
+    assert {s.id for s in got} == set(bundled["visual_cot"])  # same record, same id, whichever file it came from
     by_q = {s.qas[0].answer: s for s in got}
     assert by_q["INV-20417"].subset == "dude" and by_q["INV-20417"].meta["bbox"]
+    textcap = by_q["elm st"]  # a textcap row: its image lives in cot/textvqa/
+    assert textcap.subset == "textcap" and Path(textcap.images[0].path).parent.name == "textvqa"
 
 
 # --- LLaVA-CoT ------------------------------------------------------------------------------------
@@ -153,16 +156,28 @@ def test_cauldron_keeps_all_qas_of_an_image_and_maps_texts(bundled):
         rows = pq.read_table(next(subset_dir.glob("*.parquet"))).to_pylist()
         for i, row in enumerate(rows):
             s = got[f"cauldron/{subset_dir.name}/{i}"]
-            assert s.subset == subset_dir.name and len(s.qas) == len(row["texts"])
+            texts = [t for t in row["texts"] if t["user"] != "Parse the full table."]  # dropped: a table dump
+            assert s.subset == subset_dir.name and len(s.qas) == len(texts)
+            assert s.meta["dropped_qas"] == len(row["texts"]) - len(texts)
             assert [ref.data for ref in s.images] == [im["bytes"] for im in row["images"]]
-            for qa, t in zip(s.qas, row["texts"]):
-                assert qa.question.startswith(t["user"].removesuffix("Answer with the letter.").strip())
-                assert qa.answer == t["assistant"].removeprefix("Answer: ")
+            for qa, t in zip(s.qas, texts):
+                assert qa.question.splitlines()[0] == t["user"].splitlines()[0]
+                native = t["assistant"].removeprefix("Answer: ")
+                assert qa.answer in (native, native.removesuffix("."))  # the builder's added period goes
                 assert qa.meta["cauldron_source"] == t["source"]
     assert {s.subset for s in got.values()} >= {"hateful_memes", "screen2words", "st_vqa", "vistext", "robut_wtq",
                                                 "iconqa", "raven", "intergps", "tqa"}
     st = got["cauldron/st_vqa/0"]
-    assert [q.answer for q in st.qas] == ["sunrise bakery", "555-0142", "fresh bread"]
+    assert [q.answer for q in st.qas] == ["Sunrise bakery", "555-0142", "Fresh bread"]  # not "Sunrise bakery."
+    assert all(q.question.count("\n") == 1 and q.question.endswith("\n" + SHORT_ANSWER_PROMPT) for q in st.qas)
+    memes = got["cauldron/hateful_memes/0"]  # "Answer yes or no." is the question's one instruction
+    assert memes.question == "Does this meme promote hate speech?\nAnswer yes or no." and memes.answer == "No"
+    robut = got["cauldron/robut_wtq/0"]
+    assert [q.answer for q in robut.qas] == ["Harbor City", "3", "26"] and all(q.meta["math"] for q in robut.qas[1:])
+    raven = got["cauldron/raven/0"]  # the options are drawn in the image: still a letter question
+    assert raven.choices == list("ABCDEFGH") and raven.question.endswith("\n" + MULTIPLE_CHOICE_PROMPT)
+    tqa = got["cauldron/tqa/0"]
+    assert tqa.choices == ["precipitation", "evaporation", "collection", "condensation"] and tqa.answer == "B"
     icon = got["cauldron/iconqa/0"]
     assert icon.choices == ["6", "7", "8"] and icon.answer == "B" and icon.meta["math"] is True
     assert icon.question.endswith("\n" + MULTIPLE_CHOICE_PROMPT) and "Answer with the letter." not in icon.question
@@ -252,9 +267,9 @@ def test_visual_cot_quarantines_missing_field_and_empty_image(tmp_path):
     (root / "viscot_363k.json").write_text(json.dumps(records))
     (root / records[14]["image"][0]).write_bytes(b"")  # the dude invoice, used by record 14 only
     good, bad = _split_result(read("visual_cot", root))
-    assert set(bad) == {"visual_cot/textvqa/0", "visual_cot/dude/14"}
+    assert set(bad) == {"visual_cot/textvqa/0", "visual_cot/dude/0"}
     assert "missing field 'conversations'" in bad["visual_cot/textvqa/0"].reason
-    assert "empty image" in bad["visual_cot/dude/14"].reason
+    assert "empty image" in bad["visual_cot/dude/0"].reason
     assert len(good) == len(records) - 2
 
 

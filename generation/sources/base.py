@@ -387,15 +387,47 @@ def hub_error(cfg: SourceConfig, exc: BaseException) -> SourceError:
         f"offline: download it where there is network and set `path:` to the local copy, or unset HF_HUB_OFFLINE")
 
 
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+
+
 class RecordError(ValueError):
-    """One native record that cannot be parsed (invalid UTF-8, not JSON, not an object, cut off)."""
+    """One native record that cannot be used as it is (invalid UTF-8, not JSON, not an object, cut off).
+
+    `value` is what could still be parsed (bad bytes as lone surrogates), so the record keeps the id
+    it would have had: fixing the bytes and running `mmat retry` then finds the same id."""
+
+    def __init__(self, message: str, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+def parsed(record: Any) -> Any:
+    """The record, or what could be parsed of a `RecordError` (for its id)."""
+    return record.value if isinstance(record, RecordError) else record
+
+
+def id_text(value: Any) -> Optional[str]:
+    """`value` as part of an id: a non-empty string or integer with no undecodable bytes, else None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text if text and not _SURROGATE.search(text) else None
+
+
+def field_text(record: Any, field: str) -> Optional[str]:
+    """`id_text` of `record[field]`, for building ids defensively from any (parsed) record."""
+    return id_text(record.get(field)) if isinstance(record, dict) else None
 
 
 def _decode_record(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecordError(f"invalid UTF-8 at byte {exc.start}") from None
+        try:
+            value = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+        except ValueError:
+            value = None
+        raise RecordError(f"invalid UTF-8 at byte {exc.start}", value) from None
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -415,14 +447,11 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 value = _decode_record(raw)
             except RecordError as exc:
-                truncated = not raw.endswith(b"\n")
-                yield n, RecordError(f"line {n}: {exc}{' (the file ends inside it: truncated?)' if truncated else ''}")
+                truncated = " (the file ends inside it: truncated?)" if not raw.endswith(b"\n") else ""
+                yield n, RecordError(f"line {n}: {exc}{truncated}", exc.value if isinstance(exc.value, dict) else None)
                 continue
             yield n, value if isinstance(value, dict) else RecordError(
                 f"line {n} is {json_kind(value)}, not a JSON object")
-
-
-_SURROGATE = re.compile(r"[\udc80-\udcff]")
 
 
 def _has_bad_bytes(value: Any) -> bool:
@@ -472,7 +501,7 @@ def iter_json_container(path: Path, kind: str) -> Iterator[tuple[Union[str, int]
             cut = "the file ends inside this record (truncated?)" if _ends_inside(text, pos) else str(exc)
             yield key, RecordError(f"{path.name}: {cut}")
             return
-        yield key, RecordError(f"{path.name}: invalid UTF-8 in this record") if _has_bad_bytes(value) else value
+        yield key, RecordError(f"{path.name}: invalid UTF-8 in this record", value) if _has_bad_bytes(value) else value
         index += 1
         pos = _skip_ws(text, pos)
         if text[pos:pos + 1] == ",":
@@ -519,5 +548,5 @@ def read_json(path: Path, kind: str) -> Any:
 __all__ = ["DEFAULT_QA_FILTERS", "ImageFolder", "Located", "MULTIPLE_CHOICE_PROMPT", "RecordError",
            "SHORT_ANSWER_PROMPT", "SOURCE_IDS", "SourceConfig", "SourceError", "add_response_constraint", "all_dropped",
            "choice_letter", "degenerate_reason", "dropped_meta", "format_choices", "guarded", "is_numeric", "iter_json_container",
-           "iter_jsonl", "local_root", "parse_listed_choices", "qa_meta", "quarantine", "require", "sample_id",
+           "field_text", "id_text", "iter_jsonl", "local_root", "parse_listed_choices", "parsed", "qa_meta", "quarantine", "require", "sample_id",
            "subset_of"]

@@ -33,9 +33,11 @@ from generation.sources.base import (
     SourceConfig,
     SourceError,
     add_response_constraint,
+    field_text,
     guarded,
     iter_jsonl,
     local_root,
+    parsed,
     qa_meta,
     quarantine,
     require,
@@ -78,15 +80,13 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
     for path in files:
         entities = _withkb(path.with_name(WITHKB_FILE.format(stem=path.stem)))
         for line, rec in iter_jsonl(path):
-            native = rec.get(FIELDS["id"]) if isinstance(rec, dict) else None
-            if not isinstance(native, (str, int)) or isinstance(native, bool) or not str(native).strip():
-                native = f"{path.stem}-line-{line}"
+            native = field_text(parsed(rec), FIELDS["id"]) or f"{path.stem}-line-{line}"
             sid = sample_id(SOURCE, SUBSET, native)
             where = f"{path.name}: line {line}"
             if isinstance(rec, Exception):
                 yield Located(where, quarantine(sid, str(rec), rec))
                 continue
-            yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, locate, entities.get(str(native)))))
+            yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, locate, entities.get(native))))
 
 
 class ImageLocator:

@@ -31,10 +31,12 @@ from generation.sources.base import (
     choice_letter,
     degenerate_reason,
     dropped_meta,
+    field_text,
     guarded,
     iter_jsonl,
     local_root,
     parse_listed_choices,
+    parsed,
     qa_meta,
     quarantine,
     require,
@@ -65,7 +67,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
                           f"{TRAIN_FILE} beside the unpacked image folders)")
     images = ImageFolder.of(cfg, root)
     for line, rec in iter_jsonl(path):
-        sid = _sid(rec, line)
+        sid = _sid(parsed(rec), line)
         where = f"{TRAIN_FILE}: line {line}"
         if isinstance(rec, Exception):
             yield Located(where, quarantine(sid, str(rec), rec))
@@ -76,10 +78,9 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
 def _sid(rec: Any, line: int) -> str:
     if not isinstance(rec, dict):
         return sample_id(SOURCE, "unknown", f"line-{line}")
-    image = rec.get(FIELDS["image"])
-    subset = Path(image).parts[0] if isinstance(image, str) and image.strip() else "unknown"
-    native = rec.get(FIELDS["id"])
-    return sample_id(SOURCE, subset, native if isinstance(native, (str, int)) and native != "" else f"line-{line}")
+    image = field_text(rec, FIELDS["image"])
+    subset = Path(image).parts[0] if image else "unknown"
+    return sample_id(SOURCE, subset, field_text(rec, FIELDS["id"]) or f"line-{line}")
 
 
 def _to_sample(rec: dict[str, Any], sid: str, images: ImageFolder, filters: list[str]) -> Sample:

@@ -29,11 +29,14 @@ from generation.sources.base import (
     add_response_constraint,
     choice_letter,
     format_choices,
+    field_text,
     guarded,
+    id_text,
     iter_json_container,
     local_root,
     qa_meta,
     quarantine,
+    parsed,
     require,
     sample_id,
 )
@@ -77,14 +80,14 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
     files = problem_files(root)
     images = ImageFolder.of(cfg, root)
     for file_split, path in files:
-        for pid, rec in iter_json_container(path, SOURCE):
-            subset = rec.get(FIELDS["ques_type"]) if isinstance(rec, dict) else None
-            sid = sample_id(SOURCE, subset or SOURCE, pid)
+        for n, (key, rec) in enumerate(iter_json_container(path, SOURCE)):
+            pid = id_text(key) or f"{path.stem}-record-{n}"
+            sid = sample_id(SOURCE, field_text(parsed(rec), FIELDS["ques_type"]) or SOURCE, pid)
             where = f"{path.name}: pid {pid}"
             if isinstance(rec, Exception):
                 yield Located(where, quarantine(sid, str(rec), rec))
             else:
-                yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, str(pid), file_split, images)))
+                yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, pid, file_split, images)))
 
 
 def _to_sample(rec: dict[str, Any], sid: str, pid: str, file_split: str, images: ImageFolder) -> Sample:

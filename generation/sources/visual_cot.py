@@ -32,11 +32,14 @@ from generation.sources.base import (
     SourceConfig,
     SourceError,
     add_response_constraint,
+    field_text,
     guarded,
+    id_text,
     iter_json_container,
     iter_jsonl,
     local_root,
     qa_meta,
+    parsed,
     quarantine,
     require,
     sample_id,
@@ -79,7 +82,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
     if train.is_file():
         index = _metadata_index(metadata_files)
         for n, rec in iter_json_container(train, SOURCE):
-            sid = _train_sid(rec, int(n))
+            sid = _train_sid(parsed(rec), int(n))
             where = f"{TRAIN_FILE}: record {n}"
             if isinstance(rec, Exception):
                 yield Located(where, quarantine(sid, str(rec), rec))
@@ -90,13 +93,14 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
         dataset, split = _file_dataset_split(path)
         for line, row in iter_jsonl(path):
             where = f"{path.parent.name}/{path.name}: line {line}"
-            if isinstance(row, Exception):
-                yield Located(where, quarantine(sample_id(SOURCE, dataset, native_id(split, line - 1)), str(row), row))
-                continue
-            row_dataset = row.get(META_FIELDS["dataset"]) or dataset
-            row_split = row.get(META_FIELDS["split"]) or split
+            value = parsed(row)
+            row_dataset = field_text(value, META_FIELDS["dataset"]) or dataset
+            row_split = field_text(value, META_FIELDS["split"]) or split
             sid = sample_id(SOURCE, row_dataset, native_id(row_split, line - 1))  # the converter's question_id
-            yield Located(where, guarded(sid, lambda: _from_metadata(row, sid, images)))
+            if isinstance(row, Exception):
+                yield Located(where, quarantine(sid, str(row), row))
+            else:
+                yield Located(where, guarded(sid, lambda: _from_metadata(row, sid, images)))
 
 
 def native_id(split: Any, question_id: Any) -> str:
@@ -129,15 +133,15 @@ def _train_sid(rec: Any, n: int) -> str:
     """The id, computed defensively so a broken record still gets a stable, traceable id."""
     if not isinstance(rec, dict):
         return sample_id(SOURCE, "unknown", f"record-{n}")
-    dataset = rec.get(FIELDS["dataset"])
+    dataset = field_text(rec, FIELDS["dataset"])
     images = rec.get(FIELDS["image"])
-    if not dataset and isinstance(images, list) and images and isinstance(images[0], str):
+    if not dataset and isinstance(images, list) and images and id_text(images[0]):
         parts = Path(images[0]).parts  # cot/<dataset>/<file>
         dataset = parts[1] if len(parts) > 2 else None
-    native = rec.get(FIELDS["id"])
-    if native is None or isinstance(native, (dict, list)):
+    native = field_text(rec, FIELDS["id"])
+    if native is None:
         return sample_id(SOURCE, dataset or "unknown", f"record-{n}")
-    return sample_id(SOURCE, dataset or "unknown", native_id(rec.get(FIELDS["split"]), native))
+    return sample_id(SOURCE, dataset or "unknown", native_id(field_text(rec, FIELDS["split"]), native))
 
 
 def _from_train_record(rec: dict[str, Any], sid: str, images: ImageFolder, index: dict) -> Sample:
