@@ -141,7 +141,8 @@ class Plan:
 
 def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint) -> Plan:
     """This worker's samples that are neither finished nor quarantined (with `retry`: its quarantined
-    ones); an id that a source yields twice is planned once."""
+    ones). A source quarantines its own repeated ids (`{id}#repeat-n`, see `generation.sources`); an id
+    that two `sources:` entries both yield (the same folder listed twice) is planned once."""
     finished = checkpoint.finished_ids()
     quarantined = set(checkpoint.quarantined(finished))
     only = options.only_ids
@@ -152,7 +153,8 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
         done = finished | quarantined
     todo: list[Sample] = []
     failures: list[Quarantined] = []
-    total = skipped = duplicates = 0
+    total = skipped = 0
+    duplicates: list[str] = []
     seen: set[str] = set()
     for item in iter_samples(config):
         sample_id = item.sample_id if isinstance(item, Quarantined) else item.id
@@ -161,7 +163,7 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
         if only is not None and sample_id not in only:
             continue
         if sample_id in seen:
-            duplicates += 1
+            duplicates.append(sample_id)
             continue
         seen.add(sample_id)
         total += 1
@@ -172,7 +174,8 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
             continue
         (failures if isinstance(item, Quarantined) else todo).append(item)
     if duplicates:
-        log.warning("%d records repeat an id already seen; each id is generated once", duplicates)
+        log.warning("%d ids come from more than one `sources:` entry (e.g. %s); each is generated once, from the "
+                    "first entry: is a source listed twice?", len(duplicates), ", ".join(duplicates[:3]))
     return Plan(todo, failures, total, skipped)
 
 
