@@ -612,15 +612,20 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
 }
 
 
-def main() -> None:
-    for source, build in BUILDERS.items():
-        out = ROOT / source
+def rebuild(builders: dict[str, Callable[[Path], None]], root: Path) -> None:
+    """Each `root/<source>/` emptied and written again by its builder (also used for the test fixtures)."""
+    for source, build in builders.items():
+        out = root / source
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
         build(out)
         files = [p for p in out.rglob("*") if p.is_file()]
         print(f"{source:11s} {len(files):3d} files {sum(p.stat().st_size for p in files) / 1024:7.1f} KiB")
+
+
+def main() -> None:
+    rebuild(BUILDERS, ROOT)
 
 
 if __name__ == "__main__":

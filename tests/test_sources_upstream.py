@@ -300,3 +300,22 @@ def test_one_normal_form_for_answers_and_choices():
             ("18.60", "18.6"), ("The answer is: Starbucks.", "starbucks"), ("Café", "cafe")]
     assert all(normalise_answer(a) == normalise_answer(b) for a, b in same)
     assert normalise_answer("3.5") != normalise_answer("35") and normalise_answer("2:10") != normalise_answer("2:40")
+
+
+def test_a_hub_snapshot_may_read_its_own_blobs_and_nothing_else(tmp_path):
+    """Hub snapshots hold symlinks into the cached repo's `blobs/`; those stay readable, others do not."""
+    from generation.sources.base import ImageFolder
+
+    repo = tmp_path / "hub" / "datasets--Xkev--LLaVA-CoT-100k"
+    snapshot = repo / "snapshots" / "0123abcd"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    image = UPSTREAM / "llava_cot" / "sqa/train/101/image.png"
+    (repo / "blobs" / "f00d").write_bytes(image.read_bytes())
+    (snapshot / "image.png").symlink_to("../../blobs/f00d")
+    (tmp_path / "elsewhere.png").write_bytes(image.read_bytes())
+    (snapshot / "escape.png").symlink_to(tmp_path / "elsewhere.png")
+    folder = ImageFolder.of(SourceConfig(kind="llava_cot", hub_id="Xkev/LLaVA-CoT-100k"), snapshot)
+    assert folder.file("llava_cot/x/1", "image.png").path == str((repo / "blobs" / "f00d").resolve())
+    with pytest.raises(Quarantined, match=OUTSIDE):
+        folder.file("llava_cot/x/2", "escape.png")

@@ -278,15 +278,17 @@ def all_dropped(sid: str, dropped: Sequence[str]) -> Quarantined:
 
 
 def _is_dict_dump(answer: str) -> bool:
-    """`{'header': [...], 'rows': [[...]]}`: a table written out as a Python or JSON dict."""
+    """`{'header': [...], 'rows': [[...]]}`: a table written out as a Python or JSON dict (the shape of
+    the ROBUT/HiTab `str(example["table"])`); other JSON answers (an extraction task's) are answers."""
     text = answer.strip()
-    if not (text.startswith("{") and text.endswith("}")) or len(text) < 8:
+    if not (text.startswith("{") and "header" in text and "rows" in text):
         return False
     for parse in (json.loads, ast.literal_eval):
         try:
-            return isinstance(parse(text), dict)
+            value = parse(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
             continue
+        return isinstance(value, dict) and {"header", "rows"} <= set(value)
     return False
 
 
@@ -304,16 +306,24 @@ def check_image_bytes(sid: str, data: bytes, what: str = "image") -> None:
 class ImageFolder:
     """The source folder images are read from, and the rule that keeps every read inside it."""
 
-    root: Path  # resolved
+    root: Path  # resolved; relative image paths start here
     validate: bool = True
     allow_outside: bool = False
+    boundary: Optional[Path] = None  # what every read must stay inside (default: root)
 
     @classmethod
     def of(cls, cfg: SourceConfig, root: Path) -> "ImageFolder":
         resolved = Path(root).resolve()
+        boundary = resolved
+        if cfg.hub_id is not None and resolved.parent.name == "snapshots":
+            # a Hub snapshot's files are symlinks into the cached repo's blobs/: that repo folder is the source
+            boundary = resolved.parent.parent
         if cfg.allow_outside_paths:
             log.info("%s: allow_outside_paths is on: image paths may leave the source folder %s", cfg.kind, resolved)
-        return cls(resolved, cfg.validate_images, cfg.allow_outside_paths)
+        return cls(resolved, cfg.validate_images, cfg.allow_outside_paths, boundary)
+
+    def _inside(self, path: Path) -> bool:
+        return self.allow_outside or path.is_relative_to(self.boundary or self.root)
 
     def resolve(self, sid: str, rel: Any) -> Path:
         """`rel` (relative to the folder, or absolute) as a real path, or Quarantined when it is
@@ -326,7 +336,7 @@ class ImageFolder:
         if given.is_absolute() and not self.allow_outside:
             raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
         path = (self.root / given).resolve()
-        if not self.allow_outside and not path.is_relative_to(self.root):
+        if not self._inside(path):
             raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
         if not path.is_file():
             raise quarantine(sid, f"image file not found: {rel}", FileNotFoundError(rel))
@@ -343,7 +353,7 @@ class ImageFolder:
     def exists(self, rel: str) -> bool:
         """Whether `rel` names a file inside the folder (no quarantine: for probing candidate layouts)."""
         path = (self.root / rel).resolve()
-        return (self.allow_outside or path.is_relative_to(self.root)) and path.is_file()
+        return self._inside(path) and path.is_file()
 
 
 def image_from_bytes(sid: str, data: Optional[bytes], validate: bool = True, what: str = "image") -> ImageRef:
@@ -473,7 +483,7 @@ def iter_json_container(path: Path, kind: str) -> Iterator[tuple[Union[str, int]
     Only a file that is not a JSON object or list at all raises `SourceError` (the layout is wrong).
     """
     try:
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     except FileNotFoundError:
         raise SourceError(f"{kind}: file not found: {path}") from None
     except OSError as exc:
@@ -534,19 +544,11 @@ def _ends_inside(text: str, pos: int) -> bool:
     return depth > 0 or in_string
 
 
-def read_json(path: Path, kind: str) -> Any:
-    """A whole (small) JSON file, or one SourceError line naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SourceError(f"{kind}: file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{kind}: cannot parse {path}: {exc}") from None
-
-
-# Re-exported for the adapters and tests that import the constraint from here.
-__all__ = ["DEFAULT_QA_FILTERS", "ImageFolder", "Located", "MULTIPLE_CHOICE_PROMPT", "RecordError",
-           "SHORT_ANSWER_PROMPT", "SOURCE_IDS", "SourceConfig", "SourceError", "add_response_constraint", "all_dropped",
-           "choice_letter", "degenerate_reason", "dropped_meta", "format_choices", "guarded", "is_numeric", "iter_json_container",
-           "field_text", "id_text", "iter_jsonl", "local_root", "parse_listed_choices", "parsed", "qa_meta", "quarantine", "require", "sample_id",
-           "subset_of"]
+# MULTIPLE_CHOICE_PROMPT and SHORT_ANSWER_PROMPT are re-exported: adapters and tests import them from here.
+__all__ = [
+    "DEFAULT_QA_FILTERS", "ImageFolder", "Located", "MULTIPLE_CHOICE_PROMPT", "RecordError", "SHORT_ANSWER_PROMPT",
+    "SOURCE_IDS", "SourceConfig", "SourceError", "add_response_constraint", "all_dropped", "choice_letter",
+    "degenerate_reason", "dropped_meta", "field_text", "format_choices", "guarded", "id_text", "is_numeric",
+    "iter_json_container", "iter_jsonl", "local_root", "parse_listed_choices", "parsed", "qa_meta", "quarantine",
+    "require", "sample_id", "subset_of",
+]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from generation.schema import QA, Sample
+from generation.schema import QA, ImageRef, Sample
 from generation.sources.base import (
     ImageFolder,
     Located,
@@ -106,7 +106,7 @@ class ImageLocator:
                 return rel
         return LOOSE_IMAGE.format(image_id=image_id)
 
-    def file(self, sid: str, image_id: str):
+    def file(self, sid: str, image_id: str) -> ImageRef:
         return self.images.file(sid, self.candidate(image_id))
 
 
