@@ -27,7 +27,8 @@ def repeated(tmp_path_factory):
     pristine = image.read_bytes()
     image.write_bytes(b"not an image")
     recs = [json.loads(line) for line in lines]
-    ids = {name: f"llava_cot/{rec['image'].split('/')[0]}/{rec['id']}" for name, rec in zip(("sqa", "chart", "coco"), recs)}
+    ids = {name: f"llava_cot/{rec['image'].split('/')[0]}/{rec['id']}"
+           for name, rec in zip(("sqa", "chart", "coco"), recs)}
     config = write_config(root / "repeated.yaml", [source("llava_cot", llava)])
     out = root / "out"
     first = mmat("generate", "--config", config, "--out", out, cwd=root)
@@ -50,7 +51,7 @@ def test_a_repeat_is_its_own_quarantine_record_and_the_first_record_is_generated
     for fmt in FORMATS:
         assert state.id_set(fmt) == {ids["chart"], ids["coco"]} and not state.duplicates(fmt)
     card = (repeated["out"] / "README.md").read_text()
-    assert "**3 (foundation 3) samples** were quarantined" in card
+    assert "each with a reason in the run's work folder): **3 (foundation 3)**." in card
 
 
 def test_retry_finishes_the_fixed_first_record_and_the_repeats_stay_visible(repeated, tmp_path):
@@ -90,7 +91,7 @@ def test_the_card_sums_dropped_qa_pairs_once_per_dialogue(tmp_path):
     for fmt in FORMATS:
         write_group(out, fmt, "cauldron", "train", [d[fmt] for d in dialogues])
     card = write_card(out, run_stats={"quarantined_total": 2, "quarantine_by_stage": {"foundation": 2}}).read_text()
-    assert "**6 QA pairs** were dropped from their dialogues" in card
-    assert "**2 (foundation 2) samples** were quarantined" in card
+    assert "those dialogues kept their other pairs): **6**." in card
+    assert "work folder): **2 (foundation 2)**." in card
     unrecorded = write_card(out).read_text()  # a card written without a run says so
     assert "Quarantined samples are not recorded" in unrecorded
