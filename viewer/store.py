@@ -115,12 +115,13 @@ class ShardStore:
         raise ViewerError(f"{dataset} is neither a dataset folder nor a Hub repo id (NS/NAME)")
 
     @classmethod
-    def from_folder(cls, folder: Path) -> "ShardStore":
+    def from_folder(cls, folder: Path, opener: Callable[[str], Any] = str) -> "ShardStore":
+        """`opener(path)` gives what pyarrow reads (default: the path itself, read natively)."""
         found = []
         for fmt in FORMATS:
             for path in (folder / "data" / fmt).glob("*/*.parquet"):
                 found.append((fmt, path.parent.name, path.name, str(path)))
-        return cls._from_files(folder.resolve().name, found, lambda p: p, f"under {folder / 'data'}")
+        return cls._from_files(folder.resolve().name, found, opener, f"under {folder / 'data'}")
 
     @classmethod
     def from_hub(cls, repo_id: str, revision: Optional[str]) -> "ShardStore":
