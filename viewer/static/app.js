@@ -122,6 +122,8 @@
     view: "list", detailFormats: null, detailId: null,
   };
 
+  const renders = { list: 0, detail: 0 };
+
   function setStatus(text) { $("#status").textContent = text || ""; }
 
   function readFilters() {
@@ -197,6 +199,7 @@
       el("span", { id: "range" }, first + "–" + last + " of " + page.total),
       el("button", { type: "button", id: "next", disabled: last >= page.total ? "" : null,
         onclick: () => { state.offset += state.pageSize; loadList(); } }, "next ›"));
+    document.body.dataset.listVersion = String(++renders.list);  // tests and benchmarks wait on these
     if (!window.MMAT_READY_MS) {
       window.MMAT_READY_MS = performance.now();
       document.body.dataset.ready = "1";
@@ -331,7 +334,8 @@
     box.hidden = false;
     if (!main) {
       box.replaceChildren(el("a", { class: "back", href: "#" }, "← list"),
-        el("div", { class: "warn" }, "No dialogue with id " + id + "."));
+        el("div", { class: "warn", id: "not-found" }, "No dialogue with id " + id + "."));
+      document.body.dataset.detailVersion = String(++renders.detail);
       return;
     }
     const switchBox = el("span", { class: "switch", id: "detail-switch" });
@@ -367,6 +371,7 @@
       answerPanel(main),
       el("div", { class: "columns" + (formats.length > 1 ? " both" : "") }, formats.map((f) => column(f, views[f]))));
     window.scrollTo(0, 0);
+    document.body.dataset.detailVersion = String(++renders.detail);
   }
 
   // ---------------------------------------------------------------- routing and setup
