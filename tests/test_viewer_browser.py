@@ -133,7 +133,7 @@ def message_text(message: dict) -> str:
 def test_the_list_shows_every_dialogue(browser, demo_url, demo_folder, screenshots):
     open_page(browser, demo_url)
     rows = parquet_rows(demo_folder, "rr", ["id"])
-    assert browser.execute_script("return document.getElementById('count').dataset.total") == str(len(rows))
+    assert wait_js(browser, "return document.getElementById('count').dataset.total") == str(len(rows))
     assert all_list_ids(browser) == [r["id"] for r in rows]
     open_page(browser, demo_url)
     assert all(w > 0 for w in loaded_image_widths(browser, "#list li.item img")[:8])

@@ -67,7 +67,6 @@ class ViewerApp:
     def info(self) -> dict[str, Any]:
         return {
             "dataset": self.store.name, "format": self.format, "formats": self.store.formats(),
-            "total": self._filter_total(Filter(source=self.fixed_source or "")),
             "sources": [self.fixed_source] if self.fixed_source else self.store.sources(self.format),
             "splits": self.store.splits(self.format), "reflection_kinds": list(REFLECTION_KINDS),
             "operators": _operator_names(), "verified_values": list(VERIFIED_VALUES),
@@ -94,9 +93,6 @@ class ViewerApp:
             flt = Filter(**{**flt.__dict__, "source": self.fixed_source})
         return flt
 
-    def _filter_total(self, flt: Filter) -> int:
-        return self.store.page(self.format, flt, 0, 0).total
-
     def rows(self, params: Mapping[str, str], fmt: Optional[str] = None) -> dict[str, Any]:
         """One page of the list (`offset`, `limit` and the filters of `viewer.filters.Filter`)."""
         fmt = fmt or params.get("format") or self.format
@@ -112,6 +108,13 @@ class ViewerApp:
         page = self.store.page(fmt, flt, offset, limit)
         rows = [summary(data, shard.split, self._urls(fmt, shard, row)) for shard, row, data in page.rows]
         return {"total": page.total, "offset": offset, "quarantined": False, "rows": rows}
+
+    def count(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """The list's total for these filters, when `rows` could not tell it without reading more footers."""
+        flt = self._filter(params)
+        if flt.quarantined:
+            return {"total": sum(1 for r in self.quarantine() if flt.matches_quarantine(r))}
+        return {"total": self.store.count(params.get("format") or self.format, flt)}
 
     def dialogue(self, fmt: str, sample_id: str) -> dict[str, Any]:
         shard, row = self.store.find(fmt, sample_id)

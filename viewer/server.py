@@ -3,9 +3,11 @@
 Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1 by default. Routes:
 
     GET /                   the page            GET /app.js, /app.css   its script and style
-    GET /api/info           dataset, formats, sources, splits, filter values, first total
+    GET /api/info           dataset, formats, sources, splits, filter values
     GET /api/facets         subsets, operators, quarantined count (one pass over the filter index)
     GET /api/rows           a page of the list: ?format=&offset=&limit=&<filters of viewer.filters>
+                            (`total` is null when counting would read more footers than the page did)
+    GET /api/count          the list's total for the same filters
     GET /api/dialogue       ?format=&id=  one dialogue as labelled turns (404: no such row)
     GET /api/image          ?format=&shard=&row=&i=&size=thumb|full
 
@@ -83,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, app.facets())
             elif url.path == "/api/rows":
                 self._json(200, app.rows(params))
+            elif url.path == "/api/count":
+                self._json(200, app.count(params))
             elif url.path == "/api/dialogue":
                 self._json(200, app.dialogue(params.get("format") or app.format, params.get("id", "")))
             elif url.path == "/api/image":

@@ -1,9 +1,11 @@
 """The viewer's access to a dataset's parquet shards (a local folder or a Hub repo), read lazily.
 
 Guarantee (what keeps a 1M-row dataset as quick to open as a 1K-row one):
-- opening reads each shard's parquet footer only (row counts per row group); no row data;
-- a page of the unfiltered list reads only the row groups that hold its rows, and only the columns
-  the list shows (`LIST_COLUMNS`: no image bytes, no messages);
+- opening lists the shard files and reads nothing from them;
+- a page of the unfiltered list reads the footers of the shards up to it (their row groups) and then
+  only the row groups that hold its rows, only the columns the list shows (`LIST_COLUMNS`: no image
+  bytes, no messages); the total count, which needs every footer (with 64-row row groups a footer is
+  a sizeable part of a shard), is a separate call (`count`) the page makes after drawing the rows;
 - source and split filters select shards by their path; the other filters read a few small columns
   per shard once (`INDEX_COLUMNS`, kept in memory) and the text search reads question and answer;
 - a dialogue, or an image, reads the one row group that holds it (a few recent ones are kept).
@@ -55,19 +57,44 @@ class NotFound(ViewerError):
 
 @dataclass
 class Shard:
+    """One parquet file; its footer (row groups and their sizes) is read on first need, then kept."""
+
     index: int
     format: str
     source: str
     split: str
     path: str
-    metadata: pq.FileMetaData = field(repr=False)
-    row_group_rows: list[int] = field(init=False, repr=False)
-    starts: np.ndarray = field(init=False, repr=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    opener: Callable[[str], Any] = field(repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one reader of the file at a time
+    _footer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _metadata: Optional[pq.FileMetaData] = field(default=None, repr=False)
+    _starts: Optional[np.ndarray] = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self.row_group_rows = [self.metadata.row_group(k).num_rows for k in range(self.metadata.num_row_groups)]
-        self.starts = np.concatenate([[0], np.cumsum(self.row_group_rows, dtype=np.int64)]).astype(np.int64)
+    @property
+    def footer_read(self) -> bool:
+        return self._metadata is not None
+
+    @property
+    def metadata(self) -> pq.FileMetaData:
+        if self._metadata is None:
+            with self._footer_lock:
+                if self._metadata is None:
+                    handle = self.opener(self.path)
+                    try:
+                        metadata = pq.read_metadata(handle)
+                    finally:
+                        if hasattr(handle, "close"):
+                            handle.close()
+                    rows = [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
+                    self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
+                    self._metadata = metadata
+        return self._metadata
+
+    @property
+    def starts(self) -> np.ndarray:
+        """First row of each row group, and the row count last."""
+        self.metadata
+        return self._starts
 
     @property
     def num_rows(self) -> int:
@@ -80,7 +107,7 @@ class Shard:
 
 @dataclass
 class Page:
-    total: int
+    total: Optional[int]  # None: not known without reading more footers (see `ShardStore.count`)
     rows: list[tuple[Shard, int, dict[str, Any]]]  # (shard, row in shard, list columns)
 
 
@@ -162,20 +189,7 @@ class ShardStore:
         if not keyed:
             raise ViewerError(f"no parquet shards {where} (data/{{rr,orr}}/{{source}}/{{split}}-*.parquet); "
                               f"run `mmat generate` first")
-
-        def footer(path: str) -> pq.FileMetaData:
-            handle = opener(path)
-            try:
-                return pq.read_metadata(handle)
-            finally:
-                if hasattr(handle, "close"):
-                    handle.close()
-
-        # Footers only (a few KB each); a Hub repo's are fetched in parallel.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            footers = list(pool.map(footer, [k[-1] for k in keyed]))
-        shards = [Shard(i, fmt, source, split, path, md)
-                  for i, ((_, fmt, source, split, path), md) in enumerate(zip(keyed, footers))]
+        shards = [Shard(i, fmt, source, split, path, opener) for i, (_, fmt, source, split, path) in enumerate(keyed)]
         return cls(name, shards, opener)
 
     # -- facts --------------------------------------------------------------------------------------
@@ -192,17 +206,26 @@ class ShardStore:
         return [s for s in self.shards if s.format == fmt and flt.matches_shard(s.source, s.split)]
 
     def total(self, fmt: str) -> int:
-        return sum(s.num_rows for s in self.shards_of(fmt))
+        return self.count(fmt, Filter())
+
+    def count(self, fmt: str, flt: Filter) -> int:
+        """Matching rows; reads the footers of the selected shards not read yet (a Hub repo's in parallel)."""
+        shards = [s for s, rows in self.selection(fmt, flt) if rows is None and not s.footer_read]
+        if len(shards) > 1:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda s: s.metadata, shards))
+        return sum(s.num_rows if rows is None else len(rows) for s, rows in self.selection(fmt, flt))
 
     # -- reading ------------------------------------------------------------------------------------
     def _file(self, shard: Shard) -> pq.ParquetFile:
         """An open file for the shard (its footer is known: no re-read); the most recent few stay open."""
+        metadata = shard.metadata
         with self._lock:
             pf = self._files.get(shard.index)
             if pf is not None:
                 self._files.move_to_end(shard.index)
                 return pf
-            pf = self._files[shard.index] = pq.ParquetFile(self._open(shard.path), metadata=shard.metadata)
+            pf = self._files[shard.index] = pq.ParquetFile(self._open(shard.path), metadata=metadata)
             while len(self._files) > _OPEN_FILES:  # closed when its last reader lets go of it
                 self._files.popitem(last=False)
             return pf
@@ -232,12 +255,14 @@ class ShardStore:
         if not len(rows):
             return []
         rows = np.asarray(rows, dtype=np.int64)
-        rgs = np.searchsorted(shard.starts, rows, side="right") - 1
+        starts = shard.starts
+        rgs = np.searchsorted(starts, rows, side="right") - 1
         wanted = sorted(set(rgs.tolist()))
         table = self._read(shard, columns, wanted)
         # positions in the concatenation of the wanted row groups
-        offsets = {rg: int(sum(shard.row_group_rows[r] for r in wanted[:k])) for k, rg in enumerate(wanted)}
-        take = [offsets[int(rg)] + int(row - shard.starts[rg]) for row, rg in zip(rows, rgs)]
+        sizes = np.diff(starts)
+        offsets = {rg: int(sizes[wanted[:k]].sum()) for k, rg in enumerate(wanted)}
+        take = [offsets[int(rg)] + int(row - starts[rg]) for row, rg in zip(rows, rgs)]
         return table.take(pa.array(take, pa.int64())).to_pylist()
 
     def row(self, shard: Shard, row: int, columns: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -317,8 +342,9 @@ class ShardStore:
         return out
 
     def page(self, fmt: str, flt: Filter, offset: int, limit: int, columns: Sequence[str] = LIST_COLUMNS) -> Page:
+        """Rows `offset…offset+limit` of the selection. Reads the footers of the shards up to the page only, so
+        `total` is None when shards after it have footers not read yet (`count` reads them)."""
         selection = self.selection(fmt, flt)
-        total = sum(s.num_rows if rows is None else len(rows) for s, rows in selection)
         out: list[tuple[Shard, int, dict[str, Any]]] = []
         skip, need = max(0, offset), max(0, limit)
         for shard, rows in selection:
@@ -332,7 +358,8 @@ class ShardStore:
             need -= len(picked)
             if need <= 0:
                 break
-        return Page(total, out)
+        known = all(rows is not None or s.footer_read for s, rows in selection)
+        return Page(sum(s.num_rows if rows is None else len(rows) for s, rows in selection) if known else None, out)
 
     # -- lookups by id ------------------------------------------------------------------------------
     def _candidates(self, fmt: str, sample_id: str) -> list[Shard]:

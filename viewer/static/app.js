@@ -52,6 +52,7 @@
     rows(format, filters, offset, limit) {
       return this.get("/api/rows", Object.assign({ format, offset, limit }, filters));
     },
+    count(format, filters) { return this.get("/api/count", Object.assign({ format }, filters)); },
     dialogue(format, id) { return this.get("/api/dialogue", { format, id }); },
   };
 
@@ -188,22 +189,35 @@
     const list = $("#list");
     list.replaceChildren(...page.rows.map(page.quarantined ? quarantineItem : listItem));
     if (!page.rows.length) list.append(el("li", { class: "empty" }, "No dialogues match these filters."));
-    const what = page.quarantined ? "quarantined samples" : "dialogues";
-    $("#count").textContent = page.total + " " + what;
-    $("#count").dataset.total = page.total;
-    const first = page.total ? state.offset + 1 : 0;
-    const last = Math.min(state.offset + state.pageSize, page.total);
-    $("#pager").replaceChildren(
-      el("button", { type: "button", id: "prev", disabled: state.offset <= 0 ? "" : null,
-        onclick: () => { state.offset = Math.max(0, state.offset - state.pageSize); loadList(); } }, "‹ prev"),
-      el("span", { id: "range" }, first + "–" + last + " of " + page.total),
-      el("button", { type: "button", id: "next", disabled: last >= page.total ? "" : null,
-        onclick: () => { state.offset += state.pageSize; loadList(); } }, "next ›"));
+    drawCount(page.total, page.quarantined, page.rows.length);
     document.body.dataset.listVersion = String(++renders.list);  // tests and benchmarks wait on these
+    if (page.total === null) {
+      // The total needs every shard's footer: asked for after the page is drawn.
+      const asked = renders.list;
+      data.count(state.format, state.filters).then((res) => {
+        if (renders.list === asked) drawCount(res.total, page.quarantined, page.rows.length);
+      }).catch((err) => setStatus(err.message));
+    }
     if (!window.MMAT_READY_MS) {
       window.MMAT_READY_MS = performance.now();
       document.body.dataset.ready = "1";
     }
+  }
+
+  function drawCount(total, quarantined, shown) {
+    const known = total !== null && total !== undefined;
+    const what = quarantined ? "quarantined samples" : "dialogues";
+    $("#count").textContent = (known ? total : "counting") + " " + what;
+    if (known) $("#count").dataset.total = total; else delete $("#count").dataset.total;
+    if (known && !window.MMAT_COUNTED_MS) window.MMAT_COUNTED_MS = performance.now();
+    const first = shown ? state.offset + 1 : 0;
+    const last = state.offset + shown;
+    $("#pager").replaceChildren(
+      el("button", { type: "button", id: "prev", disabled: state.offset <= 0 ? "" : null,
+        onclick: () => { state.offset = Math.max(0, state.offset - state.pageSize); loadList(); } }, "‹ prev"),
+      el("span", { id: "range" }, first + "–" + last + (known ? " of " + total : "")),
+      el("button", { type: "button", id: "next", disabled: (known ? last >= total : shown < state.pageSize) ? "" : null,
+        onclick: () => { state.offset += state.pageSize; loadList(); } }, "next ›"));
   }
 
   // ---------------------------------------------------------------- dialogue
