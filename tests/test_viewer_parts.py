@@ -134,12 +134,21 @@ SOURCES = ("visual_cot", "cauldron", "tabmwp", "infoseek")
 TRAIN_ROWS = 600  # shards of ~0.5 MB: much larger than a footer read
 
 
+def _judged(dialogue: dict, index: int) -> dict:
+    """InfoSeek rows get judge scores 0, 0.25, ..., 1; every seventh row failed verification, every eleventh
+    was not checked."""
+    for row in dialogue.values():
+        row["meta"] = {**row["meta"], "judge_score": (index % 5) / 4 if row["source"] == "infoseek" else None,
+                       "verified": None if index % 11 == 10 else index % 7 != 6}
+    return dialogue
+
+
 def write_dataset(root: Path, n_train: int = TRAIN_ROWS, row_group_rows: int = 16) -> Path:
     """A dataset folder written by the engine's shard writer: small row groups, both formats."""
     settings = WriterSettings(row_group_rows=row_group_rows)
     for source in SOURCES:
         for split, n in (("train", n_train), ("validation", n_train // 4)):
-            dialogues = [make_dialogue(source, split, i) for i in range(n)]
+            dialogues = [_judged(make_dialogue(source, split, i), i) for i in range(n)]
             for fmt in FORMATS:
                 write_group(root, fmt, source, split, [d[fmt] for d in dialogues], settings)
     return root
@@ -219,10 +228,16 @@ CASES = [
     ({"operator": "ocr", "reflection": "general"},
      lambda r: any("ocr" in s["operators"] for s in r["steps"]) and r["reflection"]["kind"] == "general"),
     ({"verified": "yes"}, lambda r: r["meta"]["verified"] is True),
-    ({"verified": "unknown"}, lambda r: r["meta"]["verified"] is None),
+    ({"verified": "no"}, lambda r: r["meta"]["verified"] is False),
+    ({"verified": "no", "source": "cauldron", "split": "train"},
+     lambda r: r["meta"]["verified"] is False and r["source"] == "cauldron" and r["split"] == "train"),
+    ({"score_min": "0.5", "score_max": "0.75"}, lambda r: r["meta"]["judge_score"] is not None
+     and 0.5 <= r["meta"]["judge_score"] <= 0.75),
+    ({"score_max": "0"}, lambda r: r["meta"]["judge_score"] == 0),
     ({"text": "REGION 2 OF ICONQA"}, lambda r: "region 2 of iconqa" in (r["id"] + r["question"] + r["answer"]).lower()),
     ({"text": "answer7-0"}, lambda r: "answer7-0" in r["answer"]),
-    ({"score_min": "0.5"}, lambda r: False),  # no judge ran: no score is in any range
+    ({"score_min": "0.5", "source": "tabmwp"}, lambda r: False),  # no judge score: in no range
+    ({"verified": "unknown"}, lambda r: r["meta"]["verified"] is None),
 ]
 
 
