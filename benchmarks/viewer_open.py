@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mmat_1m import SOURCES  # noqa: E402
-from tests.browser import chromium, missing_reason, wait_js  # noqa: E402
+from tests.browser import chromium, missing_reason, start_view, wait_js  # noqa: E402
 from tests.runner_support import mmat_cmd, mmat_env  # noqa: E402
 
 
@@ -81,12 +81,9 @@ def time_store(folder: Path) -> float:
 
 def time_browser(folder: Path, driver, permalink_id: str) -> dict[str, float]:
     start = time.perf_counter()
-    proc = subprocess.Popen(mmat_cmd("view", folder, "--port", "0", "--no-open", "--stop-after", "900"), cwd=REPO,
-                            env=mmat_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, url = start_view([folder], mmat_env(), stop_after=900)
+    ready = time.perf_counter() - start
     try:
-        line = proc.stdout.readline()
-        ready = time.perf_counter() - start
-        url = line.split("mmat view: ", 1)[1].split()[0]
         driver.get("about:blank")
         driver.get(url)
         wait_js(driver, "return document.body.dataset.ready", 300)

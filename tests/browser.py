@@ -1,6 +1,8 @@
-"""A real browser for the viewer's tests and benchmark: the system's headless Chromium through selenium.
+"""For the viewer's tests and benchmark: `mmat view` in a subprocess, and a real browser (the system's
+headless Chromium through selenium).
 
-    driver = chromium(tmp_path)              # quit() it when done
+    proc, url = start_view(["mmat-1m", "--config", "orr"])   # terminate() it when done
+    driver = chromium(tmp_path)                              # quit() it when done
     wait_js(driver, "return document.body.dataset.ready")
 
 Chromium and chromedriver come from the system packages (`apt-get install chromium chromium-driver`;
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+REPO = Path(__file__).resolve().parents[1]
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage")
@@ -74,3 +79,16 @@ def wait_js(driver, script: str, timeout: float = 60, *args: Any) -> Any:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the page never satisfied: {script}")
         time.sleep(0.05)
+
+
+def start_view(args: list[str], env: Optional[dict] = None, stop_after: int = 1200) -> tuple[subprocess.Popen, str]:
+    """`mmat view ARGS` on a free port (it stops by itself after `stop_after` s); the process and its URL."""
+    env = env or {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "mmat_cli", "view", *map(str, args), "--port", "0", "--no-open",
+                             "--stop-after", str(stop_after)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        raise AssertionError(f"mmat view did not start: {line}{proc.stderr.read()[-3000:]}")
+    return proc, line.split("mmat view: ", 1)[1].split()[0]

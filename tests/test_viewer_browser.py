@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmat_1m import SOURCES, SPLITS
-from tests.browser import chromium, require_browser, wait_js
+from tests.browser import chromium, require_browser, start_view, wait_js
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -31,18 +31,6 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def start_view(dataset: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "mmat_cli", "view", str(dataset), "--port", "0", "--no-open",
-                             "--stop-after", "1200", *extra], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise AssertionError(f"mmat view did not start: {line}{proc.stderr.read()[-3000:]}")
-    return proc, line.split("mmat view: ", 1)[1].split()[0]
-
-
 @pytest.fixture(scope="module")
 def demo_folder(demo) -> Path:
     return demo["root"] / "mmat-1m"
@@ -50,7 +38,7 @@ def demo_folder(demo) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_url(demo_folder):
-    proc, url = start_view(demo_folder)
+    proc, url = start_view([demo_folder])
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -262,7 +250,7 @@ def hostile(demo_folder, tmp_path_factory):
     with Checkpoint(default_work_dir(folder)) as checkpoint:
         checkpoint.quarantine(QuarantineRecord("tabmwp/free_text/999", "foundation", "ImageDecodeError",
                                                HOSTILE_REASON, "tabmwp"))
-    proc, url = start_view(folder)
+    proc, url = start_view([folder])
     yield {"folder": folder, "url": url, "id": target["id"]}
     proc.terminate()
     proc.wait(timeout=30)

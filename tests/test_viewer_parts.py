@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from generation.integration import build_rows, orr_api_outputs, orr_thought, rr_
 from generation.schema import QA, ImageRef, Observation, QATrajectory, Reflection, Sample, Step, TeacherUsage, Trajectory
 from generation.writer import WriterSettings, write_group
 from mmat_1m import FORMATS
+from tests.browser import start_view
 from tests.dataset_factory import make_dialogue, png_bytes
 from viewer.app import ViewerApp
 from viewer.filters import Filter, FilterError
@@ -315,17 +314,6 @@ def test_operator_backends_come_from_the_runs_operator_cache(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ the command
-def _view_process(args: list[str], env: dict) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "mmat_cli", "view", *args, "--port", "0", "--no-open",
-                             "--stop-after", "300"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise AssertionError(f"mmat view did not start: {line}{proc.stderr.read()[-3000:]}")
-    return proc, line.split("mmat view: ", 1)[1].split()[0]
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=60) as res:
         return json.loads(res.read())
@@ -352,7 +340,7 @@ def test_view_a_hub_repo_at_a_revision(hub_server, dataset, tmp_path):
         ViewerApp.open("team/mmat-view", revision="v9")
     # the command itself, in its own interpreter, serving the tagged revision
     env = {**hub_server.client_env(tmp_path / "client"), "PYTHONPATH": str(REPO)}
-    proc, url = _view_process(["team/mmat-view", "--revision", "v1.0.0", "--config", "orr"], env)
+    proc, url = start_view(["team/mmat-view", "--revision", "v1.0.0", "--config", "orr"], env, stop_after=300)
     try:
         assert _get(url + "api/count")["total"] == len(expected_old)
         page = _get(url + "api/rows?source=tabmwp&limit=100")
