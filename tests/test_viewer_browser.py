@@ -124,6 +124,7 @@ def test_the_list_shows_every_dialogue(browser, demo_url, demo_folder, screensho
     assert wait_js(browser, "return document.getElementById('count').dataset.total") == str(len(rows))
     assert all_list_ids(browser) == [r["id"] for r in rows]
     open_page(browser, demo_url)
+    wait_js(browser, "return document.getElementById('count').dataset.total")
     assert all(w > 0 for w in loaded_image_widths(browser, "#list li.item img")[:8])
     browser.save_screenshot(str(screenshots / "viewer-list.png"))
 
