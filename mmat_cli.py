@@ -229,6 +229,61 @@ def show(
 
 
 @app.command()
+def view(
+    dataset: str = typer.Argument("mmat-1m", help="dataset folder or Hub repo id (NS/NAME)"),
+    config: str = typer.Option("rr", "--config", help="rr | orr (or a per-source config such as orr-tabmwp)"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="0: any free port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="a tag or branch of a Hub repo"),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="the run's work folder (quarantine, operator "
+                                            "backends); default: the one `mmat generate` used for the folder"),
+    export: Optional[Path] = typer.Option(None, "--export", help="write the browser as static files to this folder "
+                                          "(opens from disk, no server) instead of serving it"),
+    limit: int = typer.Option(200, "--limit", min=1, help="with --export: at most this many dialogues, spread over the sources"),
+    open_browser: Optional[bool] = typer.Option(None, "--open/--no-open", help="open the page in a browser "
+                                                "(default: when run in a terminal with a display)"),
+    stop_after: Optional[float] = typer.Option(None, "--stop-after", hidden=True, help="stop serving after N seconds"),
+) -> None:
+    """Browse dialogues in a web page: filters, images, labelled reasoning steps, operator results, RR beside ORR."""
+    from viewer.app import ViewerApp
+    from viewer.filters import FilterError
+    from viewer.store import ViewerError
+
+    try:
+        viewer_app = ViewerApp.open(dataset, config=config, revision=revision, work_dir=work_dir)
+        if export is not None:
+            from viewer.export import export_static
+
+            result = export_static(viewer_app, export, limit=limit)
+            console.print(f"exported {result.dialogues} dialogues ({result.images} images) to {result.folder}; "
+                          f"open {result.index}", highlight=False, markup=False, soft_wrap=True)
+            return
+        from viewer.server import ViewerServer
+
+        try:
+            server = ViewerServer(viewer_app, host, port)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass --port 0 for any free port")
+    except (ViewerError, FilterError, FileExistsError, *_user_errors()) as exc:
+        fail(str(exc))
+    console.print(f"mmat view: {server.url} ({viewer_app.store.name}, {config}); Ctrl-C to stop",
+                  highlight=False, markup=False, soft_wrap=True)
+    sys.stdout.flush()
+    if open_browser is None:
+        import os
+
+        open_browser = sys.stdout.isatty() and (sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY")))
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve(stop_after=stop_after)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def card(
     dataset: str = typer.Argument(..., help="dataset folder or Hub repo id (NS/NAME)"),
     revision: Optional[str] = typer.Option(None, help="a tag or branch of a Hub repo"),

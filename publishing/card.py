@@ -410,8 +410,13 @@ def render_card(
     figure: Optional[str] = FIGURE_PATH,
     stats: Optional[CardStats] = None,
     previous_card: str | Path | None = None,
+    examples: Optional[list[dict]] = None,
 ) -> str:
-    """The card text for the folder. `figure` is the PNG's path relative to the folder (None: no figure)."""
+    """The card text for the folder. `figure` is the PNG's path relative to the folder (None: no figure);
+    `examples` the example dialogues (default: `publishing.examples.example_dialogues`, linking the
+    example images already in the folder)."""
+    from publishing.examples import example_dialogues
+
     root = Path(dataset_dir)
     stats = stats or collect_stats(root)
     configs = card_configs(root)
@@ -519,6 +524,8 @@ def render_card(
         quarantine=_quarantine_line(run),
         token_pattern=TOKEN_PATTERN,
         has_tabmwp="tabmwp" in present_sources,
+        examples=examples if examples is not None else example_dialogues(root),
+        source_names={s: SOURCE_LICENSES[s].name for s in SOURCE_LICENSES},
     )
 
 
@@ -542,7 +549,8 @@ def write_card(
     repo_id: str | None = None,
     previous_card: str | Path | None = None,
 ) -> Path:
-    """Render `dataset_dir/README.md` (and `dataset_dir/figures/stats.png`) from the shards in the folder.
+    """Render `dataset_dir/README.md` (with `figures/stats.png` and the example dialogues' images under
+    `figures/examples/`) from the shards in the folder.
 
     `version` (e.g. "1.1.0" or "v1.1.0") adds or replaces that version's changelog entry, whose lines are
     `changelog` (default: a summary of the row-count changes since the previous card); earlier entries
@@ -561,8 +569,11 @@ def write_card(
     except ImportError as exc:  # matplotlib is a core dependency; a broken install still gets a card
         logging.getLogger(__name__).warning("no card figure (%s); pip install matplotlib", exc)
         figure = None
+    from publishing.examples import example_dialogues
+
+    examples = example_dialogues(root, write_images=True)
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
-                       figure=figure, stats=stats, previous_card=previous_card)
+                       figure=figure, stats=stats, previous_card=previous_card, examples=examples)
     out = root / CARD_FILENAME
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -31,3 +31,4 @@ def repo_root() -> Path:
 def samples_dir() -> Path:
     return REPO / "samples"
 from tests.hub_fixtures import hub_client, hub_server  # noqa: E402,F401  (Hub test server fixtures)
+from tests.demo_fixtures import demo  # noqa: E402,F401  (the demo dataset, generated once per session)

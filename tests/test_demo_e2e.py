@@ -1,45 +1,20 @@
 """The spine end to end: `mmat generate` on the bundled demo config, then loading it as users do.
 
-One generation run per test session (it is the slowest thing in the suite); every test below reads
-its output. Loading goes through `datasets.load_dataset("mmat-1m", ...)` from the folder's parent,
-exactly like the README tells users to.
+One generation run per test session (the `demo` fixture, tests/demo_fixtures.py, shared with the
+viewer's browser tests); every test below reads its output. Loading goes through
+`datasets.load_dataset("mmat-1m", ...)` from the folder's parent, exactly like the README tells users to.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 import mmat_1m
+from tests.demo_fixtures import mmat_subprocess as _mmat
 
 pytestmark = pytest.mark.slow
 SOURCES = set(mmat_1m.SOURCES)
-
-
-def _mmat(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "mmat_cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory, repo_root):
-    root = tmp_path_factory.mktemp("demo")
-    config = root / "demo.yaml"
-    # the same config as `make demo`, with the bundled paths made absolute so it runs from anywhere
-    text = (repo_root / "configs/demo.yaml").read_text().replace("samples/", f"{repo_root}/samples/")
-    config.write_text(text)
-    env_path = os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])
-    os.environ["PYTHONPATH"] = env_path
-    first = _mmat("generate", "--config", str(config), "--out", "mmat-1m", cwd=root)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = _mmat("generate", "--config", str(config), "--out", "mmat-1m", cwd=root)
-    assert second.returncode == 0, second.stderr[-3000:]
-    return {"root": root, "config": config, "first": first, "second": second}
 
 
 @pytest.fixture()

@@ -210,7 +210,7 @@ def test_interrupted_commit_leaves_no_version_and_a_rerun_completes_it(hub_serve
 @pytest.mark.slow
 def test_push_killed_mid_upload_then_rerun_leaves_a_consistent_repo(hub_server, hub_client, tmp_path):
     folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=2, card=True)
-    n_lfs = sum(1 for p in published_files(folder) if p.endswith((".parquet", ".png")))
+    n_lfs = sum(1 for p in published_files(folder) if p.endswith((".parquet", ".png", ".jpg")))
     fault = hub_server.block("lfs_put", after=3)  # hold the 4th upload; 3 complete
     env = hub_server.client_env(tmp_path / "client")
     env["PYTHONPATH"] = str(REPO)
