@@ -53,6 +53,7 @@ FEATURES = Features(
             "operators_available": List(Value("string")),
             "verified": Value("bool"),
             "judge_score": Value("float64"),
+            "teacher_mode": Value("string"),  # vision | text_only | null (offline teacher)
         },
         "engine_version": Value("string"),
     }
