@@ -261,3 +261,17 @@ def test_stop_strings_go_with_every_request():
         asyncio.run(go())
         (payload,) = server.payloads()
     assert payload["stop"] == ["\n\n\n"] and payload["max_tokens"] == 1024
+
+
+def test_dry_run_names_the_local_model_and_starts_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmat_cli import app
+    from tests.runner_support import source, write_config
+
+    config = write_config(tmp_path / "c.yaml", [source("tabmwp", limit=2)])
+    result = CliRunner().invoke(app, ["generate", "--config", str(config), "--out", str(tmp_path / "out"), "--dry-run",
+                                      "--teacher", "llamacpp", "--model", "models/Qwen2.5-VL-3B-Q4_K_M.gguf"])
+    assert result.exit_code == 0, result.output
+    assert "llamacpp (Qwen2.5-VL-3B-Q4_K_M, a llama.cpp server the run starts" in result.output
+    assert "(local model: free)" in result.output and not (tmp_path / ".mmat-work").exists()

@@ -187,14 +187,17 @@ class LlamaCppServer:
                     if not chunk:
                         break  # the child closed stdout: it ended
                     buffer += chunk
-                    for line in buffer.decode("utf-8", "replace").splitlines():
+                    for raw in buffer.split(b"\n")[:-1]:  # complete lines only
+                        line = raw.decode("utf-8", "replace")
                         if line.startswith(READY_PREFIX):
                             return json.loads(line[len(READY_PREFIX):])["url"]
                 elif self._proc.poll() is not None:
                     break
-        if self._proc.poll() is None:
+        try:
+            self._proc.wait(timeout=10 if time.monotonic() < deadline else 0.1)  # stdout closed: it is ending
+        except subprocess.TimeoutExpired:
             raise LlamaCppError(f"the llama.cpp server did not start within {self.startup_timeout_s:.0f} s "
-                                f"(teacher.startup_timeout_s){self._log_tail()}")
+                                f"(teacher.startup_timeout_s){self._log_tail()}") from None
         raise LlamaCppError(f"the llama.cpp server exited with code {self._proc.wait()} while starting"
                             f"{self._log_tail()}")
 
