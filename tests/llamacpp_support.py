@@ -48,6 +48,19 @@ def smollm2_teacher(gguf: Path, **overrides: Any) -> dict[str, Any]:
     return teacher
 
 
+def run_and_close(teacher: Any, call: Any) -> Any:
+    """`await call(teacher)` on a fresh event loop, closing the teacher's client afterwards."""
+    import asyncio
+
+    async def go() -> Any:
+        try:
+            return await call(teacher)
+        finally:
+            await teacher.aclose()
+
+    return asyncio.run(go())
+
+
 def process_gone(pid: int, timeout_s: float = 30.0) -> bool:
     """True once `pid` no longer runs (a zombie counts as gone: it holds no port and no thread)."""
     deadline = time.monotonic() + timeout_s

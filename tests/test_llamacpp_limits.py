@@ -23,6 +23,7 @@ from generation.teachers.model_limits import (OMITTED_OBSERVATION, ContextOverfl
 from generation.teachers.openai_teacher import OpenAITeacher
 from operators.images import LoadedImage
 from tests.dataset_factory import png_bytes
+from tests.llamacpp_support import run_and_close
 from tests.openai_server import OpenAICompatServer, error
 
 # Error bodies as the servers send them (the SDK hands our code the inner "error" object).
@@ -145,14 +146,7 @@ def test_a_prompt_over_the_context_is_resent_without_the_oldest_results_then_ans
     with OpenAICompatServer() as server:
         server.script("rationale_step", error(400, OPENAI_OVERFLOW["message"], code="context_length_exceeded"))
         teacher = _teacher(server)
-
-        async def go():
-            try:
-                return await teacher.next_step(_ctx(_steps()))
-            finally:
-                await teacher.aclose()
-
-        decision = asyncio.run(go())
+        decision = run_and_close(teacher, lambda t: t.next_step(_ctx(_steps())))
         first, second = server.payloads("rationale_step")
     assert decision.thought
     assert "A" * 3000 in _user_text(first) and OMITTED_OBSERVATION not in _user_text(first)
@@ -164,15 +158,8 @@ def test_a_prompt_that_cannot_be_shortened_is_quarantined_with_the_token_counts(
     with OpenAICompatServer() as server:
         server.script("rationale_step", error(400, OPENAI_OVERFLOW["message"], code="context_length_exceeded"))
         teacher = _teacher(server)
-
-        async def go():
-            try:
-                await teacher.next_step(_ctx([]))
-            finally:
-                await teacher.aclose()
-
         with pytest.raises(TeacherError, match=r"^prompt exceeds the model context \(6164 > 4097 tokens\)$"):
-            asyncio.run(go())
+            run_and_close(teacher, lambda t: t.next_step(_ctx([])))
         assert server.count("rationale_step") == 1
     assert teacher.stats.failures["context"] == 1
 
@@ -213,14 +200,7 @@ def test_first_image_refusal_switches_to_text_only_once_and_the_caption_falls_ba
 def test_vision_false_sends_no_image_parts_and_offers_no_vlm_caption():
     with OpenAICompatServer() as server:
         teacher = _teacher(server, vision=False)
-
-        async def go():
-            try:
-                await teacher.next_step(_ctx([], [LoadedImage(png_bytes(3, (64, 48)))]))
-            finally:
-                await teacher.aclose()
-
-        asyncio.run(go())
+        run_and_close(teacher, lambda t: t.next_step(_ctx([], [LoadedImage(png_bytes(3, (64, 48)))])))
         (payload,) = server.payloads()
     assert teacher.caption_client is None and teacher.mode == "text_only"
     assert all(isinstance(m["content"], str) for m in payload["messages"])
@@ -230,15 +210,8 @@ def test_vision_true_makes_a_refusal_one_clear_error():
     with OpenAICompatServer() as server:
         server.script("rationale_step", error(400, OPENAI_NO_IMAGES["message"]))
         teacher = _teacher(server, vision=True)
-
-        async def go():
-            try:
-                await teacher.next_step(_ctx([], [LoadedImage(png_bytes(3, (64, 48)))]))
-            finally:
-                await teacher.aclose()
-
         with pytest.raises(TeacherError, match="set teacher.vision: auto or false"):
-            asyncio.run(go())
+            run_and_close(teacher, lambda t: t.next_step(_ctx([], [LoadedImage(png_bytes(3, (64, 48)))])))
 
 
 def test_without_images_keeps_the_text_as_a_plain_string():
@@ -251,14 +224,7 @@ def test_without_images_keeps_the_text_as_a_plain_string():
 def test_stop_strings_go_with_every_request():
     with OpenAICompatServer() as server:
         teacher = _teacher(server, stop=["\n\n\n"])
-
-        async def go():
-            try:
-                await teacher.final_answer(_ctx([]))
-            finally:
-                await teacher.aclose()
-
-        asyncio.run(go())
+        run_and_close(teacher, lambda t: t.final_answer(_ctx([])))
         (payload,) = server.payloads()
     assert payload["stop"] == ["\n\n\n"] and payload["max_tokens"] == 1024
 

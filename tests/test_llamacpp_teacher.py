@@ -20,7 +20,8 @@ from generation.teachers.model_limits import OMITTED_OBSERVATION
 from generation.teachers.openai_teacher import OpenAITeacher
 from operators.images import LoadedImage
 from tests.dataset_factory import png_bytes
-from tests.llamacpp_support import SMOLLM2_NAME, port_refuses, process_gone, require_local_teacher, smollm2_teacher
+from tests.llamacpp_support import (SMOLLM2_NAME, port_refuses, process_gone, require_local_teacher,
+                                    run_and_close as run, smollm2_teacher)
 from tests.recording_proxy import RecordingProxy
 
 pytestmark = pytest.mark.slow
@@ -46,16 +47,6 @@ def ctx(question: str = "What is 17 + 25?", steps: list[Step] = (), images: list
     sample = Sample(id="tabmwp/free_text/1", source="tabmwp", subset="free_text",
                     qas=[QA(question=question, answer="42")])
     return TeacherContext(sample=sample, qa_index=0, images=list(images), operators_available=[], steps=list(steps))
-
-
-def run(teacher: OpenAITeacher, call):
-    async def go():
-        try:
-            return await call(teacher)
-        finally:
-            await teacher.aclose()
-
-    return asyncio.run(go())
 
 
 def test_a_reply_cut_at_max_tokens_gets_one_repair_then_quarantines(proxy):
