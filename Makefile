@@ -52,3 +52,7 @@ $(LOCAL_STAMP): $(STAMP)
 	touch $(LOCAL_STAMP)
 
 install: $(LOCAL_STAMP)
+
+.PHONY: bench-local
+bench-local: install   # SmolLM2-135M as the teacher on the demo (slow: minutes per sample on 1 thread)
+	$(BIN)/python benchmarks/local_teacher.py

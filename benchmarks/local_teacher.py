@@ -16,6 +16,7 @@ No target: the model is a plumbing check, not a source of data.
 
     .venv/bin/python benchmarks/local_teacher.py                      # 2 samples per demo source
     .venv/bin/python benchmarks/local_teacher.py --per-source 4 --threads 2 --max-steps 3
+    .venv/bin/python benchmarks/local_teacher.py --repeat-penalty 1.0   # greedy: watch the failure kinds
 """
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--ocr", default="rapidocr", help="operators.ocr.backend")
+    parser.add_argument("--repeat-penalty", type=float, default=1.15,
+                        help="llama.cpp repeat_penalty (1.0: off; greedy SmolLM2 then loops until max_tokens)")
     args = parser.parse_args()
 
     gguf = smollm2_gguf()
@@ -122,7 +125,8 @@ def main() -> int:
     with LlamaCppServer(settings) as server, RecordingProxy(server.url) as proxy:
         startup_s = time.perf_counter() - started
         teacher = smollm2_teacher(gguf, base_url=f"{proxy.url}/v1", n_ctx=args.n_ctx, threads=args.threads,
-                                  max_tokens=args.max_tokens, max_concurrency=1)
+                                  max_tokens=args.max_tokens, max_concurrency=1,
+                                  extra_body={"repeat_penalty": args.repeat_penalty, "seed": 7})
         summary, local_s = run(pipeline(args.per_source, teacher, args.max_steps, args.ocr), root / "local")
         chats = proxy.chat_exchanges()
 
@@ -137,6 +141,7 @@ def main() -> int:
 
     report = {
         "model": SMOLLM2_NAME, "threads": args.threads, "n_ctx": args.n_ctx, "max_tokens": args.max_tokens,
+        "repeat_penalty": args.repeat_penalty,
         "max_steps": args.max_steps, "server_startup_s": round(startup_s, 2),
         "samples": done, "elapsed_s": round(local_s, 1),
         "samples_per_s": round(done / local_s, 4),

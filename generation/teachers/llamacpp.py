@@ -359,6 +359,7 @@ def _params(settings: ServerSettings) -> Any:
         params.mmproj.path = settings.mmproj_path
     params.n_parallel = settings.parallel
     params.n_ctx = settings.n_ctx * settings.parallel  # llama.cpp splits n_ctx over the slots
+    params.hostnames = ["127.0.0.1"]  # loopback only (the default, said out loud)
     params.port = 0  # a free port, chosen by the OS; the server reports it
     params.cpuparams.n_threads = settings.threads
     params.cpuparams_batch.n_threads = settings.threads
