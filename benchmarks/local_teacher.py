@@ -62,7 +62,8 @@ def run(config_dict: dict, out: Path):
 def rows_of(out: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
-    return [row for path in sorted((out / "data" / "orr").glob("*/*.parquet")) for row in pq.read_table(path).to_pylist()]
+    paths = sorted((out / "data" / "orr").glob("*/*.parquet"))
+    return [row for path in paths for row in pq.read_table(path).to_pylist()]
 
 
 def reason_kind(message: str) -> str:

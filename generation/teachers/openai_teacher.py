@@ -419,8 +419,8 @@ class TeacherStats:
         u = self.usage
         failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
         return (f"teacher {u.model}: {self.requests} requests, {self.retries} retries, {self.repairs} repairs, "
-                f"{self.context_trims} context trims, failed: {failed}; {u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens, "
-                f"${u.cost_usd:.4f}")
+                f"{self.context_trims} context trims, failed: {failed}; {u.prompt_tokens:,} prompt + "
+                f"{u.completion_tokens:,} completion tokens, ${u.cost_usd:.4f}")
 
 
 class ChatClient:
