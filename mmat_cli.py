@@ -46,8 +46,9 @@ def _run_errors() -> tuple[type[BaseException], ...]:
     source, a work folder held by another live run of the same worker."""
     from generation.checkpoint import CheckpointLocked
     from generation.ray_engine import RayEngineError
+    from generation.teachers.llamacpp import LlamaCppError
 
-    extra: tuple[type[BaseException], ...] = (CheckpointLocked, RayEngineError)
+    extra: tuple[type[BaseException], ...] = (CheckpointLocked, RayEngineError, LlamaCppError)
     try:
         from generation.sources.base import SourceError
 
@@ -91,12 +92,14 @@ def _run_failures_reported() -> Iterator[None]:
         _unexpected(exc, "the work folder")
 
 
-def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str]):
+def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str],
+                   mmproj: Optional[str] = None):
     from generation.config import load_config
     from generation.teachers.factory import apply_teacher_overrides
 
     cfg = load_config(config)
-    cfg.teacher = apply_teacher_overrides(cfg.teacher, teacher=teacher, model=model, base_url=base_url)
+    cfg.teacher = apply_teacher_overrides(cfg.teacher, teacher=teacher, model=model, base_url=base_url,
+                                          mmproj=mmproj)
     return cfg
 
 
@@ -132,9 +135,10 @@ def _print_summary(summary) -> None:
 def generate(
     config: Path = typer.Option(..., "--config", "-c", help="pipeline YAML (see configs/)"),
     out: Path = typer.Option(Path("mmat-1m"), "--out", "-o", help="dataset folder to write"),
-    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai"),
-    model: Optional[str] = typer.Option(None, help="override teacher.model"),
+    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai | llamacpp"),
+    model: Optional[str] = typer.Option(None, help="override teacher.model (with --teacher llamacpp: the GGUF file)"),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url (any OpenAI-compatible server)"),
+    mmproj: Optional[str] = typer.Option(None, "--mmproj", help="with --teacher llamacpp: the vision projector GGUF"),
     num_shards: int = typer.Option(1, "--num-shards", min=1, help="split the work over N independent workers"),
     shard_index: int = typer.Option(0, "--shard-index", min=0, help="which of the N workers this is"),
     max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", min=0.0, max=1.0,
@@ -156,7 +160,7 @@ def generate(
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, not {engine!r}")
     with _run_failures_reported():
-        cfg = _load_pipeline(config, teacher, model, base_url)
+        cfg = _load_pipeline(config, teacher, model, base_url, mmproj)
         options = RunOptions(out_dir=out, num_shards=num_shards, shard_index=shard_index, quiet=quiet,
                              max_quarantine_rate=max_quarantine_rate, limit=limit)
         if dry_run:
@@ -189,9 +193,10 @@ def _finish(summary, quiet: bool) -> None:
 def retry(
     config: Path = typer.Option(..., "--config", "-c", help="the pipeline YAML of the earlier run"),
     out: Path = typer.Option(Path("mmat-1m"), "--out", "-o", help="the dataset folder of the earlier run"),
-    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai"),
-    model: Optional[str] = typer.Option(None, help="override teacher.model"),
+    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai | llamacpp"),
+    model: Optional[str] = typer.Option(None, help="override teacher.model (with --teacher llamacpp: the GGUF file)"),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url"),
+    mmproj: Optional[str] = typer.Option(None, "--mmproj", help="with --teacher llamacpp: the vision projector GGUF"),
     max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", min=0.0, max=1.0,
                                                         help="exit 3 when the quarantine rate stays above this"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
@@ -202,7 +207,7 @@ def retry(
     from generation.runner import RunOptions, run_generation
 
     with _run_failures_reported():
-        cfg = _load_pipeline(config, teacher, model, base_url)
+        cfg = _load_pipeline(config, teacher, model, base_url, mmproj)
         summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, retry=True,
                                                  max_quarantine_rate=max_quarantine_rate))
     if summary.total == 0:

@@ -6,10 +6,10 @@ names the key and what is allowed, because a typo in a million-sample run must f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from generation.sources.base import SourceConfig
 from operators.config import OperatorsConfig
@@ -27,7 +27,7 @@ class PriceTable(_Strict):
 
 
 class TeacherConfig(_Strict):
-    kind: Literal["offline", "openai"] = "offline"
+    kind: Literal["offline", "openai", "llamacpp"] = "offline"
     model: str = "gpt-4o"
     base_url: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -48,6 +48,28 @@ class TeacherConfig(_Strict):
     backoff_max_s: float = Field(30.0, gt=0)  # cap of the backoff window (a Retry-After header wins)
     image_detail: Literal["auto", "low", "high"] = "auto"  # OpenAI vision `detail`; `low` = 85 tokens/image
     extra_body: dict[str, Any] = Field(default_factory=dict)  # extra JSON fields for vLLM/SGLang/Ollama
+    # Added with the local llama.cpp teacher (issue 14):
+    stop: Optional[list[str]] = None  # stop strings sent with every request (a rambling model ends early)
+    # Whether the teacher sees the images: auto = find out once (llama.cpp's /props, else the server's
+    # first refusal of an image), true = always send them, false = text-only mode (visual evidence only
+    # through the operators). Rows record the mode in meta.teacher_mode.
+    vision: Union[Literal["auto"], bool] = "auto"
+    # kind: llamacpp — the engine starts a llama.cpp server (xllamacpp) on 127.0.0.1 for the run. With
+    # base_url set it uses that running llama.cpp server instead and model_path may be left out.
+    model_path: Optional[str] = None  # the GGUF file; the row's teacher.model is its name
+    mmproj_path: Optional[str] = None  # the vision projector GGUF of a vision model
+    n_ctx: int = Field(4096, ge=64)  # the context of one request, in tokens (the server gets n_ctx x parallel)
+    threads: Optional[int] = Field(None, ge=1)  # CPU threads for the model; default: half the cores, at most 8
+    parallel: int = Field(1, ge=1)  # requests the server decodes at once (= the teacher's requests in flight)
+    startup_timeout_s: float = Field(300.0, gt=0)  # loading the model and the first /health
+
+    @model_validator(mode="after")
+    def _llamacpp_needs_a_model(self) -> "TeacherConfig":
+        if self.kind == "llamacpp" and not self.model_path and not self.base_url:
+            raise ValueError("teacher.kind llamacpp needs teacher.model_path (a GGUF file; --model PATH.gguf)")
+        if self.mmproj_path and self.kind != "llamacpp":
+            raise ValueError("teacher.mmproj_path is for kind llamacpp only")
+        return self
 
 
 class RationaleConfig(_Strict):
@@ -158,4 +180,6 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> None:
 
     for source in config.sources:
         source.path = resolve(source.path)
+    config.teacher.model_path = resolve(config.teacher.model_path)
+    config.teacher.mmproj_path = resolve(config.teacher.mmproj_path)
     config.operators.rag.corpus = resolve(config.operators.rag.corpus)

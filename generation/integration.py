@@ -141,6 +141,7 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes])
             "operators_available": list(trajectory.operators_available),
             "verified": all(verified) if verified else None,
             "judge_score": trajectory.judge_score,
+            "teacher_mode": trajectory.teacher_mode,
         },
         "engine_version": ENGINE_VERSION,
     }

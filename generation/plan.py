@@ -44,12 +44,17 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     ]
     lines += [f"operator unavailable: {name}: {why}" for name, why in operators.unavailable.items()]
     model = "offline-annotations" if teacher.kind == "offline" else teacher.model
+    if teacher.kind == "llamacpp" and teacher.model_path and not teacher.base_url:
+        from generation.teachers.llamacpp import model_alias
+
+        model = f"{model_alias(teacher.model_path)}, a llama.cpp server the run starts"
     lines += [
         f"teacher: {teacher.kind} ({model}{', ' + teacher.base_url if teacher.base_url else ''}), "
         f"concurrency {config.runner.max_concurrency or teacher.max_concurrency}",
         f"estimated teacher calls: up to {calls:,} ({questions} questions x {calls_per_question}"
         + (f" + {len(plan.todo)} judge calls)" if config.teacher.judge else ")"),
         f"estimated cost: up to ${cost:,.2f}" + (" (offline teacher: free)" if teacher.kind == "offline" else
+                                                  " (local model: free)" if teacher.kind == "llamacpp" else
                                                   f" at ~{EST_PROMPT_TOKENS}+{EST_COMPLETION_TOKENS} tokens per call"),
         f"work folder: {work_dir}",
     ]

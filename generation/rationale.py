@@ -124,5 +124,7 @@ async def generate_trajectory(sample: Sample, images: list[LoadedImage], teacher
         qa_trajectory, qa_usage = await reason_about_question(ctx, teacher, operators, settings)
         done.append(qa_trajectory)
         usage = usage.add(qa_usage)
-    return Trajectory(sample_id=sample.id, qas=done, usage=usage,
-                      operators_available=list(operators.available))
+    # Read at the end: a teacher that finds out mid-sample that its model takes no images answered
+    # this sample's later calls text-only (its refused calls were re-sent without the images).
+    return Trajectory(sample_id=sample.id, qas=done, usage=usage, operators_available=list(operators.available),
+                      teacher_mode=getattr(teacher, "mode", None))

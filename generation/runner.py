@@ -499,11 +499,16 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
         clean_stale_temps(options.out_dir, writer_settings(config, options))
         plan = make_plan(config, options, checkpoint)
         summary = RunSummary(total=plan.total, skipped=plan.skipped, out_dir=options.out_dir, work_dir=work_dir)
-        summary.usage = TeacherUsage(model=config.teacher.model if config.teacher.kind != "offline"
-                                     else "offline-annotations")
         log.info("plan%s: %d samples in slice, %d done before, %d to run", " (retry)" if options.retry else "",
                  plan.total, plan.skipped, len(plan.todo) + len(plan.foundation_failures))
-        (execute or execute_locally)(config, options, checkpoint, plan, summary)
+        from generation.teachers.llamacpp import served_teacher
+
+        # teacher.kind llamacpp: a local server for exactly as long as the samples run (both engines)
+        with served_teacher(config.teacher, Path(work_dir) / "llamacpp-server.log") as teacher_config:
+            config = config.model_copy(update={"teacher": teacher_config})
+            summary.usage = TeacherUsage(model=config.teacher.model if config.teacher.kind != "offline"
+                                         else "offline-annotations")
+            (execute or execute_locally)(config, options, checkpoint, plan, summary)
         summary.elapsed_s = time.perf_counter() - start
         finish_run(summary, checkpoint, config, options)
         if options.retry:

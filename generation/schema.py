@@ -135,6 +135,9 @@ class Trajectory(BaseModel):
     usage: TeacherUsage = Field(default_factory=TeacherUsage)
     operators_available: list[str] = Field(default_factory=list)
     judge_score: Optional[float] = None
+    # `vision` (the teacher saw the images) or `text_only` (only the operators' text); None: the
+    # offline teacher, which reads the annotations, not the images.
+    teacher_mode: Optional[str] = None
 
     @property
     def reflection(self) -> Reflection:

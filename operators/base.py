@@ -177,6 +177,7 @@ class Operator:
         self.fallbacks = list(fallbacks)
         self.executions = 0  # backend calls actually made (cache misses); tests count these
         self._count_lock = threading.Lock()
+        self._switch_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -232,6 +233,15 @@ class Operator:
             if not switched:
                 try:
                     result = backend.run(loaded, **norm)
+                except BackendUnavailable as exc:  # found out on a call (the teacher turned out text-only)
+                    with self._switch_lock:  # calls in flight on the same backend switch once
+                        if self.backend is backend:
+                            if not self.fallbacks:
+                                raise
+                            self.backend = self.fallbacks.pop(0)
+                            log.warning("%s: %s is unavailable (%s); using %s", self.name, backend.name, exc,
+                                        self.backend.name)
+                    switched = True
                 except OperatorError:
                     raise
                 except Exception as exc:  # a library error on one input quarantines that sample only

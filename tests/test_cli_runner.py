@@ -58,7 +58,7 @@ def test_dry_run_estimates_calls_and_cost_for_a_paid_teacher(tmp_path):
 
 @pytest.mark.parametrize("yaml_text,key,allowed", [
     ("runner:\n  max_concurency: 4\n", "runner.max_concurency", None),
-    ("teacher:\n  kind: anthropic\n", "teacher.kind", "'offline' or 'openai'"),
+    ("teacher:\n  kind: anthropic\n", "teacher.kind", "'offline', 'openai' or 'llamacpp'"),
     ("output:\n  validation_fraction: 2\n", "output.validation_fraction", "less than or equal to 1"),
 ])
 def test_bad_config_is_one_line_on_stderr_naming_the_key(tmp_path, yaml_text, key, allowed):

@@ -115,4 +115,5 @@ def test_build_rows_match_features_and_block_form():
     assert [s["signal"] for s in rr["steps"]] == ["continue", "continue", "continue", "reflection", "end", "end"]
     assert rr["reflection"] == {"kind": "general", "reason": "I used the answer before reading."}
     assert rr["teacher"]["prompt_tokens"] == 10 and rr["teacher"]["cost_usd"] == pytest.approx(0.01)
-    assert rr["meta"] == {"operators_available": ["ocr", "rag"], "verified": True, "judge_score": None}
+    assert rr["meta"] == {"operators_available": ["ocr", "rag"], "verified": True, "judge_score": None,
+                          "teacher_mode": None}

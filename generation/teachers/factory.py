@@ -4,7 +4,9 @@
 so the demo runs anywhere); `kind: openai` → `OpenAITeacher` on `base_url` (config, else
 `OPENAI_BASE_URL`, else api.openai.com) with the key from the environment variable `api_key_env`.
 A local OpenAI-compatible server (vLLM, SGLang, Ollama) usually needs no key: with a non-OpenAI
-`base_url` and no key set, the teacher sends a placeholder.
+`base_url` and no key set, the teacher sends a placeholder. `kind: llamacpp` → the same
+`OpenAITeacher` on a local llama.cpp server (`generation.teachers.llamacpp`): the run starts one and
+passes its `base_url`; a teacher made without one starts its own and stops it in `aclose()`.
 """
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ import os
 from typing import Optional
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from generation.config import ConfigError, TeacherConfig
 from generation.teachers.base import Teacher
 
 log = logging.getLogger("mmat.teacher")
 
 NO_KEY_PLACEHOLDER = "EMPTY"  # what vLLM's docs use for servers started without --api-key
-TEACHER_KINDS = ("offline", "openai")
+TEACHER_KINDS = ("offline", "openai", "llamacpp")
 
 
 def resolve_base_url(cfg: TeacherConfig) -> Optional[str]:
@@ -56,12 +60,34 @@ def make_teacher(cfg: TeacherConfig) -> Teacher:
         from generation.teachers.openai_teacher import OpenAITeacher
 
         return OpenAITeacher(cfg, api_key=resolve_api_key(cfg), base_url=resolve_base_url(cfg))
+    if cfg.kind == "llamacpp":
+        return _llamacpp_teacher(cfg)
     raise ConfigError(f"unknown teacher.kind {cfg.kind!r}; allowed: {', '.join(TEACHER_KINDS)}")
 
 
+def _llamacpp_teacher(cfg: TeacherConfig) -> Teacher:
+    from generation.teachers.llamacpp import LlamaCppServer, local_teacher_config, settings_for
+    from generation.teachers.openai_teacher import OpenAITeacher
+
+    if cfg.base_url:  # the run's server, or a llama.cpp server the user started (with --api-key, maybe)
+        local = local_teacher_config(cfg, cfg.base_url)
+        key = (os.environ.get(cfg.api_key_env) or "").strip() or NO_KEY_PLACEHOLDER
+        return OpenAITeacher(local, api_key=key, base_url=local.base_url)
+    server = LlamaCppServer(settings_for(cfg), startup_timeout_s=cfg.startup_timeout_s).start()
+    try:
+        local = local_teacher_config(cfg, server.base_url)
+        teacher = OpenAITeacher(local, api_key=NO_KEY_PLACEHOLDER, base_url=local.base_url)
+    except BaseException:
+        server.stop()
+        raise
+    teacher.owned_server = server
+    return teacher
+
+
 def apply_teacher_overrides(cfg: TeacherConfig, teacher: Optional[str] = None, model: Optional[str] = None,
-                            base_url: Optional[str] = None) -> TeacherConfig:
-    """`--teacher`, `--model`, `--base-url` on top of the YAML's `teacher:` section (a new, validated copy).
+                            base_url: Optional[str] = None, mmproj: Optional[str] = None) -> TeacherConfig:
+    """`--teacher`, `--model`, `--base-url`, `--mmproj` on top of the YAML's `teacher:` section (a new,
+    validated copy). With `--teacher llamacpp` (or `kind: llamacpp`), `--model` is the GGUF file.
 
     `--model` or `--base-url` with an offline teacher is an error rather than a silent no-op: the
     offline teacher has no model to switch."""
@@ -70,10 +96,15 @@ def apply_teacher_overrides(cfg: TeacherConfig, teacher: Optional[str] = None, m
         if teacher not in TEACHER_KINDS:
             raise ConfigError(f"--teacher {teacher!r}: allowed: {', '.join(TEACHER_KINDS)}")
         updates["kind"] = teacher
+    kind = updates.get("kind", cfg.kind)
     if model is not None:
         if not model.strip():
             raise ConfigError("--model: empty model name")
-        updates["model"] = model.strip()
+        updates["model_path" if kind == "llamacpp" else "model"] = model.strip()
+    if mmproj is not None:
+        if kind != "llamacpp":
+            raise ConfigError("--mmproj needs --teacher llamacpp (the vision projector of a local GGUF model)")
+        updates["mmproj_path"] = mmproj
     if base_url is not None:
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -81,9 +112,12 @@ def apply_teacher_overrides(cfg: TeacherConfig, teacher: Optional[str] = None, m
         updates["base_url"] = base_url
     if not updates:
         return cfg
-    kind = updates.get("kind", cfg.kind)
     if kind == "offline" and ("model" in updates or "base_url" in updates):
         given = " and ".join(f"--{k.replace('_', '-')}" for k in ("model", "base_url") if k in updates)
         raise ConfigError(f"{given} need an OpenAI-compatible teacher: add --teacher openai "
                           f"(teacher.kind is offline)")
-    return TeacherConfig.model_validate({**cfg.model_dump(), **updates})
+    # exclude_unset: defaults that depend on the kind (a local model's zero prices) stay defaults
+    try:
+        return TeacherConfig.model_validate({**cfg.model_dump(exclude_unset=True), **updates})
+    except ValidationError as exc:
+        raise ConfigError(f"teacher: {exc.errors()[0]['msg']}") from None

@@ -6,11 +6,16 @@ Two layers:
   flight, an RPM/TPM limiter, retries with exponential backoff and full jitter on 429/5xx/timeouts that
   honour `Retry-After` (a 429 pauses every request, not just the one that got it), structured output
   (`json_schema` → `json_object` → plain JSON, stepping down once when the server refuses a format),
-  one repair round for an unparsable reply, and token/latency/USD accounting per call. Every failure
-  becomes a one-line `TeacherError` with the key redacted.
+  one repair round for an unparsable reply (a reply cut off at `max_tokens` counts as unparsable),
+  and token/latency/USD accounting per call. Every failure becomes a one-line `TeacherError` with the
+  key redacted.
 - `OpenAITeacher` renders the prompt templates in `generation/prompts/` (rationale step, general and
   math reflection, final answer, judge), sends the images as data URLs and turns replies into the
-  loop's `StepDecision` / `ReflectionVerdict` / `FinalAnswer`.
+  loop's `StepDecision` / `ReflectionVerdict` / `FinalAnswer`. A prompt longer than the model's
+  context is shortened by the rule in `generation.teachers.model_limits`, else quarantined with why.
+
+Text-only mode (`teacher.vision: false`, or `auto` once the server says the model takes no images):
+no image parts in any request, no VLM caption; the images reach the model only through the operators.
 
 Latency per call is its wall time, from rendering the request to the parsed reply: retries, backoff,
 the repair round and any wait for a concurrency slot or the rate limiter included.
@@ -39,6 +44,8 @@ from generation.redact import redact, register_secret
 from generation.schema import Sample, TeacherUsage, Trajectory
 from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherError
 from generation.teachers.limiter import RateLimiter
+from generation.teachers.model_limits import (ContextOverflow, context_overflow, count_observations, has_images,
+                                              more_to_omit, omit_observations, refuses_images, without_images)
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.teacher")
@@ -372,6 +379,11 @@ def _connect_failure(exc: BaseException) -> Optional[str]:
     return None
 
 
+def _retry_worthy(exc: BaseException) -> bool:
+    """Retryable, unless it is a refusal of the images (llama.cpp sends those as HTTP 500)."""
+    return _is_retryable(exc) and not refuses_images(exc)
+
+
 def _unsupported_param(exc: BaseException) -> Optional[str]:
     """Which request feature a 400/422 refused: `response_format`, `max_tokens` or `temperature`."""
     if _status(exc) not in (400, 422):
@@ -401,13 +413,14 @@ class TeacherStats:
     failures: Counter = field(default_factory=Counter)  # by kind: rate_limit, server, timeout, unparsable, ...
     downgrades: list[str] = field(default_factory=list)
     usage: TeacherUsage = field(default_factory=TeacherUsage)
+    context_trims: int = 0  # prompts re-sent with older results omitted to fit the model's context
 
     def summary(self) -> str:
         u = self.usage
         failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
         return (f"teacher {u.model}: {self.requests} requests, {self.retries} retries, {self.repairs} repairs, "
-                f"failed: {failed}; {u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens, "
-                f"${u.cost_usd:.4f}")
+                f"{self.context_trims} context trims, failed: {failed}; {u.prompt_tokens:,} prompt + "
+                f"{u.completion_tokens:,} completion tokens, ${u.cost_usd:.4f}")
 
 
 class ChatClient:
@@ -430,6 +443,9 @@ class ChatClient:
         self._slots: Optional[asyncio.Semaphore] = None
         self.format = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
         self._params: dict[str, Any] = {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
+        if cfg.stop:
+            self._params["stop"] = list(cfg.stop)
+        self.vision = cfg.vision is not False  # auto: until the server refuses an image
         self.stats = TeacherStats(usage=TeacherUsage(model=cfg.model))
         self._urls: OrderedDict[str, str] = OrderedDict()
 
@@ -463,9 +479,14 @@ class ChatClient:
                 {"role": "user", "content": f"Your reply could not be used: {_one_line(str(problem))}. Reply again "
                                             f"with only the JSON object, following the schema exactly."},
             ]
-            completion_obj = await self._request(task, repair, schema, model)
-            prompt, completion = self._count(completion_obj, prompt, completion)
-            text, problem = self._read(completion_obj, reply_type)
+            try:
+                completion_obj = await self._request(task, repair, schema, model)
+            except ContextOverflow as overflow:  # the repair round itself does not fit: it failed
+                completion_obj = {}
+                problem = ValueError(f"{problem}; the repair request does not fit the model context ({overflow})")
+            else:
+                prompt, completion = self._count(completion_obj, prompt, completion)
+                text, problem = self._read(completion_obj, reply_type)
             if problem is not None and not isinstance(problem, TeacherError):
                 problem = self._error("unparsable", f"teacher reply for {task} unusable after one repair retry: "
                                                     f"{problem}")
@@ -494,15 +515,17 @@ class ChatClient:
             text = "".join(block.get("text", "") for block in text if isinstance(block, dict))
         if text:
             text = redact(text, self._secrets)  # nothing key-shaped may reach a row, whatever the model says
+        if choice.get("finish_reason") == "length":  # even when what came parses: it was cut short
+            return text, ValueError(f"reply cut off at max_tokens={self.cfg.max_tokens}")
         try:
             return reply_type.model_validate(parse_json_reply(text)), None
         except (ValueError, ValidationError) as exc:
             reason = str(exc) if not isinstance(exc, ValidationError) else _validation_summary(exc)
-            if choice.get("finish_reason") == "length":
-                reason = f"reply cut off at max_tokens={self.cfg.max_tokens} ({reason})"
             return text, ValueError(reason)
 
     def _messages(self, system: str, user: str, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
+        if not self.vision:
+            return [{"role": "system", "content": system}, {"role": "user", "content": user}]
         content: list[dict[str, Any]] = []
         for image in images:
             url: dict[str, Any] = {"url": self.data_url(image)}
@@ -561,6 +584,8 @@ class ChatClient:
         import openai
 
         while True:
+            if not self.vision and has_images(messages):
+                messages = without_images(messages)  # built before the switch to text-only mode
             used_format = self.format
             used_params = dict(self._params)
             kwargs: dict[str, Any] = dict(used_params)
@@ -571,7 +596,13 @@ class ChatClient:
                 kwargs["extra_body"] = dict(self.cfg.extra_body)
             try:
                 return await self._with_retries(task, self._with_schema_text(messages, schema), kwargs, model)
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            except openai.APIStatusError as exc:  # a 400/422, or a refusal of the images
+                if refuses_images(exc) and has_images(messages):
+                    self._text_only_after(exc)
+                    continue
+                overflow = context_overflow(exc)
+                if overflow is not None:
+                    raise overflow from None
                 refused = _unsupported_param(exc)
                 if refused == "response_format" and response_format is not None \
                         and self.cfg.structured_output == "auto":
@@ -587,6 +618,17 @@ class ChatClient:
                         if refused == "response_format" else "")
                 raise self._error("bad_request", f"teacher rejected the request (HTTP {_status(exc)}): "
                                                  f"{_error_message(exc)}{hint}") from None
+
+    def _text_only_after(self, exc: BaseException) -> None:
+        """The server refused an image: text-only mode from now on (`vision: auto`), else a clear error."""
+        if self.cfg.vision is True:
+            raise self._error("vision", f"teacher refused the images ({_one_line(_error_message(exc))}); set "
+                                        f"teacher.vision: auto or false for a text-only model") from None
+        if self.vision:
+            self.vision = False
+            self.stats.downgrades.append("vision->text_only")
+            log.warning("teacher %s takes no images (%s): text-only mode from now on, the images reach it only "
+                        "through the operators", self.model, redact(_one_line(_error_message(exc)), self._secrets))
 
     def _step_down_format(self, used: str, exc: BaseException) -> None:
         if self.format != used:
@@ -629,14 +671,14 @@ class ChatClient:
 
         try:
             async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait,
-                                               retry=retry_if_exception(_is_retryable), reraise=True,
+                                               retry=retry_if_exception(_retry_worthy), reraise=True,
                                                before_sleep=before_sleep):
                 with attempt:
                     return await self._attempt(messages, kwargs, estimate, model)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clean line
             import openai
 
-            if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)):
+            if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)) or refuses_images(exc):
                 raise
             raise self._http_error(exc, task, attempts) from None
         raise self._error("internal", f"teacher {task}: no attempt was made")  # pragma: no cover
@@ -793,6 +835,11 @@ class CaptionClient:
         self.model_name = chat.model
 
     async def __call__(self, messages: list[dict[str, Any]], model: Optional[str] = None, **params: Any) -> Any:
+        if not self._chat.vision:  # the operator falls back to its template caption
+            from operators.base import BackendUnavailable
+
+            raise BackendUnavailable(f"image_caption/vlm: the teacher {self.model_name} takes no images "
+                                     f"(text-only mode)")
         return await self._chat.complete_raw(messages, model=model, **params)
 
 
@@ -803,7 +850,14 @@ class OpenAITeacher:
         self.cfg = cfg
         self.model_name = cfg.model
         self.chat = ChatClient(cfg, api_key=api_key, base_url=base_url)
-        self.caption_client = CaptionClient(self.chat)
+        # Text-only from the start: no VLM caption (the template caption describes the image instead).
+        self.caption_client = CaptionClient(self.chat) if self.chat.vision else None
+        self.owned_server: Any = None  # a llama.cpp server this teacher started itself; stopped by aclose
+
+    @property
+    def mode(self) -> str:
+        """What rows record as `meta.teacher_mode`: `vision`, or `text_only` (no images sent)."""
+        return "vision" if self.chat.vision else "text_only"
 
     @property
     def stats(self) -> TeacherStats:
@@ -816,14 +870,33 @@ class OpenAITeacher:
         return {"question": qa.question, "choices": list(qa.choices), "answer": qa.answer,
                 "source_rationale": qa.source_rationale, "steps": list(ctx.steps), "previous": list(ctx.previous)}
 
+    async def _ask(self, task: str, variables: dict[str, Any], images: Sequence[LoadedImage],
+                   schema: dict[str, Any], reply_type: type[ReplyT]) -> tuple[ReplyT, TeacherUsage]:
+        """Render `task`'s prompt and ask; when it does not fit the model's context, omit the oldest
+        steps' results (see `generation.teachers.model_limits`) and ask again, else quarantine."""
+        steps = variables.get("steps") or []
+        total = count_observations(steps)
+        omitted = 0
+        while True:
+            shown = omit_observations(steps, omitted) if omitted else steps
+            system, user = render_prompt(task, **{**variables, "steps": shown})
+            try:
+                return await self.chat.complete_json(task, system, user, images, schema, reply_type)
+            except ContextOverflow as overflow:
+                more = more_to_omit(steps, omitted, overflow, len(system) + len(user), MAX_OBSERVATION_CHARS)
+                if more == 0:
+                    raise self.chat._error("context", str(overflow)) from None
+                omitted += more
+                self.chat.stats.context_trims += 1
+                log.debug("teacher %s: %s; omitting the %d oldest results", task, overflow, omitted)
+
     # -- Teacher protocol ------------------------------------------------------------------------
     async def next_step(self, ctx: TeacherContext) -> StepDecision:
         tools = [name for name in ctx.operators_available if name != "rag" and name in TOOL_DESCRIPTIONS]
         rag = "rag" in ctx.operators_available
-        system, user = render_prompt("rationale_step", operators=tools, rag=rag, tool_descriptions=TOOL_DESCRIPTIONS,
-                                     feedback=ctx.reflection_feedback, **self._qa_vars(ctx))
-        reply, usage = await self.chat.complete_json("rationale_step", system, user, ctx.images,
-                                                     step_schema(tools), StepReply)
+        variables = dict(operators=tools, rag=rag, tool_descriptions=TOOL_DESCRIPTIONS,
+                         feedback=ctx.reflection_feedback, **self._qa_vars(ctx))
+        reply, usage = await self._ask("rationale_step", variables, ctx.images, step_schema(tools), StepReply)
         operators = [name for name in dict.fromkeys(reply.operators) if name != "rag"]
         args: dict[str, dict] = {}
         labels = [label.strip() for label in reply.labels if label and label.strip()]
@@ -838,19 +911,16 @@ class OpenAITeacher:
     async def reflect(self, ctx: TeacherContext, kind: Literal["general", "math"]
                       ) -> tuple[Optional[ReflectionVerdict], TeacherUsage]:
         task = f"reflection_{kind}"
-        variables = self._qa_vars(ctx)
-        system, user = render_prompt(task, **variables)
         images = ctx.images if kind == "math" else []  # the cheating check reads the reasoning, not the image
-        reply, usage = await self.chat.complete_json(task, system, user, images, SCHEMAS[task], ReasonReply)
+        reply, usage = await self._ask(task, self._qa_vars(ctx), images, SCHEMAS[task], ReasonReply)
         if not reply.reason:
             return None, usage
         thought = reply.thought if kind == "math" else None
         return ReflectionVerdict(kind=kind, reason=reply.reason, thought=thought), usage
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer:
-        system, user = render_prompt("final_answer", **self._qa_vars(ctx))
-        reply, usage = await self.chat.complete_json("final_answer", system, user, ctx.images,
-                                                     SCHEMAS["final_answer"], AnswerReply)
+        reply, usage = await self._ask("final_answer", self._qa_vars(ctx), ctx.images, SCHEMAS["final_answer"],
+                                       AnswerReply)
         return FinalAnswer(answer=reply.answer, usage=usage)
 
     async def judge(self, trajectory: Trajectory, sample: Sample) -> tuple[float, TeacherUsage]:
@@ -863,4 +933,8 @@ class OpenAITeacher:
         await self.chat.preflight()
 
     async def aclose(self) -> None:
-        await self.chat.aclose()
+        try:
+            await self.chat.aclose()
+        finally:
+            if self.owned_server is not None:
+                self.owned_server.stop()
