@@ -55,6 +55,22 @@ class RationaleConfig(_Strict):
     reflection: bool = True
 
 
+class TextLimits(_Strict):
+    """`integration.max_chars`: the longest text a row field may hold (characters). A longer one (a
+    5 MB "thought", a runaway OCR dump) quarantines the sample at the integration stage, naming the field."""
+
+    question: int = Field(16_000, ge=1)  # a source question (choices and instructions included)
+    answer: int = Field(4_000, ge=1)  # the reference answer and the teacher's final answer
+    thought: int = Field(8_000, ge=1)
+    rag_query: int = Field(1_000, ge=1)
+    observation: int = Field(32_000, ge=1)  # one operator or RAG result
+    reflection: int = Field(8_000, ge=1)  # a reflection check's reason
+
+
+class IntegrationConfig(_Strict):
+    max_chars: TextLimits = TextLimits()
+
+
 class OutputConfig(_Strict):
     validation_fraction: float = Field(0.1, ge=0.0, le=1.0)
     shard_max_bytes: int = Field(500_000_000, gt=0)
@@ -105,6 +121,7 @@ class PipelineConfig(_Strict):
     teacher: TeacherConfig = TeacherConfig()
     operators: OperatorsConfig = OperatorsConfig()
     rationale: RationaleConfig = RationaleConfig()
+    integration: IntegrationConfig = IntegrationConfig()
     output: OutputConfig = OutputConfig()
     runner: RunnerConfig = RunnerConfig()
 
