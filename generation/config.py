@@ -143,13 +143,41 @@ def _describe(error: dict[str, Any]) -> str:
     return f"bad value for '{where}': {error['msg']}"
 
 
+# YAML 1.1 reads `off`/`no`/`false` as False and `on`/`yes`/`true` as True; an operator's `backend`
+# means the same whichever way it was read (`off` is what the engine's own messages tell users to write).
+_SWITCH_OFF = {False, "no", "false", "n"}
+_SWITCH_ON = {True, "on", "yes", "true", "y"}
+
+
+def _backend_switches(data: Any) -> Any:
+    """`operators.<name>.backend`: off/no/false → "off", on/yes/true → "auto" (strings or booleans)."""
+    operators = data.get("operators") if isinstance(data, dict) else None
+    if not isinstance(operators, dict):
+        return data
+    fixed = {}
+    for name, section in operators.items():
+        if isinstance(section, dict) and "backend" in section:
+            value = section["backend"]
+            key = value.lower() if isinstance(value, str) else value
+            if isinstance(key, (bool, str)) and key in _SWITCH_OFF:
+                section = {**section, "backend": "off"}
+            elif isinstance(key, (bool, str)) and key in _SWITCH_ON:
+                section = {**section, "backend": "auto"}
+        fixed[name] = section
+    return {**data, "operators": fixed}
+
+
 def parse_config(data: Any, origin: str = "config") -> PipelineConfig:
+    """A validated config from plain data (parsed YAML); one-line `ConfigError` otherwise."""
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(_backend_switches(data))
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{origin}: {_describe(errors[0])}{more}") from None
+    if not config.sources:
+        raise ConfigError(f"{origin}: 'sources' is empty; add at least one source (see configs/demo.yaml)")
+    return config
 
 
 def load_config(path: str | Path) -> PipelineConfig:

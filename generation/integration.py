@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from generation.config import TextLimits
-from generation.dialogue_format import (
+from generation.dialogue_format import (  # noqa: F401  (the turn constants are re-exported for callers)
+    NO_RESULTS_TURN,
+    ORR_API_BLOCK,
+    ORR_API_INTRO,
+    REFLECTION_TURN,
+    SUMMARY_TURN,
     FormatError,
     image_block,
     message,
@@ -36,7 +41,6 @@ from generation.dialogue_format import (
     render_step as _render_step,
     render_summary_turn,
     text_block,
-    REFLECTION_TURN,
 )
 from generation.sanitize import as_data
 from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory
@@ -117,13 +121,14 @@ def rag_results(trajectory: Trajectory) -> list[str]:
 def orr_thought(qa: QATrajectory, rag_texts: Optional[list[str]] = None) -> str:
     """The compressed reasoning: every step's thought but the reflection requests themselves, without
     the sentences that quote a RAG result (`QUOTE_MIN_WORDS` words in a row): ORR carries no RAG, so
-    its thought must not show a passage its user turn does not."""
+    its thought must not show a passage its user turn does not. Sanitised once more as a whole: the
+    ends of two clean thoughts could meet into a token (`…<|` + `|>…`)."""
     thought = " ".join(step.thought for step in qa.steps if step.signal != "reflection")
     shingles = _shingles(rag_texts or [])
-    if not shingles:
-        return thought
-    sentences = re.split(r"(?<=[.!?])\s+", thought)
-    return " ".join(s for s in sentences if not _quotes(s, shingles)).strip()
+    if shingles:
+        sentences = re.split(r"(?<=[.!?])\s+", thought)
+        thought = " ".join(s for s in sentences if not _quotes(s, shingles))
+    return as_data(thought)
 
 
 def orr_messages(trajectory: Trajectory, n_images: int) -> list[dict[str, Any]]:
