@@ -103,18 +103,23 @@ def _read_ids(path: Path) -> Iterator[str]:
             continue
 
 
-def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
+def _replace_atomically(path: Path, data: bytes, prefix: str) -> None:
+    """`path` holds `data` (fsync'd) or is left as it was; a temp file never survives an error."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in lines:
-                fh.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in lines)
+    _replace_atomically(path, text.encode("utf-8"), prefix)
 
 
 @dataclass(frozen=True)
@@ -150,16 +155,7 @@ class BlobStore:
         target = self.path(sha)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=self.tmp_prefix)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _replace_atomically(target, data, self.tmp_prefix)
         return sha
 
     def get(self, sha: str) -> bytes:
