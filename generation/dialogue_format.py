@@ -210,13 +210,13 @@ def parse_results_turn(text: str, index: Optional[int] = None) -> tuple[tuple[st
     distinct = head.group("names").split(", ")
     body = text[head.end(): len(text) - len(RESULTS_TAIL)]
     # Blocks are "-NAME information: TEXT" joined by " "; the data never carries the marker (sanitised).
-    marker = re.compile(r"(?:^| )-(" + "|".join(map(re.escape, distinct)) + r") information: ")
-    starts = list(marker.finditer(body))
+    marker = re.compile("-(" + "|".join(map(re.escape, distinct)) + ") information: ")
+    starts = [m for m in marker.finditer(body) if m.start() == 0 or body[m.start() - 1] == " "]
     if not starts or starts[0].start() != 0:
         raise FormatError("results turn has no result blocks", index)
     results = []
     for i, match in enumerate(starts):
-        end = starts[i + 1].start() if i + 1 < len(starts) else len(body)
+        end = starts[i + 1].start() - 1 if i + 1 < len(starts) else len(body)
         results.append((match.group(1), _data(body[match.end(): end], f"{match.group(1)} result", index)))
     if list(dict.fromkeys(name for name, _ in results)) != distinct:
         raise FormatError("results turn names do not match its result blocks", index)

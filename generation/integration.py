@@ -100,17 +100,16 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def _shingles(texts: list[str]) -> set[tuple[str, ...]]:
-    out: set[tuple[str, ...]] = set()
-    for text in texts:
-        words = _words(text)
-        out.update(tuple(words[i: i + QUOTE_MIN_WORDS]) for i in range(len(words) - QUOTE_MIN_WORDS + 1))
-    return out
+def _quotable(texts: list[str]) -> str:
+    """The RAG results as lower-case words, one space apart (" w1 w2 … "), one text per line."""
+    return "\n".join(" " + " ".join(_words(text)) + " " for text in texts)
 
 
-def _quotes(sentence: str, shingles: set[tuple[str, ...]]) -> bool:
+def _quotes(sentence: str, quotable: str) -> bool:
+    """Does `sentence` share `QUOTE_MIN_WORDS` consecutive words with a RAG result?"""
     words = _words(sentence)
-    return any(tuple(words[i: i + QUOTE_MIN_WORDS]) in shingles for i in range(len(words) - QUOTE_MIN_WORDS + 1))
+    return any(f" {' '.join(words[i: i + QUOTE_MIN_WORDS])} " in quotable
+               for i in range(len(words) - QUOTE_MIN_WORDS + 1))
 
 
 def rag_results(trajectory: Trajectory) -> list[str]:
@@ -118,29 +117,36 @@ def rag_results(trajectory: Trajectory) -> list[str]:
             if obs.operator == "rag"]
 
 
-def orr_thought(qa: QATrajectory, rag_texts: Optional[list[str]] = None) -> str:
+def orr_thought(qa: QATrajectory, rag_texts: Optional[list[str]] = None, quotable: Optional[str] = None) -> str:
     """The compressed reasoning: every step's thought but the reflection requests themselves, without
     the sentences that quote a RAG result (`QUOTE_MIN_WORDS` words in a row): ORR carries no RAG, so
     its thought must not show a passage its user turn does not. Sanitised once more as a whole: the
     ends of two clean thoughts could meet into a token (`…<|` + `|>…`)."""
     thought = " ".join(step.thought for step in qa.steps if step.signal != "reflection")
-    shingles = _shingles(rag_texts or [])
-    if shingles:
+    if quotable is None:
+        quotable = _quotable(rag_texts or [])
+    if quotable:
         sentences = re.split(r"(?<=[.!?])\s+", thought)
-        thought = " ".join(s for s in sentences if not _quotes(s, shingles))
+        thought = " ".join(s for s in sentences if not _quotes(s, quotable))
     return as_data(thought)
 
 
-def orr_messages(trajectory: Trajectory, n_images: int) -> list[dict[str, Any]]:
+def orr_thoughts(trajectory: Trajectory) -> list[str]:
+    """`orr_thought` of every question, against every RAG result of the dialogue."""
+    quotable = _quotable(rag_results(trajectory))
+    return [orr_thought(qa, quotable=quotable) for qa in trajectory.qas]
+
+
+def orr_messages(trajectory: Trajectory, n_images: int, thoughts: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """The ORR turns; `thoughts`: `orr_thoughts(trajectory)` when the caller has them already."""
     messages = []
     api_outputs = orr_api_outputs(trajectory)
-    rag_texts = rag_results(trajectory)
-    for index, qa in enumerate(trajectory.qas):
+    thoughts = orr_thoughts(trajectory) if thoughts is None else thoughts
+    for index, (qa, thought) in enumerate(zip(trajectory.qas, thoughts)):
         text = render_orr_question(qa.question, api_outputs if index == 0 else ())
         images = [image_block() for _ in range(n_images)] if index == 0 else []
         messages.append(message("user", *images, text_block(text)))
-        messages.append(message("assistant", text_block(render_orr_reply(orr_thought(qa, rag_texts),
-                                                                          qa.final_answer))))
+        messages.append(message("assistant", text_block(render_orr_reply(thought, qa.final_answer))))
     return messages
 
 
@@ -208,8 +214,10 @@ def _expected_rr(trajectory: Trajectory) -> list[tuple]:
                            for s in qa.steps], qa.final_answer) for qa in trajectory.qas]
 
 
-def verify_parse_back(sample_id: str, trajectory: Trajectory, rows: dict[str, dict[str, Any]], n_images: int) -> None:
-    """Parse both rows back; anything but exactly the rendered dialogue quarantines the sample."""
+def verify_parse_back(sample_id: str, trajectory: Trajectory, rows: dict[str, dict[str, Any]], n_images: int,
+                      thoughts: list[str]) -> None:
+    """Parse both rows back; anything but exactly the rendered dialogue (`thoughts`: the ORR thoughts it
+    was rendered with) quarantines the sample."""
     try:
         rr = parse_rr(rows["rr"]["messages"])
         orr = parse_orr(rows["orr"]["messages"])
@@ -217,8 +225,7 @@ def verify_parse_back(sample_id: str, trajectory: Trajectory, rows: dict[str, di
         raise Quarantined(sample_id, STAGE, f"the rendered row does not parse back: {exc}", "FormatError") from None
     got_rr = [(q.question, [(s.thought, s.operators, s.rag_query, s.signal, s.observations) for s in q.steps],
                q.answer) for q in rr.questions]
-    rag_texts = rag_results(trajectory)
-    expected_orr = [(qa.question, orr_thought(qa, rag_texts), qa.final_answer) for qa in trajectory.qas]
+    expected_orr = [(qa.question, thought, qa.final_answer) for qa, thought in zip(trajectory.qas, thoughts)]
     got_orr = [(q.question, q.thought, q.answer) for q in orr.questions]
     problems = []
     if got_rr != _expected_rr(trajectory):
@@ -258,9 +265,10 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes],
         "engine_version": ENGINE_VERSION,
     }
     n = len(image_bytes)
+    thoughts = orr_thoughts(trajectory)
     rows = {
         "rr": {**common, "format": "rr", "messages": rr_messages(trajectory, n)},
-        "orr": {**common, "format": "orr", "messages": orr_messages(trajectory, n)},
+        "orr": {**common, "format": "orr", "messages": orr_messages(trajectory, n, thoughts)},
     }
-    verify_parse_back(sample.id, trajectory, rows, n)
+    verify_parse_back(sample.id, trajectory, rows, n, thoughts)
     return rows

@@ -50,8 +50,15 @@ OBSERVATION_MARKER = re.compile(r"(?:(?<=\s)|^)-(?=[a-z_]+ information:)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
+def _may_hold_markup(text: str) -> bool:
+    """Every token starts with `<` or `[`: texts without either (most) skip the regex."""
+    return "<" in text or "[" in text
+
+
 def strip_markup(text: str) -> str:
     """`text` with every layout tag and control token replaced by a space, until none is left."""
+    if not _may_hold_markup(text):
+        return text
     while True:
         cleaned = MARKUP.sub(" ", text)
         if cleaned == text:
@@ -61,7 +68,7 @@ def strip_markup(text: str) -> str:
 
 def find_markup(text: str) -> list[str]:
     """Every layout tag or control token in `text` (what `as_data` would remove), in order."""
-    return [m.group(0) for m in MARKUP.finditer(text)]
+    return [m.group(0) for m in MARKUP.finditer(text)] if _may_hold_markup(text) else []
 
 
 def as_data(text: Optional[str]) -> str:
@@ -69,9 +76,12 @@ def as_data(text: Optional[str]) -> str:
     ends stripped. `None` becomes ""."""
     if text is None:
         return ""
-    text = _CONTROL.sub(" ", str(text))
+    text = str(text)
+    if not text.isprintable():  # fast path: printable text holds no control character or surrogate
+        text = _CONTROL.sub(" ", text)
     text = strip_markup(text)
-    text = OBSERVATION_MARKER.sub("- ", text)
+    if " information:" in text:
+        text = OBSERVATION_MARKER.sub("- ", text)
     return text.strip()
 
 
