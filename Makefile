@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/teacher_throughput.py
 	$(BIN)/python benchmarks/crash_resume.py
 	$(BIN)/python benchmarks/engine_scaling.py
+	$(BIN)/python benchmarks/integration.py
 
 clean:
 	rm -rf $(OUT) .mmat-work
