@@ -173,6 +173,10 @@ def generate(
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, not {engine!r}")
     with _run_failures_reported():
+        if engine == "ray" and not dry_run:
+            from generation.ray_engine import require_ray
+
+            require_ray()  # a missing engine is the first thing to fix, whatever the config says
         cfg = _load_pipeline(config, teacher, model, base_url)
         options = RunOptions(out_dir=out, num_shards=num_shards, shard_index=shard_index, quiet=quiet,
                              max_quarantine_rate=max_quarantine_rate, limit=limit)

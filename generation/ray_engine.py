@@ -79,6 +79,11 @@ def _import_ray():
     return ray
 
 
+def require_ray() -> None:
+    """Raise `RayEngineError` (the install line) when Ray is missing: before the config is even read."""
+    _import_ray()
+
+
 def only_operators(cfg: OperatorsConfig, names: Sequence[str]) -> OperatorsConfig:
     """The same operator settings with every operator not in `names` switched off."""
     off = {n: getattr(cfg, n).model_copy(update={"backend": "off"}) for n in OPERATOR_NAMES if n not in names}
