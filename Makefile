@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/crash_resume.py
 	$(BIN)/python benchmarks/engine_scaling.py
 	$(BIN)/python benchmarks/viewer_open.py
+	$(BIN)/python benchmarks/integration.py
 
 clean:
 	rm -rf $(OUT) .mmat-work

@@ -5,6 +5,7 @@ line and a non-zero exit, never as a stack trace.
 """
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from contextlib import contextmanager
@@ -45,10 +46,11 @@ def _run_errors() -> tuple[type[BaseException], ...]:
     """What `generate`/`retry` report as one line: config/teacher/operator errors, an unreadable
     source, a work folder held by another live run of the same worker."""
     from generation.checkpoint import CheckpointLocked
+    from generation.preflight import UnwritableFolder
     from generation.ray_engine import RayEngineError
     from generation.teachers.llamacpp import LlamaCppError
 
-    extra: tuple[type[BaseException], ...] = (CheckpointLocked, RayEngineError, LlamaCppError)
+    extra: tuple[type[BaseException], ...] = (CheckpointLocked, RayEngineError, LlamaCppError, UnwritableFolder)
     try:
         from generation.sources.base import SourceError
 
@@ -76,10 +78,15 @@ def _interrupted() -> None:
     raise typer.Exit(130)
 
 
+# A disk that fills up (or turns read-only) mid-run: the environment's problem, not a bug.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 @contextmanager
 def _run_failures_reported() -> Iterator[None]:
-    """How `generate` and `retry` end when the run cannot finish: a user error is one line (exit 2),
-    Ctrl-C says how to resume (exit 130), a bug shows its redacted traceback (exit 1)."""
+    """How `generate` and `retry` end when the run cannot finish: a user error (a bad config, an
+    unwritable folder, a teacher that refuses the key or the quota) is one line (exit 2), a full disk
+    one line (exit 1), Ctrl-C says how to resume (exit 130), a bug shows its redacted traceback (exit 1)."""
     try:
         yield
     except _run_errors() as exc:
@@ -88,6 +95,12 @@ def _run_failures_reported() -> Iterator[None]:
         _interrupted()
     except (typer.Exit, SystemExit):
         raise
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            _unexpected(exc, "the work folder")
+        where = f" writing {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or 'disk error'}{where}: free some space (or make it writable), then rerun the same "
+             f"command to resume; finished samples are kept", 1)
     except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
         _unexpected(exc, "the work folder")
 
@@ -152,14 +165,22 @@ def generate(
     """Run the four stages over the configured sources and write the dataset folder.
 
     Resumable: rerun the same command after a crash or Ctrl-C and only unfinished samples run.
-    Exit codes: 0 done; 2 a usage/config error; 3 the quarantine rate is above the maximum."""
+    Exit codes: 0 done; 1 a full disk or a bug; 2 a usage/config error, an unwritable folder, or a
+    teacher that rejects the key or has no quota left; 3 every sample failed, or the quarantine rate
+    is above the maximum; 130 interrupted."""
     from generation.runner import RunOptions
 
     if shard_index >= num_shards:
         fail(f"--shard-index must be below --num-shards ({num_shards})")
+    if limit is not None and limit < 0:
+        fail(f"--limit must be 0 or more, not {limit}")
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, not {engine!r}")
     with _run_failures_reported():
+        if engine == "ray" and not dry_run:
+            from generation.ray_engine import require_ray
+
+            require_ray()  # a missing engine is the first thing to fix, whatever the config says
         cfg = _load_pipeline(config, teacher, model, base_url, mmproj)
         options = RunOptions(out_dir=out, num_shards=num_shards, shard_index=shard_index, quiet=quiet,
                              max_quarantine_rate=max_quarantine_rate, limit=limit)
@@ -184,9 +205,7 @@ def _finish(summary, quiet: bool) -> None:
     if not quiet:
         _print_summary(summary)
     if summary.exit_code:
-        fail(f"quarantine rate {summary.quarantine_rate:.1%} ({summary.quarantined_total} of "
-             f"{summary.finished_total + summary.quarantined_total} samples) is above the allowed maximum; "
-             f"see quarantine.jsonl in {summary.work_dir}", summary.exit_code)
+        fail(summary.exit_message, summary.exit_code)
 
 
 @app.command()
@@ -321,7 +340,9 @@ def push(
         url = push_dataset(dataset, repo, tag, private=private, commit_message=message)
     except (PushError, *_user_errors()) as exc:
         fail(str(exc))
-    console.print(f"pushed {repo} {tag}: {url}", highlight=False)
+    from generation.redact import redact_text
+
+    console.print(redact_text(f"pushed {repo} {tag}: {url}"), highlight=False, markup=False)
 
 
 @app.command()

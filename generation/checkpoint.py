@@ -7,12 +7,20 @@ Layout of a work folder (one per dataset folder; the workers of a sharded run sh
                             (worker `i` of a sharded run writes `quarantine-{worker}.jsonl`)
     blobs/ab/<sha256>       image bytes, content-addressed, written atomically (shared by RR and ORR)
     .lock-{worker}          held (flock) while a run of that worker is alive
+    .lock-layout-{N}        held shared by every live worker of a `--num-shards N` run
 
 Every file has exactly one writer (its worker), so appends never interleave; readers take the union
 of all workers' files, so a change of `--num-shards` never redoes finished work. A torn last line
 (the process died mid-write) is ignored on read and cut off when the writer reopens the file; the
-sample is simply redone. A sample that is both finished and quarantined (a retry that worked) counts
-as finished.
+sample is simply redone. An append that fails (a full disk) is cut back off before the error goes up,
+so a line is either whole or absent. A sample that is both finished and quarantined (a retry that
+worked) counts as finished.
+
+One work folder, one `--num-shards`: the workers of one sharded run split the ids between them, but a
+run with another `--num-shards` (a single-worker run included) would split them differently and
+generate the same samples again. So each live worker holds its N's layout lock shared and a run
+whose N differs from a live one is refused (`CheckpointLocked`); after it ends, any N may resume
+the folder.
 """
 from __future__ import annotations
 
@@ -45,11 +53,24 @@ def _redact_known(text: str) -> str:
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
-    line = _redact_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """One whole, fsync'd line, or (on a write or fsync error, e.g. a full disk) none at all."""
+    data = (_redact_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(fd)
 
 
 def _complete_lines(path: Path) -> Iterator[str]:
@@ -82,18 +103,23 @@ def _read_ids(path: Path) -> Iterator[str]:
             continue
 
 
-def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
+def _replace_atomically(path: Path, data: bytes, prefix: str) -> None:
+    """`path` holds `data` (fsync'd) or is left as it was; a temp file never survives an error."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in lines:
-                fh.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in lines)
+    _replace_atomically(path, text.encode("utf-8"), prefix)
 
 
 @dataclass(frozen=True)
@@ -129,12 +155,7 @@ class BlobStore:
         target = self.path(sha)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=self.tmp_prefix)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            _replace_atomically(target, data, self.tmp_prefix)
         return sha
 
     def get(self, sha: str) -> bytes:
@@ -146,10 +167,13 @@ class Checkpoint:
 
     `lock=True` (what the runner uses) holds an exclusive lock for this worker while the object lives,
     so two runs of the same worker cannot append to the same files; the kernel drops it when the
-    process dies, `kill -9` included. `readonly=True` (the dry run) creates, repairs and locks nothing.
+    process dies, `kill -9` included. `num_shards` (with `lock`) also holds the layout lock of that
+    `--num-shards` (see the module docstring). `readonly=True` (the dry run) creates, repairs and
+    locks nothing.
     """
 
-    def __init__(self, work_dir: Path, worker: str = "0", *, lock: bool = False, readonly: bool = False) -> None:
+    def __init__(self, work_dir: Path, worker: str = "0", *, lock: bool = False, readonly: bool = False,
+                 num_shards: Optional[int] = None) -> None:
         self.dir = Path(work_dir)
         self.worker = worker
         self.readonly = readonly
@@ -158,11 +182,18 @@ class Checkpoint:
         self.tmp_prefix = f".tmp-{worker}-"
         self.blobs = BlobStore(self.dir / "blobs", self.tmp_prefix)
         self._lock_fd: Optional[int] = None
+        self._layout_fd: Optional[int] = None
         if readonly:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         if lock:
             self._acquire_lock()
+            if num_shards is not None:
+                try:
+                    self._acquire_layout_lock(num_shards)
+                except BaseException:
+                    self.close()
+                    raise
             self._remove_stale_temps()
         self._repair_tail(self.rows_path)
         self._repair_tail(self.quarantine_path)
@@ -183,11 +214,41 @@ class Checkpoint:
             raise
         self._lock_fd = fd
 
+    def _acquire_layout_lock(self, num_shards: int) -> None:
+        """Share the lock of `num_shards`; refuse when a live run with another `--num-shards` holds its own.
+
+        Each run takes its own lock before looking at the others', so of two runs starting at once at
+        least one sees the other (both may refuse; neither ever runs beside the other)."""
+        import fcntl
+
+        fd = os.open(self.dir / f".lock-layout-{num_shards}", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # blocks only while another run probes it (a moment)
+        self._layout_fd = fd
+        for other in sorted(self.dir.glob(".lock-layout-*")):
+            n = other.name.rsplit("-", 1)[-1]
+            if n == str(num_shards) or not n.isdigit():
+                continue
+            probe = os.open(other, os.O_RDWR)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                other_run = "a single-worker run" if n == "1" else f"a run with --num-shards {n}"
+                this_run = "this single-worker run" if num_shards == 1 else f"this run (--num-shards {num_shards})"
+                raise CheckpointLocked(
+                    f"{other_run} is using the work folder {self.dir}; {this_run} would generate the same "
+                    f"samples again: wait for it to finish (or stop it), or run with --num-shards {n}") from None
+            finally:
+                os.close(probe)  # closing drops the probe's lock
+
     def close(self) -> None:
-        """Release the worker lock (a no-op without one)."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Release the worker and layout locks (a no-op without them)."""
+        for name in ("_lock_fd", "_layout_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self) -> "Checkpoint":
         return self

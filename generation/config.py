@@ -77,6 +77,22 @@ class RationaleConfig(_Strict):
     reflection: bool = True
 
 
+class TextLimits(_Strict):
+    """`integration.max_chars`: the longest text a row field may hold (characters). A longer one (a
+    5 MB "thought", a runaway OCR dump) quarantines the sample at the integration stage, naming the field."""
+
+    question: int = Field(16_000, ge=1)  # a source question (choices and instructions included)
+    answer: int = Field(4_000, ge=1)  # the reference answer and the teacher's final answer
+    thought: int = Field(8_000, ge=1)
+    rag_query: int = Field(1_000, ge=1)
+    observation: int = Field(32_000, ge=1)  # one operator or RAG result
+    reflection: int = Field(8_000, ge=1)  # a reflection check's reason
+
+
+class IntegrationConfig(_Strict):
+    max_chars: TextLimits = TextLimits()
+
+
 class OutputConfig(_Strict):
     validation_fraction: float = Field(0.1, ge=0.0, le=1.0)
     shard_max_bytes: int = Field(500_000_000, gt=0)
@@ -127,6 +143,7 @@ class PipelineConfig(_Strict):
     teacher: TeacherConfig = TeacherConfig()
     operators: OperatorsConfig = OperatorsConfig()
     rationale: RationaleConfig = RationaleConfig()
+    integration: IntegrationConfig = IntegrationConfig()
     output: OutputConfig = OutputConfig()
     runner: RunnerConfig = RunnerConfig()
 
@@ -148,13 +165,41 @@ def _describe(error: dict[str, Any]) -> str:
     return f"bad value for '{where}': {error['msg']}"
 
 
+# YAML 1.1 reads `off`/`no`/`false` as False and `on`/`yes`/`true` as True; an operator's `backend`
+# means the same whichever way it was read (`off` is what the engine's own messages tell users to write).
+_SWITCH_OFF = {False, "no", "false", "n"}
+_SWITCH_ON = {True, "on", "yes", "true", "y"}
+
+
+def _backend_switches(data: Any) -> Any:
+    """`operators.<name>.backend`: off/no/false → "off", on/yes/true → "auto" (strings or booleans)."""
+    operators = data.get("operators") if isinstance(data, dict) else None
+    if not isinstance(operators, dict):
+        return data
+    fixed = {}
+    for name, section in operators.items():
+        if isinstance(section, dict) and "backend" in section:
+            value = section["backend"]
+            key = value.lower() if isinstance(value, str) else value
+            if isinstance(key, (bool, str)) and key in _SWITCH_OFF:
+                section = {**section, "backend": "off"}
+            elif isinstance(key, (bool, str)) and key in _SWITCH_ON:
+                section = {**section, "backend": "auto"}
+        fixed[name] = section
+    return {**data, "operators": fixed}
+
+
 def parse_config(data: Any, origin: str = "config") -> PipelineConfig:
+    """A validated config from plain data (parsed YAML); one-line `ConfigError` otherwise."""
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(_backend_switches(data))
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{origin}: {_describe(errors[0])}{more}") from None
+    if not config.sources:
+        raise ConfigError(f"{origin}: 'sources' is empty; add at least one source (see configs/demo.yaml)")
+    return config
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -1,26 +1,54 @@
 """Integration stage: one trajectory → one RR row and one ORR row (DESIGN §5-§6).
 
-Pure functions over plain data, so the layouts can be pinned by golden-string tests. Messages use the
-content-block form (`{"type": "text"|"image", "text": ...}`) that transformers chat templates and
-TRL read directly; the first user turn holds one image block per image, in order.
+`build_rows` is the single place rows are built, and it owns three guarantees:
+
+- every text that enters a row (a model's thought, RAG query, answer and reflection, an operator's
+  result, a retrieved passage, a source's question and answer) passes `generation.sanitize.as_data`
+  first, so the layouts' tags and chat-template control tokens appear only where the renderer put
+  them;
+- each text field has a length cap (`integration.max_chars`); a longer one quarantines the sample
+  with the field, its length and the cap;
+- every rendered row is parsed back by the strict parser of `generation.dialogue_format` and must give
+  back exactly what was rendered; a row that does not quarantines the sample (stage `integration`).
+
+The turns themselves (tags, fixed sentences) are defined once, in `generation.dialogue_format`.
+Messages use the content-block form (`{"type": "text"|"image", "text": ...}`) that transformers chat
+templates and TRL read directly; the first user turn holds one image block per image, in order.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from generation.schema import ENGINE_VERSION, QATrajectory, Sample, Step, Trajectory
+from generation.config import TextLimits
+from generation.dialogue_format import (  # noqa: F401  (the turn constants are re-exported for callers)
+    NO_RESULTS_TURN,
+    ORR_API_BLOCK,
+    ORR_API_INTRO,
+    REFLECTION_TURN,
+    SUMMARY_TURN,
+    FormatError,
+    image_block,
+    message,
+    parse_orr,
+    parse_rr,
+    render_first_turn,
+    render_orr_question,
+    render_orr_reply,
+    render_results_turn,
+    render_step as _render_step,
+    render_summary_turn,
+    text_block,
+)
+from generation.sanitize import as_data
+from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory
 
 PROMPTS = Path(__file__).parent / "prompts"
-
-NO_RESULTS_TURN = (
-    "No additional operator or rag results were selected in the previous step. Please continue your reasoning."
-)
-REFLECTION_TURN = "Please make a reflection."
-SUMMARY_TURN = "Based on the above information, please summarize and give the answer to the initial question: {question}"
-ORR_API_INTRO = "Use the following API outputs to help answer the question:"
-ORR_API_BLOCK = "<|begin_api_invoke|>{name}<|end_api_invoke|><|begin_result_of_api|>{result}<|end_result_of_api|>"
+STAGE = "integration"
+# An ORR thought "quotes" a RAG result when it shares this many consecutive words with it.
+QUOTE_MIN_WORDS = 8
 
 
 @lru_cache(maxsize=None)
@@ -28,50 +56,28 @@ def rr_system_prompt() -> str:
     return (PROMPTS / "rr_system.txt").read_text().strip()
 
 
-def text_block(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
-def image_block() -> dict[str, Any]:
-    return {"type": "image", "text": None}
-
-
-def message(role: str, *blocks: dict[str, Any]) -> dict[str, Any]:
-    return {"role": role, "content": list(blocks)}
-
-
 def render_step(step: Step) -> str:
     """`<THOUGHT>…</THOUGHT><OPERATOR>a, b</OPERATOR><RAG>q</RAG><SIGNAL>s</SIGNAL>`; unused tags omitted."""
-    out = f"<THOUGHT>{step.thought}</THOUGHT>"
-    if step.operators:
-        out += f"<OPERATOR>{', '.join(step.operators)}</OPERATOR>"
-    if step.rag_query:
-        out += f"<RAG>{step.rag_query}</RAG>"
-    return out + f"<SIGNAL>{step.signal}</SIGNAL>"
+    return _render_step(step.thought, step.operators, step.rag_query, step.signal)
 
 
-def render_observation_turn(step: Step) -> str:
-    """The user turn that answers a `continue` step with its operator/RAG results (or their absence)."""
-    if not step.observations:
-        return NO_RESULTS_TURN
-    names = ", ".join(dict.fromkeys(obs.operator for obs in step.observations))
-    blocks = " ".join(f"-{obs.operator} information: {obs.text}" for obs in step.observations)
-    return f"Here are {names} results from the previous step:{blocks} Please continue your reasoning."
+def _observations(step: Step) -> list[tuple[str, str]]:
+    return [(obs.operator, obs.text) for obs in step.observations]
 
 
 def _turn_after(step: Step, question: str) -> str:
     if step.signal == "continue":
-        return render_observation_turn(step)
+        return render_results_turn(_observations(step))
     if step.signal == "reflection":
         return REFLECTION_TURN
-    return SUMMARY_TURN.format(question=question)
+    return render_summary_turn(question)
 
 
 def rr_messages(trajectory: Trajectory, n_images: int) -> list[dict[str, Any]]:
     messages = [message("system", text_block(rr_system_prompt()))]
     for index, qa in enumerate(trajectory.qas):
         images = [image_block() for _ in range(n_images)] if index == 0 else []
-        messages.append(message("user", *images, text_block(qa.question)))
+        messages.append(message("user", *images, text_block(render_first_turn(qa.question))))
         for step in qa.steps:
             messages.append(message("assistant", text_block(render_step(step))))
             messages.append(message("user", text_block(_turn_after(step, qa.question))))
@@ -90,23 +96,57 @@ def orr_api_outputs(trajectory: Trajectory) -> list[tuple[str, str]]:
     return list(seen)
 
 
-def orr_thought(qa: QATrajectory) -> str:
-    """The compressed reasoning: every step's thought but the reflection requests themselves."""
-    return " ".join(step.thought for step in qa.steps if step.signal != "reflection")
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
-def orr_messages(trajectory: Trajectory, n_images: int) -> list[dict[str, Any]]:
+def _quotable(texts: list[str]) -> str:
+    """The RAG results as lower-case words, one space apart (" w1 w2 … "), one text per line."""
+    return "\n".join(" " + " ".join(_words(text)) + " " for text in texts)
+
+
+def _quotes(sentence: str, quotable: str) -> bool:
+    """Does `sentence` share `QUOTE_MIN_WORDS` consecutive words with a RAG result?"""
+    words = _words(sentence)
+    return any(f" {' '.join(words[i: i + QUOTE_MIN_WORDS])} " in quotable
+               for i in range(len(words) - QUOTE_MIN_WORDS + 1))
+
+
+def rag_results(trajectory: Trajectory) -> list[str]:
+    return [obs.text for qa in trajectory.qas for step in qa.steps for obs in step.observations
+            if obs.operator == "rag"]
+
+
+def orr_thought(qa: QATrajectory, rag_texts: Optional[list[str]] = None, quotable: Optional[str] = None) -> str:
+    """The compressed reasoning: every step's thought but the reflection requests themselves, without
+    the sentences that quote a RAG result (`QUOTE_MIN_WORDS` words in a row): ORR carries no RAG, so
+    its thought must not show a passage its user turn does not. Sanitised once more as a whole: the
+    ends of two clean thoughts could meet into a token (`…<|` + `|>…`)."""
+    thought = " ".join(step.thought for step in qa.steps if step.signal != "reflection")
+    if quotable is None:
+        quotable = _quotable(rag_texts or [])
+    if quotable:
+        sentences = re.split(r"(?<=[.!?])\s+", thought)
+        thought = " ".join(s for s in sentences if not _quotes(s, quotable))
+    return as_data(thought)
+
+
+def orr_thoughts(trajectory: Trajectory) -> list[str]:
+    """`orr_thought` of every question, against every RAG result of the dialogue."""
+    quotable = _quotable(rag_results(trajectory))
+    return [orr_thought(qa, quotable=quotable) for qa in trajectory.qas]
+
+
+def orr_messages(trajectory: Trajectory, n_images: int, thoughts: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """The ORR turns; `thoughts`: `orr_thoughts(trajectory)` when the caller has them already."""
     messages = []
     api_outputs = orr_api_outputs(trajectory)
-    for index, qa in enumerate(trajectory.qas):
-        text = qa.question
-        if index == 0 and api_outputs:
-            blocks = "\n".join(ORR_API_BLOCK.format(name=name, result=result) for name, result in api_outputs)
-            text = f"{text}\n{ORR_API_INTRO}\n{blocks}"
+    thoughts = orr_thoughts(trajectory) if thoughts is None else thoughts
+    for index, (qa, thought) in enumerate(zip(trajectory.qas, thoughts)):
+        text = render_orr_question(qa.question, api_outputs if index == 0 else ())
         images = [image_block() for _ in range(n_images)] if index == 0 else []
         messages.append(message("user", *images, text_block(text)))
-        answer = f"<THOUGHT>{orr_thought(qa)}</THOUGHT><ANSWER>The answer is: {qa.final_answer}</ANSWER>"
-        messages.append(message("assistant", text_block(answer)))
+        messages.append(message("assistant", text_block(render_orr_reply(thought, qa.final_answer))))
     return messages
 
 
@@ -124,8 +164,88 @@ def _steps_column(trajectory: Trajectory) -> list[dict[str, Any]]:
     ]
 
 
-def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes]) -> dict[str, dict[str, Any]]:
-    """The RR and ORR rows of one dialogue, in the row schema of `mmat_1m.FEATURES`."""
+# -- the three guarantees ---------------------------------------------------------------------------
+def _check_length(sample_id: str, what: str, text: Optional[str], field: str, limits: TextLimits) -> None:
+    cap = getattr(limits, field)
+    if text is not None and len(text) > cap:
+        raise Quarantined(sample_id, STAGE, f"{what} has {len(text):,} characters, over the cap of {cap:,} "
+                                            f"(integration.max_chars.{field})", "TextTooLong")
+
+
+def check_lengths(sample: Sample, trajectory: Trajectory, limits: TextLimits) -> None:
+    """Quarantine (raise) when a text field is over its cap; the first one found is named."""
+    for i, qa in enumerate(sample.qas, 1):
+        _check_length(sample.id, f"the source question {i}", qa.question, "question", limits)
+        _check_length(sample.id, f"the source answer {i}", qa.answer, "answer", limits)
+    for i, qa in enumerate(trajectory.qas, 1):
+        _check_length(sample.id, f"question {i}", qa.question, "question", limits)
+        _check_length(sample.id, f"the final answer of question {i}", qa.final_answer, "answer", limits)
+        _check_length(sample.id, f"the reflection of question {i}", qa.reflection.reason, "reflection", limits)
+        for j, step in enumerate(qa.steps, 1):
+            where = f"step {j} of question {i}"
+            _check_length(sample.id, f"the thought of {where}", step.thought, "thought", limits)
+            _check_length(sample.id, f"the RAG query of {where}", step.rag_query, "rag_query", limits)
+            for obs in step.observations:
+                _check_length(sample.id, f"the {obs.operator} result of {where}", obs.text, "observation", limits)
+
+
+def sanitise(sample: Sample, trajectory: Trajectory) -> tuple[Sample, Trajectory]:
+    """Copies of both with every text field passed through `as_data` (operator names are ours)."""
+    def step(s: Step) -> Step:
+        return s.model_copy(update={
+            "thought": as_data(s.thought),
+            "rag_query": as_data(s.rag_query) or None,
+            "observations": [o.model_copy(update={"text": as_data(o.text)}) for o in s.observations],
+        })
+
+    qas = [qa.model_copy(update={
+        "question": as_data(qa.question),
+        "final_answer": as_data(qa.final_answer),
+        "reflection": qa.reflection.model_copy(update={"reason": as_data(qa.reflection.reason)}),
+        "steps": [step(s) for s in qa.steps],
+    }) for qa in trajectory.qas]
+    sample_qas = [qa.model_copy(update={"question": as_data(qa.question), "answer": as_data(qa.answer)})
+                  for qa in sample.qas]
+    return sample.model_copy(update={"qas": sample_qas}), trajectory.model_copy(update={"qas": qas})
+
+
+def _expected_rr(trajectory: Trajectory) -> list[tuple]:
+    return [(qa.question, [(s.thought, tuple(s.operators), s.rag_query, s.signal, tuple(_observations(s)))
+                           for s in qa.steps], qa.final_answer) for qa in trajectory.qas]
+
+
+def verify_parse_back(sample_id: str, trajectory: Trajectory, rows: dict[str, dict[str, Any]], n_images: int,
+                      thoughts: list[str]) -> None:
+    """Parse both rows back; anything but exactly the rendered dialogue (`thoughts`: the ORR thoughts it
+    was rendered with) quarantines the sample."""
+    try:
+        rr = parse_rr(rows["rr"]["messages"])
+        orr = parse_orr(rows["orr"]["messages"])
+    except FormatError as exc:
+        raise Quarantined(sample_id, STAGE, f"the rendered row does not parse back: {exc}", "FormatError") from None
+    got_rr = [(q.question, [(s.thought, s.operators, s.rag_query, s.signal, s.observations) for s in q.steps],
+               q.answer) for q in rr.questions]
+    expected_orr = [(qa.question, thought, qa.final_answer) for qa, thought in zip(trajectory.qas, thoughts)]
+    got_orr = [(q.question, q.thought, q.answer) for q in orr.questions]
+    problems = []
+    if got_rr != _expected_rr(trajectory):
+        problems.append("RR steps differ from the trajectory")
+    if got_orr != expected_orr or list(orr.questions[0].api_outputs) != orr_api_outputs(trajectory):
+        problems.append("ORR turns differ from the trajectory")
+    if rr.questions[0].n_images != n_images or orr.questions[0].n_images != n_images:
+        problems.append("image blocks differ from the images")
+    if problems:
+        raise Quarantined(sample_id, STAGE, "the rendered row does not parse back: " + "; ".join(problems),
+                          "FormatError")
+
+
+def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes],
+               limits: Optional[TextLimits] = None) -> dict[str, dict[str, Any]]:
+    """The RR and ORR rows of one dialogue, in the row schema of `mmat_1m.FEATURES` (see the module
+    docstring). Raises `Quarantined` (stage `integration`) for a text over its cap or a row that does
+    not parse back."""
+    check_lengths(sample, trajectory, limits or TextLimits())
+    sample, trajectory = sanitise(sample, trajectory)
     verified = [qa.verified for qa in trajectory.qas if qa.verified is not None]
     common = {
         "id": sample.id,
@@ -142,11 +262,15 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes])
             "verified": all(verified) if verified else None,
             "judge_score": trajectory.judge_score,
             "teacher_mode": trajectory.teacher_mode,
+            "dropped_qas": int(sample.meta.get("dropped_qas", 0)),
         },
         "engine_version": ENGINE_VERSION,
     }
     n = len(image_bytes)
-    return {
+    thoughts = orr_thoughts(trajectory)
+    rows = {
         "rr": {**common, "format": "rr", "messages": rr_messages(trajectory, n)},
-        "orr": {**common, "format": "orr", "messages": orr_messages(trajectory, n)},
+        "orr": {**common, "format": "orr", "messages": orr_messages(trajectory, n, thoughts)},
     }
+    verify_parse_back(sample.id, trajectory, rows, n, thoughts)
+    return rows

@@ -47,13 +47,16 @@ from generation.runner import (
     RunProgress,
     RunSummary,
     SampleProcessor,
+    is_fatal,
     log_teacher_stats,
     operator_cache_dir,
     outcome_recorder,
     quarantine_foundation_failures,
     run_generation,
+    run_stopped,
 )
 from generation.schema import Sample, TeacherUsage
+from generation.teachers.base import TeacherFatalError
 from operators.base import OPERATOR_NAMES, OperatorResult
 from operators.config import OperatorsConfig
 from operators.images import LoadedImage
@@ -74,6 +77,11 @@ def _import_ray():
     except ImportError:
         raise RayEngineError(RAY_EXTRA_HINT) from None
     return ray
+
+
+def require_ray() -> None:
+    """Raise `RayEngineError` (the install line) when Ray is missing: before the config is even read."""
+    _import_ray()
 
 
 def only_operators(cfg: OperatorsConfig, names: Sequence[str]) -> OperatorsConfig:
@@ -211,11 +219,19 @@ class GenerateActor:
         self.processor = SampleProcessor(cfg, self.teacher, self.operators, self.checkpoint)
         self.semaphore = asyncio.Semaphore(concurrency)
 
+    def _fatal(self, sample: Sample) -> dict[str, Any]:
+        fatal = self.processor.fatal
+        return {"id": sample.id, "fatal": str(fatal), "fix": getattr(fatal, "fix", "")}
+
     async def _one(self, sample: Sample) -> dict[str, Any]:
         if sample.id in self.done:  # finished by an actor that died before its batch was reported
             return {"id": sample.id, "skipped": True}
         async with self.semaphore:
+            if self.processor.fatal is not None:  # the run is stopping: start nothing new
+                return self._fatal(sample)
             usage, record = await self.processor.process(sample)
+        if is_fatal(record):
+            return self._fatal(sample)
         if usage is not None:
             self.done.add(sample.id)
         return {"id": sample.id, "usage": usage.model_dump() if usage is not None else None,
@@ -308,16 +324,11 @@ def per_actor_config(config: PipelineConfig, actors: int) -> PipelineConfig:
     return config.model_copy(update={"teacher": teacher.model_copy(update=split)})
 
 
-def _check_teacher(config: PipelineConfig) -> None:
-    """Build the teacher once on the driver, so a missing key is one line here, not an actor crash."""
-    from generation.teachers.factory import make_teacher
-
-    teacher = make_teacher(config.teacher)
-    asyncio.run(teacher.aclose())
-
-
 def _outcome(raw: str) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecord]]:
+    """One sample's outcome; raises (the run stops) when an actor met a run-stopping teacher error."""
     data = json.loads(raw)
+    if data.get("fatal") is not None:
+        raise run_stopped(TeacherFatalError(data["fatal"], data.get("fix") or ""))
     if data.get("skipped"):
         return TeacherUsage(), None
     if data.get("record") is not None:
@@ -328,8 +339,7 @@ def _outcome(raw: str) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecor
 def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
                    summary: RunSummary, *, address: Optional[str] = None) -> None:
     """Process `plan` on Ray Data (see the module docstring); outcomes are recorded as they stream back."""
-    ray = _import_ray()
-    _check_teacher(config)
+    ray = _import_ray()  # the teacher was built and checked on the driver (`run_generation`'s preflight)
     started = _connect(ray, address, options.quiet)
     layout = OperatorLayout()
     try:

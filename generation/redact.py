@@ -3,7 +3,8 @@
 `redact(text, secrets)` replaces the given secrets, every known one (API keys and Hub tokens from the
 environment, plus any registered at run time with `register_secret`) and anything shaped like a key
 (`sk-…`, `hf_…`, `Bearer …`, including the half-masked keys providers quote back, e.g.
-`Incorrect API key provided: sk-abc***xyz`) with `***`. `redact_text(text)` is the same with only the
+`Incorrect API key provided: sk-abc***xyz`) with `***`, and the credentials of any URL
+(`http://user:password@host` → `http://***@host`). `redact_text(text)` is the same with only the
 known secrets. `install_redaction()` scrubs every log record of the process: it wraps the log-record
 factory (so records of every logger are clean whatever handler prints them) and also puts
 `RedactingFilter` on the root and `mmat` handlers.
@@ -26,6 +27,7 @@ _PATTERNS = (
     re.compile(r"\bhf_[A-Za-z0-9]{8,}"),                                 # Hugging Face tokens
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9_\-.~+/=*]{5,}[A-Za-z0-9_\-~+/=*]"),  # Authorization header values
 )
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@]+@")  # scheme://user[:password]@
 
 
 def register_secret(value: Optional[str]) -> None:
@@ -48,7 +50,7 @@ def redact(text: str, secrets: Iterable[Optional[str]] = ()) -> str:
         text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(MASK, text)
-    return text
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
 
 
 def redact_text(text: str) -> str:

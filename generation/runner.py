@@ -7,6 +7,12 @@ quarantined ones. Shards are rebuilt from the checkpoint at the end, atomically 
 card is re-rendered from every shard in the folder, under a lock shared by the workers of a sharded
 run, so the last worker to finish leaves a card that describes all of them.
 
+What dooms the whole run stops it early, with one line: an unwritable dataset, work or cache folder
+and a teacher key the endpoint rejects are found before the first paid call (`generation.preflight`);
+a rejected key, a refused model or an exhausted quota met mid-run stops it at the first occurrence
+(`TeacherFatalError`: no new sample starts, the sample is not quarantined, finished ones stay). A run
+whose every sample failed exits 3 whatever the allowed quarantine rate.
+
 The Ray engine (`generation.ray_engine`) is another `execute` for `run_generation`: same plan,
 `SampleProcessor`, outcome recording, shards and card.
 """
@@ -18,19 +24,19 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef
-from generation.config import PipelineConfig
+from generation.config import ConfigError, PipelineConfig
+from generation.folder_lock import out_folder_lock, out_lock_path  # noqa: F401  (out_lock_path: re-export)
 from generation.integration import build_rows
 from generation.rationale import RationaleSettings, generate_trajectory
 from generation.schema import Quarantined, Sample, TeacherUsage
 from generation.sources import read_source
 from generation.splits import assign_split, hash_fraction
-from generation.teachers.base import Teacher, TeacherError
+from generation.teachers.base import Teacher, TeacherError, TeacherFatalError, fatal_cause
 from generation.writer import WriterSettings, clean_stale_temps, write_group
 from operators.base import OperatorError
 from operators.images import ImageDecodeError, LoadedImage
@@ -69,6 +75,7 @@ class RunSummary:
     out_dir: Optional[Path] = None
     work_dir: Optional[Path] = None
     exit_code: int = 0
+    exit_message: str = ""  # why the exit code is not 0
 
     @property
     def quarantine_rate(self) -> float:
@@ -87,27 +94,6 @@ def default_work_dir(out_dir: Path) -> Path:
 
 def resolve_work_dir(config: PipelineConfig, out_dir: Path) -> Path:
     return Path(config.runner.work_dir) if config.runner.work_dir else default_work_dir(Path(out_dir))
-
-
-def out_lock_path(out_dir: Path) -> Path:
-    """One lock per dataset folder, beside it (not in it, so it is never published)."""
-    out_dir = Path(out_dir).resolve()
-    return out_dir.parent / ".mmat-work" / f"{out_dir.name}.lock"
-
-
-@contextmanager
-def out_folder_lock(out_dir: Path) -> Iterator[None]:
-    """Serialise shard + card writing of the workers that share a dataset folder (blocking flock)."""
-    import fcntl
-
-    path = out_lock_path(out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
 
 
 def writer_settings(config: PipelineConfig, options: RunOptions) -> WriterSettings:
@@ -211,6 +197,8 @@ class SampleProcessor:
         # Checkpoint appends fsync; on the event loop each would stall every sample in flight, so they
         # go to one writer thread (one thread: appends to a file never interleave).
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        # The first error that dooms the run (see the module docstring); the engines stop on it.
+        self.fatal: Optional[TeacherFatalError] = None
 
     async def _durably(self, fn: Callable[..., None], *args: Any) -> None:
         await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -231,15 +219,23 @@ class SampleProcessor:
         if self.config.teacher.judge and judge is not None:
             trajectory.judge_score, judge_usage = await judge(trajectory, sample)
             trajectory.usage = trajectory.usage.add(judge_usage)
-        return build_rows(sample, trajectory, [im.data for im in images]), trajectory.usage
+        return (build_rows(sample, trajectory, [im.data for im in images], self.config.integration.max_chars),
+                trajectory.usage)
 
     async def process(self, sample: Sample) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecord]]:
-        """Never raises for a bad sample: returns (usage, None) when done, (None, record) when quarantined."""
+        """Never raises for a bad sample: returns (usage, None) when done, (None, record) when quarantined.
+
+        A `TeacherFatalError` is not the sample's fault: it sets `self.fatal` and returns its record
+        without quarantining the sample (`is_fatal(record)`), so the rerun does it again."""
         try:
             rows, usage = await self.rows_for(sample)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one sample's failure must never stop the run
+            fatal = fatal_cause(exc)
+            if fatal is not None:
+                self.fatal = self.fatal or fatal
+                return None, _quarantine_record(sample, fatal)
             record = _quarantine_record(sample, exc)
             if record.stage == "internal":
                 log.warning("internal error on %s", sample.id, exc_info=True)
@@ -248,6 +244,18 @@ class SampleProcessor:
         split = assign_split(sample, self.config.output.validation_fraction)
         await self._durably(self.checkpoint.add_finished, sample.id, sample.source, split, rows)
         return usage, None
+
+
+def is_fatal(record: Optional[QuarantineRecord]) -> bool:
+    """Is this the record of a run-stopping teacher error (never stored, never counted)?"""
+    return record is not None and record.error_type == TeacherFatalError.__name__
+
+
+def run_stopped(fatal: TeacherFatalError) -> TeacherFatalError:
+    """The one line a run stopped by `fatal` ends with: what happened, the fix, how to resume."""
+    fix = f"{fatal.fix}, then rerun" if fatal.fix else "fix it and rerun"
+    return TeacherFatalError(f"{fatal}. The run stopped at the first such error: {fix} the same command to resume "
+                             f"(finished samples are kept)", fatal.fix)
 
 
 def write_shards(checkpoint: Checkpoint, out_dir: Path, config: PipelineConfig, options: RunOptions,
@@ -346,17 +354,24 @@ async def process_all(samples: Iterable[Sample], processor: SampleProcessor, con
 
     async def one(sample: Sample) -> None:
         async with semaphore:
+            if processor.fatal is not None:  # the run is stopping: start nothing new
+                return
             usage, record = await processor.process(sample)
-        on_done(usage, record)
+        if not is_fatal(record):
+            on_done(usage, record)
 
     pending: set[asyncio.Task] = set()
     for sample in samples:
+        if processor.fatal is not None:
+            break
         # Keep the task set bounded too, so a million-sample plan does not create a million tasks.
         if len(pending) >= concurrency * 2:
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         pending.add(asyncio.create_task(one(sample)))
     if pending:
         await asyncio.gather(*pending)
+    if processor.fatal is not None:
+        raise run_stopped(processor.fatal)
 
 
 def operator_cache_dir(config: PipelineConfig, work_dir: Path) -> Path:
@@ -406,11 +421,18 @@ def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConf
     threshold = options.max_quarantine_rate
     if threshold is None:
         threshold = config.runner.max_quarantine_rate
-    if summary.quarantine_rate > threshold:
+    attempted = summary.finished_total + summary.quarantined_total
+    if summary.quarantined_total and not summary.finished_total:
         summary.exit_code = QUARANTINE_EXIT_CODE
-        log.error("quarantine rate %.1f%% (%d of %d samples) is above the allowed %.1f%%",
-                  100 * summary.quarantine_rate, summary.quarantined_total,
-                  summary.finished_total + summary.quarantined_total, 100 * threshold)
+        summary.exit_message = (f"every sample failed ({summary.quarantined_total} of {attempted} quarantined); "
+                                f"see quarantine.jsonl in {summary.work_dir}")
+    elif summary.quarantine_rate > threshold:
+        summary.exit_code = QUARANTINE_EXIT_CODE
+        summary.exit_message = (f"quarantine rate {summary.quarantine_rate:.1%} ({summary.quarantined_total} of "
+                                f"{attempted} samples) is above the allowed maximum; see quarantine.jsonl in "
+                                f"{summary.work_dir}")
+    if summary.exit_code:
+        log.error("%s", summary.exit_message)
     return summary
 
 
@@ -482,15 +504,29 @@ def execute_locally(config: PipelineConfig, options: RunOptions, checkpoint: Che
     asyncio.run(_run_async(config, options, checkpoint, plan, summary))
 
 
+def check_options(config: PipelineConfig, options: RunOptions) -> None:
+    """What the config and the flags must say before a run starts; one line each (exit 2)."""
+    if not config.sources:
+        raise ConfigError("sources: the list is empty; add at least one source (see configs/demo.yaml)")
+    if options.limit is not None and options.limit < 0:
+        raise ConfigError(f"--limit must be 0 or more, not {options.limit}")
+    if not 0 <= options.shard_index < options.num_shards:
+        raise ConfigError(f"--shard-index must be from 0 to {options.num_shards - 1} (--num-shards {options.num_shards})")
+
+
 def run_generation(config: PipelineConfig, options: RunOptions, execute: Optional[Executor] = None) -> RunSummary:
     """The whole run: plan, process (resumably), shards + card, exit code. Raises `CheckpointLocked`
     when another live run of the same worker holds the work folder.
 
     `execute` processes the plan's samples (default: `execute_locally`; the Ray engine passes its
     own); everything around it (checkpoint, plan, shards, card, exit code) is the same for both."""
+    from generation.preflight import check_folders, check_teacher
+
     options.out_dir = Path(options.out_dir)
+    check_options(config, options)
     work_dir = resolve_work_dir(config, options.out_dir)
-    checkpoint = Checkpoint(work_dir, worker=worker_name(options), lock=True)
+    check_folders(options.out_dir, work_dir, operator_cache_dir(config, work_dir))
+    checkpoint = Checkpoint(work_dir, worker=worker_name(options), lock=True, num_shards=options.num_shards)
     try:
         from generation.logs import setup_run_logging
 
@@ -508,6 +544,11 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
             config = config.model_copy(update={"teacher": teacher_config})
             summary.usage = TeacherUsage(model=config.teacher.model if config.teacher.kind != "offline"
                                          else "offline-annotations")
+            if plan.todo:
+                try:
+                    check_teacher(config)
+                except TeacherFatalError as exc:
+                    raise run_stopped(exc) from None
             (execute or execute_locally)(config, options, checkpoint, plan, summary)
         summary.elapsed_s = time.perf_counter() - start
         finish_run(summary, checkpoint, config, options)

@@ -4,26 +4,38 @@ Rows arrive as plain dicts in the `mmat_1m.FEATURES` schema. Each (format, sourc
 `data/{format}/{source}/{split}-{i:05d}-of-{n:05d}.parquet`, at most `shard_max_bytes` of encoded row
 data per file, row groups of `row_group_rows` rows so streaming reads stay small.
 
+A group's files belong to the group, not to the run that named them: whatever naming scheme earlier
+runs used (one worker, or N workers with another `--num-shards`), after a write each id of the group
+is in exactly one of its files. A single worker owns every file of the group and replaces them all.
+Worker i of N replaces its own files and takes its ids out of every other file of the group (a file
+left with no rows goes; a file of another scheme that shares this worker's names keeps its other
+rows under a `-rest` name): rows from a run with a different `--num-shards` are merged, not stacked.
+
 Crash safety (`kill -9` at any moment):
 - every file is written to a temp name (`.tmp-w{i}of{n}-…`, named after the worker so concurrent
   workers never touch each other's), fsync'd, and renamed into place: no half-written shard ever has
   a real name, and the loaders' `{split}-*.parquet` globs never see a temp file;
-- a group is replaced by first removing this worker's old files of the group, then renaming the new
-  ones in: at no moment do old and new files sit side by side, so no row is ever in two shards (a
-  kill in between leaves rows missing from the folder, never duplicated; they are still in the
-  checkpoint and the rerun writes them);
+- a group is replaced by first taking this worker's rows out of every old file (deleting its own old
+  files, atomically rewriting other files without them), then renaming the new ones in: at no moment
+  is a row in two files, so no row is ever in two shards (a kill in between leaves rows missing from
+  the folder, never duplicated; they are still in the checkpoint and the rerun writes them);
 - a group whose files already hold exactly the rows to write is left alone, so a rerun rewrites
   only what changed;
 - `clean_stale_temps` removes the temp files a killed run of this worker left behind.
+
+Workers sharing a folder write under the dataset folder's lock (`generation.folder_lock`), so no two
+of them rewrite the same file at once.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmat_1m import FEATURES, shard_dir
@@ -125,15 +137,28 @@ def _names(split: str, count: int, settings: WriterSettings) -> list[str]:
     return [f"{stem}-{j:03d}.parquet" for j in range(count)]
 
 
+def _group_files(folder: Path, split: str) -> list[Path]:
+    """Every shard of the group, whoever wrote it (temp files start with a dot and are not matched)."""
+    return sorted(p for p in folder.glob(f"{split}-*.parquet") if p.is_file())
+
+
 def _mine(path: Path, split: str, settings: WriterSettings) -> bool:
-    """Is this existing file one this worker wrote (and may replace)?"""
+    """Does this file carry one of this worker's names (so it is replaced, not trimmed)?"""
     if settings.num_workers == 1:
-        return path.name.startswith(f"{split}-") and "-of-" in path.name
-    return path.name.startswith(f"{split}-{settings.worker_index:05d}-of-{settings.num_workers:05d}")
+        return True  # a single worker owns the whole group
+    stem = re.escape(f"{split}-{settings.worker_index:05d}-of-{settings.num_workers:05d}")
+    return re.fullmatch(stem + r"(-\d{3})?\.parquet", path.name) is not None
 
 
 def _existing(folder: Path, split: str, settings: WriterSettings) -> list[Path]:
-    return sorted(p for p in folder.glob(f"{split}-*.parquet") if _mine(p, split, settings))
+    return [p for p in _group_files(folder, split) if _mine(p, split, settings)]
+
+
+def _ids(path: Path) -> Optional[list[str]]:
+    try:
+        return pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    except Exception:  # unreadable or foreign file
+        return None
 
 
 def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSettings) -> bool:
@@ -141,12 +166,89 @@ def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSe
     if not files or [p.name for p in files] != _names(split, len(files), settings):
         return False
     found: list[str] = []
-    try:
-        for path in files:
-            found.extend(pq.read_table(path, columns=["id"]).column("id").to_pylist())
-    except Exception:  # unreadable or foreign file: rewrite the group
-        return False
+    for path in files:
+        file_ids = _ids(path)
+        if file_ids is None:  # unreadable or foreign file: rewrite the group
+            return False
+        found.extend(file_ids)
     return found == ids
+
+
+@dataclass
+class _Others:
+    """What the other files of the group hold of this worker's ids (only for worker i of N > 1)."""
+
+    trim: list[Path] = field(default_factory=list)  # not ours, hold some of our ids: rewrite without them
+    rest: list[Path] = field(default_factory=list)  # ours by name, hold rows of other workers: keep those
+
+    def __bool__(self) -> bool:
+        return bool(self.trim or self.rest)
+
+
+def _others(folder: Path, split: str, mine: list[Path], ids: set[str], settings: WriterSettings) -> _Others:
+    out = _Others()
+    if settings.num_workers == 1:
+        return out
+    for path in _group_files(folder, split):
+        file_ids = _ids(path)
+        if file_ids is None:
+            continue
+        if path in mine:
+            if any(i not in ids for i in file_ids):
+                out.rest.append(path)
+        elif any(i in ids for i in file_ids):
+            out.trim.append(path)
+    return out
+
+
+def _rest_name(path: Path, taken: set[str]) -> str:
+    for k in range(1, 10_000):
+        name = f"{path.stem}-rest{'' if k == 1 else k}.parquet"
+        if name not in taken:
+            return name
+    raise RuntimeError(f"no free name for the rest of {path}")  # pragma: no cover
+
+
+def _write_without(path: Path, ids: set[str], tmp: Path, row_group_rows: int) -> int:
+    """The rows of `path` whose id is not in `ids`, streamed into `tmp` (fsync'd). Returns how many."""
+    kept = 0
+    value_set = pa.array(sorted(ids), pa.string())
+    with pq.ParquetWriter(tmp, SCHEMA) as writer:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=row_group_rows):
+            table = pa.Table.from_batches([batch])
+            keep = pc.invert(pc.is_in(table.column("id"), value_set=value_set))
+            table = table.filter(keep)
+            if table.num_rows:
+                writer.write_table(table.cast(SCHEMA))
+                kept += table.num_rows
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    return kept
+
+
+def _take_out(folder: Path, others: _Others, ids: set[str], settings: WriterSettings) -> None:
+    """Remove this worker's ids from the other files of the group (see the module docstring)."""
+    taken = {p.name for p in folder.glob("*.parquet")}
+    for serial, path in enumerate(others.rest + others.trim, start=100_000):
+        tmp = folder / f"{temp_prefix(settings)}{os.getpid()}-{serial:05d}.parquet"
+        try:
+            kept = _write_without(path, ids, tmp, settings.row_group_rows)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if path in others.rest:  # its name is one this worker writes next: its other rows move aside
+            path.unlink()
+            if kept:
+                name = _rest_name(path, taken)
+                taken.add(name)
+                os.replace(tmp, folder / name)
+            else:
+                tmp.unlink()
+        elif kept:
+            os.replace(tmp, path)  # atomic: our rows leave, the others stay
+        else:
+            tmp.unlink()
+            path.unlink()
 
 
 def write_group(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable[dict],
@@ -159,20 +261,24 @@ def write_group(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable
     folder = Path(out_dir) / shard_dir(fmt, source)
     folder.mkdir(parents=True, exist_ok=True)
     old = _existing(folder, split, settings)
-    if ids is not None and _unchanged(old, split, ids, settings):
+    if ids is not None and _unchanged(old, split, ids, settings) \
+            and not _others(folder, split, old, set(ids), settings):
         return GroupWritten(fmt, source, split, rows=len(ids), files=old)
     # Chunks stream to temp files (one chunk in memory at a time); only once the count is known do
     # they get their final `-of-{n}` names.
     temps: list[tuple[Path, int]] = []
+    written: set[str] = set()
     try:
         for serial, chunk in enumerate(_chunks(rows, settings.shard_max_bytes)):
+            written.update(row["id"] for row in chunk)
             temps.append((_write_tmp(folder, chunk, settings.row_group_rows, serial, settings), len(chunk)))
+        # Our rows out of every old file first, then the new ones in: never both at once.
+        _take_out(folder, _others(folder, split, old, written, settings), written, settings)
     except BaseException:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
         raise
     names = _names(split, len(temps), settings)
-    # Old files out first, then the new ones in: never both at once (see the module docstring).
     for stale in old:
         stale.unlink(missing_ok=True)
     result = GroupWritten(fmt, source, split)

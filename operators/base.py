@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,6 +21,7 @@ from typing import Any, Optional, Sequence, Union
 
 from pydantic import BaseModel, Field
 
+from generation.sanitize import quote_data  # the one sanitiser, shared with the integration stage
 from operators.errors import BackendUnavailable, OperatorError
 from operators.images import ImageDecodeError, LoadedImage
 
@@ -312,26 +312,6 @@ class Operator:
 
 
 # -- text helpers shared by the backends --------------------------------------------------------
-
-# Our own dialogue markup (DESIGN §5): text read from pixels or the web must never carry it, or a
-# poisoned page could end a step or fake an API result.
-_MARKUP = re.compile(
-    r"<\|[^|<>]{0,40}\|>|</?\s*(?:THOUGHT|OPERATOR|RAG|SIGNAL|ANSWER|SUMMARY|CAPTION|REASONING|CONCLUSION)\s*>",
-    re.IGNORECASE,
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def quote_data(text: str, limit: Optional[int] = None) -> str:
-    """Make untrusted text (OCR, web pages, passages) safe to quote in a dialogue: strip control
-    characters and our dialogue markup, collapse whitespace, optionally truncate with an ellipsis."""
-    text = _CONTROL.sub(" ", str(text))
-    text = _MARKUP.sub(" ", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
-
 
 def per_image_text(parts: Sequence[str]) -> str:
     """One text per image; prefixed "Image 1: …" only when there is more than one image."""

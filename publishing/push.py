@@ -14,19 +14,28 @@ hf_xet is installed; `upload_large_folder` on older versions, which had it) and 
 commit with the card and the deletions, which is the commit the tag points at.
 
 The token comes from `token=`, else `HF_TOKEN`, else the saved login; it is never printed, logged or
-put in an exception message.
+put in an exception message. The commit message, the changelog lines and the tag message are redacted
+like logs (`generation.redact`: known keys and tokens, key-shaped strings, URL credentials) before they
+reach the card or the Hub.
+
+A push holds the dataset folder's lock (`generation.folder_lock`) from its first look at the folder to
+the tag, so it never publishes a folder a running `mmat generate` is rewriting (it waits, saying so,
+up to `lock_timeout_s`). It refuses a folder whose shards hold fewer rows than its card says (a group
+or shard deleted by hand): what the card promises must be what is published.
 """
 from __future__ import annotations
 
 import logging
 import re
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from mmat_1m import card_configs
-from publishing.card import CARD_FILENAME, FIGURE_PATH, normalise_version, render_card_terminal, write_card
+from mmat_1m import CONFIGS_BY_NAME, card_configs
+from publishing.card import (CARD_FILENAME, FIGURE_PATH, normalise_version, read_card_metadata, render_card_terminal,
+                             write_card)
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +84,41 @@ def _check_folder(root: Path, repo_id: str) -> None:
     for name in {root.name, repo_id.split("/")[-1]}:
         if (root / f"{name}.py").exists():
             raise PushError(f"{root / (name + '.py')} would make datasets 5 refuse the repo (loading scripts are gone); remove it")
+
+
+def card_shortfalls(root: Path) -> list[str]:
+    """`config/split: card N rows, shards M` wherever the folder's shards hold fewer rows than its card
+    says (rows the card promises that are gone: a group or a shard deleted by hand)."""
+    import pyarrow.parquet as pq
+
+    meta = read_card_metadata(Path(root) / CARD_FILENAME)
+    out = []
+    for info in meta.get("dataset_info") or []:
+        spec = CONFIGS_BY_NAME.get(str(info.get("config_name")))
+        if spec is None:
+            continue
+        for split in info.get("splits") or []:
+            promised = int(split.get("num_examples") or 0)
+            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in Path(root).glob(spec.shard_glob(split["name"])))
+            if rows < promised:
+                out.append(f"{spec.name}/{split['name']}: card {promised} rows, shards {rows}")
+    return out
+
+
+def _check_card(root: Path) -> None:
+    short = card_shortfalls(root)
+    if short:
+        raise PushError(f"the shards in {root} hold fewer rows than its card says ({'; '.join(short[:3])}"
+                        f"{'; …' if len(short) > 3 else ''}): shards were deleted by hand. Rerun `mmat generate` "
+                        f"with the same config and --out to rebuild them, or `mmat card {root} --write` to "
+                        f"describe the folder as it is, then push")
+
+
+def _redacted(text: Optional[str], token: Optional[str]) -> Optional[str]:
+    """What may reach the Hub of a user's text: one line, secrets masked (see the module docstring)."""
+    from generation.redact import redact
+
+    return None if text is None else redact(" ".join(str(text).split()), [token])
 
 
 def _token_or_fail(token: Optional[str]) -> Optional[str]:
@@ -140,29 +184,60 @@ def push_dataset(
     changelog: list[str] | None = None,
     large_folder: bool = False,
     endpoint: str | None = None,
+    lock_timeout_s: float = 600.0,
 ) -> str:
     """Upload the dataset folder to the dataset repo `repo_id` as version `tag`; return the revision URL.
 
     `changelog` lines describe this version in the card (default: `[commit_message]` when one is given,
     else a summary of the row-count changes since the Hub's card). Raises `TagExistsError` (before
-    uploading anything) when `tag` exists, `PushError` for anything else that stops the push; both carry
+    uploading anything) when `tag` exists, `PushError` for anything else that stops the push (the folder
+    still locked by a writer after `lock_timeout_s`, a card promising rows the shards lack); both carry
     a one-line message without the token.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
     root = Path(dataset_dir)
     if not _REPO_ID.match(repo_id):
         raise PushError(f"repo id must look like NAMESPACE/NAME, got {repo_id!r}")
     if not _TAG.match(tag):
         raise PushError(f"invalid tag {tag!r}: use letters, digits, '.', '-' or '_' (e.g. v1.0.0)")
     _check_folder(root, repo_id)
+    with ExitStack() as stack:
+        _lock_folder(stack, root, lock_timeout_s)
+        return _push_locked(root, repo_id, tag, token=token, private=private, commit_message=commit_message,
+                            changelog=changelog, large_folder=large_folder, endpoint=endpoint)
+
+
+def _lock_folder(stack: ExitStack, root: Path, timeout_s: float) -> None:
+    from generation.folder_lock import FolderBusy, out_folder_lock
+
+    def waiting() -> None:
+        logger.warning("%s is being written by another mmat process (a running `mmat generate`?); waiting up to "
+                       "%.0f s for it to finish", root, timeout_s)
+
+    try:
+        stack.enter_context(out_folder_lock(root, timeout_s=timeout_s, on_wait=waiting))
+    except FolderBusy as exc:
+        raise PushError(str(exc)) from None
+    except OSError as exc:  # no place for a lock beside a read-only folder: nobody can be writing it either
+        logger.debug("no lock for %s (%s)", root, exc)
+
+
+def _push_locked(root: Path, repo_id: str, tag: str, *, token: Optional[str], private: bool,
+                 commit_message: Optional[str], changelog: Optional[list[str]], large_folder: bool,
+                 endpoint: Optional[str]) -> str:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    _check_folder(root, repo_id)  # again: it may have changed while we waited for the lock
+    _check_card(root)
     token = _token_or_fail(token)
     api = HfApi(endpoint=endpoint, token=token)
     version = normalise_version(tag)
+    commit_message = _redacted(commit_message, token)
     message = commit_message or f"mmat-1m {tag}"
     if changelog is None and commit_message:
         changelog = [commit_message]  # `mmat push -m "..."`: the message is also the changelog line
+    elif changelog is not None:
+        changelog = [_redacted(line, token) or "" for line in changelog]
     try:
         # 1. A version is immutable: refuse an existing tag before anything is uploaded.
         _refuse_existing_tag(api, repo_id, tag, _existing_refs(api, repo_id))

@@ -96,7 +96,8 @@ def test_rows_say_who_wrote_them_and_what_ran(in_demo_root):
     reflected = next(r for r in ds if r["reflection"]["kind"] == "math")
     assert [s["signal"] for s in reflected["steps"]][-2:] == ["reflection", "end"]
     texts = [b["text"] for m in reflected["messages"] for b in m["content"] if b["type"] == "text"]
-    assert "Please make a reflection." in texts
+    assert ("No additional operator or rag results were selected in the previous step. Please make a reflection."
+            in texts)
 
 
 def test_builder_class_directly(demo, tmp_path):

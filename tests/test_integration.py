@@ -53,7 +53,7 @@ def test_rr_golden_layout():
     q1 = "What does the sign say? Answer the question using a single word or phrase."
     assert got == [
         ("system", [rr_system_prompt()]),
-        ("user", [None, None, q1]),
+        ("user", [None, None, f"{q1} Please start your reasoning."]),
         ("assistant", ["<THOUGHT>I need to read the sign.</THOUGHT><OPERATOR>ocr</OPERATOR><SIGNAL>continue</SIGNAL>"]),
         ("user", ["Here are ocr results from the previous step:-ocr information: STOP Please continue your reasoning."]),
         ("assistant", ["<THOUGHT>Who made signs like this?</THOUGHT><RAG>octagonal stop sign history</RAG>"
@@ -64,11 +64,12 @@ def test_rr_golden_layout():
         ("user", ["No additional operator or rag results were selected in the previous step. "
                   "Please continue your reasoning."]),
         ("assistant", ["<THOUGHT>I used the answer before reading.</THOUGHT><SIGNAL>reflection</SIGNAL>"]),
-        ("user", ["Please make a reflection."]),
+        ("user", ["No additional operator or rag results were selected in the previous step. "
+                  "Please make a reflection."]),
         ("assistant", ["<THOUGHT>The OCR result reads STOP.</THOUGHT><SIGNAL>end</SIGNAL>"]),
         ("user", [f"Based on the above information, please summarize and give the answer to the initial question: {q1}"]),
         ("assistant", ["STOP"]),
-        ("user", ["What colour is it?"]),
+        ("user", ["What colour is it? Please start your reasoning."]),
         ("assistant", ["<THOUGHT>Stop signs are red.</THOUGHT><SIGNAL>end</SIGNAL>"]),
         ("user", ["Based on the above information, please summarize and give the answer to the initial question: "
                   "What colour is it?"]),
@@ -116,4 +117,4 @@ def test_build_rows_match_features_and_block_form():
     assert rr["reflection"] == {"kind": "general", "reason": "I used the answer before reading."}
     assert rr["teacher"]["prompt_tokens"] == 10 and rr["teacher"]["cost_usd"] == pytest.approx(0.01)
     assert rr["meta"] == {"operators_available": ["ocr", "rag"], "verified": True, "judge_score": None,
-                          "teacher_mode": None}
+                          "teacher_mode": None, "dropped_qas": 0}

@@ -158,7 +158,7 @@ def test_operators_rag_and_general_reflection_make_the_rr_and_orr_rows(server, t
     question = tower_sample().question
     assert texts(rr) == [
         ("system", rr_system_prompt()),
-        ("user", "<image>" + question),
+        ("user", "<image>" + question + " Please start your reasoning."),
         ("assistant", "<THOUGHT>I need an overview of the scene and any text in it.</THOUGHT>"
                       "<OPERATOR>image_caption, ocr</OPERATOR><SIGNAL>continue</SIGNAL>"),
         ("user", f"Here are image_caption, ocr results from the previous step:-image_caption information: {caption} "

@@ -19,6 +19,30 @@ class TeacherError(Exception):
     after retries). The runner quarantines the sample with this message."""
 
 
+class TeacherFatalError(TeacherError):
+    """The teacher will refuse every request of this run, whatever the sample: a rejected key (HTTP
+    401), no permission for the model (403), an exhausted quota. The runner stops at the first one
+    (exit 2) instead of quarantining every sample; the sample is not quarantined and runs again on
+    the rerun. `fix` says what the user must do before rerunning."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def fatal_cause(exc: BaseException) -> Optional[TeacherFatalError]:
+    """The `TeacherFatalError` behind `exc` (itself, or one it was raised from or while handling, e.g.
+    an operator that wrapped the teacher's client error), else None."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TeacherFatalError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @dataclass
 class TeacherContext:
     """Everything the teacher may look at for one question. It never contains the reference answer's
@@ -75,3 +99,10 @@ class Teacher(Protocol):
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsPreflight(Protocol):
+    """A teacher that can check its endpoint and key before the first paid call (one cheap request)."""
+
+    async def preflight(self) -> None: ...

@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from generation.config import TeacherConfig
 from generation.redact import redact, register_secret
 from generation.schema import Sample, TeacherUsage, Trajectory
-from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherError
+from generation.teachers.base import (FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherError,
+                                      TeacherFatalError)
 from generation.teachers.limiter import RateLimiter
 from generation.teachers.model_limits import (ContextOverflow, context_overflow, count_observations, has_images,
                                               more_to_omit, omit_observations, refuses_images, without_images)
@@ -448,6 +449,8 @@ class ChatClient:
         self.vision = cfg.vision is not False  # auto: until the server refuses an image
         self.stats = TeacherStats(usage=TeacherUsage(model=cfg.model))
         self._urls: OrderedDict[str, str] = OrderedDict()
+        # Set by the first error that dooms the run (401/403/quota): no request is sent after it.
+        self.fatal: Optional[TeacherFatalError] = None
 
     # -- accounting ------------------------------------------------------------------------------
     def usage_of(self, prompt_tokens: int, completion_tokens: int, latency_s: float,
@@ -457,9 +460,14 @@ class ChatClient:
         return TeacherUsage(model=model or self.model, prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens, latency_s=latency_s, cost_usd=cost)
 
-    def _error(self, kind: str, message: str) -> TeacherError:
+    def _error(self, kind: str, message: str, fix: Optional[str] = None) -> TeacherError:
+        """A one-line, redacted error; with `fix`, a `TeacherFatalError` that stops the run."""
         self.stats.failures[kind] += 1
-        return TeacherError(redact(_one_line(message), self._secrets))
+        text = redact(_one_line(message), self._secrets)
+        if fix is None:
+            return TeacherError(text)
+        self.fatal = self.fatal or TeacherFatalError(text, fix)
+        return TeacherFatalError(text, fix)
 
     # -- one JSON call ---------------------------------------------------------------------------
     async def complete_json(self, task: str, system: str, user: str, images: Sequence[LoadedImage],
@@ -652,6 +660,8 @@ class ChatClient:
                             model: Optional[str]) -> Any:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+        if self.fatal is not None:  # the endpoint already refused this run: send nothing more
+            raise self.fatal
         attempts = self.cfg.max_retries + 1
         estimate = self._estimate_tokens(messages)
 
@@ -723,9 +733,13 @@ class ChatClient:
             return self._error("connection", f"teacher connection failed {tries}: {_error_message(exc)}")
         if status == 401:
             return self._error("auth", f"teacher rejected the API key (HTTP 401); check the environment variable "
-                                       f"{self.cfg.api_key_env}")
+                                       f"{self.cfg.api_key_env}", fix=f"set {self.cfg.api_key_env} to a valid key")
+        if status == 403:
+            return self._error("auth", f"teacher refused access (HTTP 403): {_error_message(exc)}",
+                               fix=f"use a key (${self.cfg.api_key_env}) that may call model {self.model}")
         if status == 429 and _error_code(exc) == "insufficient_quota":
-            return self._error("quota", f"teacher quota exhausted (HTTP 429 insufficient_quota): {_error_message(exc)}")
+            return self._error("quota", f"teacher quota exhausted (HTTP 429 insufficient_quota): {_error_message(exc)}",
+                               fix="add credit to the account or use another key")
         if status == 429:
             return self._error("rate_limit", f"teacher rate-limited (HTTP 429) {tries}: {_error_message(exc)}")
         if status is not None and status >= 500:
