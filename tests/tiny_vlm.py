@@ -98,7 +98,7 @@ def build_tiny_vlm(
     """Write a tiny LLaVA (CLIP + Qwen2) model and its processor to `path`; return `path`.
 
     `image_token="<image>"` gives llava-1.5-hf's image token, the one ms-swift's `llava1_5_hf` and
-    LLaMA-Factory's `llava` templates write (tests/trainer_tools builds it that way in their venvs).
+    LLaMA-Factory's `llava` templates write (tests/trainer_tools/tool_side.py builds it so in their venvs).
     """
     import torch
     from transformers import (
