@@ -21,25 +21,6 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install
-	$(BIN)/mmat generate --config configs/demo.yaml --out $(OUT)
-	$(BIN)/mmat show $(OUT) --config orr --n 1
-
-test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
-
-test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
-
-bench: install
-	$(BIN)/python benchmarks/operators.py
-	$(BIN)/python benchmarks/teacher_throughput.py
-	$(BIN)/python benchmarks/crash_resume.py
-	$(BIN)/python benchmarks/engine_scaling.py
-
-clean:
-	rm -rf $(OUT) .mmat-work
-
 # ---- Trainer tools: ms-swift and LLaMA-Factory, each in its own venv (trainer/README.md) -------------------
 # Both pin older libraries than the project (ms-swift 4.6: datasets<4.8.5, transformers<5.20, trl<1.0,
 # peft<0.21; LLaMA-Factory 0.9.5: datasets<=4.0, transformers<=5.6, trl<=0.24, peft<=0.18.1), so neither
@@ -91,3 +72,22 @@ $(LF_STAMP):
 trainer-venvs: $(SWIFT_STAMP) $(LF_STAMP)
 
 test: trainer-venvs
+
+demo: install
+	$(BIN)/mmat generate --config configs/demo.yaml --out $(OUT)
+	$(BIN)/mmat show $(OUT) --config orr --n 1
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/operators.py
+	$(BIN)/python benchmarks/teacher_throughput.py
+	$(BIN)/python benchmarks/crash_resume.py
+	$(BIN)/python benchmarks/engine_scaling.py
+
+clean:
+	rm -rf $(OUT) .mmat-work

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny_vlm only
 
-from tiny_vlm import build_tiny_vlm  # noqa: E402
+from tiny_vlm import assistant_runs, build_tiny_vlm  # noqa: E402
 
 IMAGE_TOKEN = "<image>"
 RESULT_PREFIX = "MMAT_RESULT "
@@ -32,18 +32,9 @@ def ensure_tiny_llava(path: str | Path) -> Path:
     return path
 
 
-def labelled_text(tokenizer, input_ids: list[int], labels: list[int], ignore_index: int = -100) -> list[str]:
-    """The maximal runs of labelled tokens, each decoded."""
-    spans, current = [], []
-    for token, label in zip(input_ids, labels):
-        if label != ignore_index:
-            current.append(token)
-        elif current:
-            spans.append(current)
-            current = []
-    if current:
-        spans.append(current)
-    return [tokenizer.decode(span) for span in spans]
+def labelled_text(tokenizer, input_ids: list[int], labels: list[int]) -> list[str]:
+    """The maximal runs of labelled tokens (each label its own input token), each decoded."""
+    return [tokenizer.decode(run) for run in assistant_runs(input_ids, labels)]
 
 
 def report(result: dict) -> None:
