@@ -21,6 +21,58 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# ---- Trainer tools: ms-swift and LLaMA-Factory, each in its own venv (trainer/README.md) -------------------
+# Both pin older libraries than the project (ms-swift 4.6: datasets<4.8.5, transformers<5.20, trl<1.0,
+# peft<0.21; LLaMA-Factory 0.9.5: datasets<=4.0, transformers<=5.6, trl<=0.24, peft<=0.18.1), so neither
+# shares .venv. torch==2.13.0 goes in first, then uv installs the rest: pip took 7-10 min for ms-swift's
+# ~120 packages on 2 cores, uv about 1. uv reads no pip.conf, so the find-links of pip's configuration
+# (where the CPU torch wheel lies) are passed on. The stamps name the pins: an unchanged pin is a no-op,
+# a new one rebuilds. tests/test_export_real_tools.py runs both tools from these venvs.
+SWIFT_VENV ?= .venv-swift
+LF_VENV ?= .venv-llamafactory
+MS_SWIFT ?= ms-swift==4.6.0
+LLAMAFACTORY ?= llamafactory==0.9.5
+# LLaMA-Factory's PyPI torchaudio builds link CUDA and no CPU build exists for torch 2.13: the build installs
+# it --no-deps and removes its compiled extension, which torchaudio's own loader treats as "not built" (pure
+# Python import); LLaMA-Factory calls it only to read audio files, and mmat rows have none.
+LF_TORCHAUDIO ?= torchaudio==2.11.1
+# LLaMA-Factory 0.9.5's requirements, less torchaudio/torchvision (CUDA builds that replace the CPU torch)
+# and what only its web UI, API server and hub mirrors use (gradio, fastapi, uvicorn, sse-starlette,
+# hf-transfer, modelscope).
+LF_DEPS ?= "accelerate>=1.3.0,<=1.11.0" "datasets>=2.16.0,<=4.0.0" "peft>=0.18.0,<=0.18.1" \
+	"transformers>=4.55.0,<=5.6.0,!=4.52.0,!=4.57.0" "trl>=0.18.0,<=0.24.0" "av>=10.0.0,<=16.0.0" \
+	"torchdata>=0.10.0,<=0.11.0" "tyro<0.9.0" einops fire "matplotlib>=3.7.0" numpy omegaconf packaging \
+	pandas protobuf pydantic pyyaml safetensors scipy sentencepiece tiktoken
+pip_find_links = $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+uv_install = $(1)/bin/uv pip install -q --python $(1)/bin/python $(foreach d,$(pip_find_links),--find-links $(d))
+SWIFT_STAMP := $(SWIFT_VENV)/.installed-$(subst ==,-,$(MS_SWIFT))-$(subst ==,-,$(TORCH))
+LF_STAMP := $(LF_VENV)/.installed-$(subst ==,-,$(LLAMAFACTORY))-$(subst ==,-,$(TORCH))
+
+.PHONY: trainer-venvs
+# a venv with uv in it and torch pinned first
+define tool_venv_with_torch
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q uv
+	$(call uv_install,$(1)) "$(TORCH)"
+endef
+
+$(SWIFT_STAMP):
+	$(call tool_venv_with_torch,$(SWIFT_VENV))
+	$(call uv_install,$(SWIFT_VENV)) "$(TORCH)" "$(MS_SWIFT)"
+	touch $@
+
+$(LF_STAMP):
+	$(call tool_venv_with_torch,$(LF_VENV))
+	$(call uv_install,$(LF_VENV)) --no-deps "$(LLAMAFACTORY)" "$(LF_TORCHAUDIO)"
+	rm -f $(LF_VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
+	$(call uv_install,$(LF_VENV)) "$(TORCH)" $(LF_DEPS)
+	$(LF_VENV)/bin/python -c "import torch, torchaudio; assert torch.__version__.startswith('$(subst torch==,,$(TORCH))')"
+	touch $@
+
+trainer-venvs: $(SWIFT_STAMP) $(LF_STAMP)
+
+test: trainer-venvs
+
 demo: install
 	$(BIN)/mmat generate --config configs/demo.yaml --out $(OUT)
 	$(BIN)/mmat show $(OUT) --config orr --n 1

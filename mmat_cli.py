@@ -390,16 +390,25 @@ def export(
     config: str = typer.Option("orr", "--config"),
     split: str = typer.Option("train", "--split"),
     revision: Optional[str] = typer.Option(None, "--revision"),
+    images_dir: Optional[Path] = typer.Option(
+        None, "--images-dir", help="where image files are written (default: <out stem>_images/ beside the jsonl)"),
+    relative_paths: bool = typer.Option(
+        False, "--relative-paths",
+        help="image paths relative to the jsonl's folder, every image under it (linked or copied from "
+             "--images-dir): the folder moves between machines as one"),
 ) -> None:
     """Write rows as jsonl with `<image>` placeholders and image paths, for ms-swift or LLaMA-Factory."""
     from trainer.export import export as run_export
 
     try:
-        result = run_export(dataset, format, out, config=config, split=split, revision=revision)
+        result = run_export(dataset, format, out, config=config, split=split, revision=revision,
+                            images_dir=images_dir, relative_paths=relative_paths)
     except (ValueError, *_user_errors()) as exc:
         fail(str(exc))
     console.print(f"exported {result.rows} rows and {result.images} images as {result.format} to {result.out_path}"
-                  + (f" ({result.skipped} rows skipped: they contain a literal <image>)" if result.skipped else ""),
+                  + (f" (images linked beside it from {result.images_store})" if result.images_store else "")
+                  + (f" ({result.skipped} rows skipped: a literal <image> in their text, or turns that do not"
+                     " alternate; see the warnings)" if result.skipped else ""),
                   highlight=False)
 
 

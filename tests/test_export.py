@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -74,10 +75,60 @@ def test_sharegpt_rows_alternate_human_gpt_and_register_in_dataset_info(folder, 
         "formatting": "sharegpt",
         "columns": {"messages": "conversations", "system": "system", "images": "images"},
     }
-    # a second export adds its entry beside the first
-    export(folder, "sharegpt", tmp_path / "lf" / "mmat_orr.jsonl", config="orr")
+    # a second export adds its entry beside the first; ORR rows have no system prompt, so its entry maps
+    # no `system` column (LLaMA-Factory reads every mapped column: mapping it was `KeyError: 'system'`)
+    orr = export(folder, "sharegpt", tmp_path / "lf" / "mmat_orr.jsonl", config="orr")
     info = json.loads(Path(result.dataset_info_path).read_text())
     assert set(info) == {"mmat_rr", "mmat_orr"}
+    assert info["mmat_orr"]["columns"] == {"messages": "conversations", "images": "images"}
+    assert all(set(rec) == {"conversations", "images"} for rec in _lines(orr.out_path))
+
+
+def test_dataset_info_maps_exactly_the_columns_the_rows_have(tmp_path):
+    text_only = make_dialogue("tabmwp", "train", 0)["rr"]
+    text_only["images"] = []
+    text_only["messages"][1]["content"] = [b for b in text_only["messages"][1]["content"] if b["type"] == "text"]
+    ds = datasets.Dataset.from_list([text_only], features=FEATURES)
+    result = export(ds, "sharegpt", tmp_path / "t.jsonl")
+    assert _lines(result.out_path)[0].keys() == {"conversations", "system"}
+    entry = json.loads(Path(result.dataset_info_path).read_text())["t"]
+    assert entry["columns"] == {"messages": "conversations", "system": "system"}
+
+
+@pytest.mark.parametrize("format", EXPORT_FORMATS)
+def test_relative_export_is_a_folder_that_moves_between_machines(folder, tmp_path, format):
+    store = tmp_path / "image-store"  # a shared image folder outside the export: images get linked beside the jsonl
+    result = export(folder, format, tmp_path / "exp" / "mmat_rr.jsonl", config="rr", images_dir=store,
+                    relative_paths=True)
+    assert result.images_store == str(store.resolve()) and result.images_linked == result.images > 0
+    assert Path(result.images_dir) == tmp_path / "exp" / "mmat_rr_images"
+    stored = {p.name: p for p in store.iterdir()}
+    for p in Path(result.images_dir).iterdir():
+        assert p.stat().st_ino == stored[p.name].stat().st_ino  # a hard link, not a second copy
+    moved = tmp_path / "other-machine" / "exp"
+    shutil.copytree(tmp_path / "exp", moved)  # copytree writes real files: links become copies
+    shutil.rmtree(tmp_path / "exp")
+    shutil.rmtree(store)
+    src = _source_rows(folder, "rr")
+    out = _lines(str(moved / "mmat_rr.jsonl"))
+    assert len(out) == len(src) == result.rows
+    for row, rec in zip(src, out):
+        assert len(rec["images"]) == len(row["images"])
+        for rel, image in zip(rec["images"], row["images"]):
+            assert not Path(rel).is_absolute() and not rel.startswith("..")
+            assert (moved / rel).read_bytes() == image["bytes"]
+
+
+def test_relative_export_copies_when_a_link_is_impossible(folder, tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError("Invalid cross-device link")
+
+    monkeypatch.setattr("trainer.export.os.link", no_links)
+    result = export(folder, "swift", tmp_path / "exp" / "orr.jsonl", config="orr", images_dir=tmp_path / "store",
+                    relative_paths=True)
+    for p in Path(result.images_dir).iterdir():
+        assert p.stat().st_ino != (tmp_path / "store" / p.name).stat().st_ino
+        assert p.read_bytes() == (tmp_path / "store" / p.name).read_bytes()
 
 
 def test_rows_that_cannot_be_exported_faithfully_are_skipped_and_counted(tmp_path):
@@ -97,3 +148,17 @@ def test_identical_images_are_written_once_and_unknown_formats_fail(folder, tmp_
     assert EXPORT_FORMATS == ("swift", "sharegpt")
     with pytest.raises(ValueError, match="unknown export format"):
         export(folder, "alpaca", tmp_path / "c.jsonl")
+
+
+def test_cli_relative_paths_flag(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmat_cli import app
+
+    out = tmp_path / "lf" / "mmat_orr.jsonl"
+    result = CliRunner().invoke(app, ["export", str(folder), "--format", "sharegpt", "--out", str(out), "--config",
+                                      "orr", "--relative-paths", "--images-dir", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    assert "images linked beside it from" in result.output
+    for rec in _lines(str(out)):
+        assert all(not Path(p).is_absolute() and (out.parent / p).is_file() for p in rec["images"])

@@ -67,7 +67,7 @@ def qwen2_5_vl_training_chat_template() -> str:
     return (Path(trl.__file__).parent / "chat_templates" / "qwen2_5_vl_training.jinja").read_text(encoding="utf-8")
 
 
-def build_tokenizer(vocab_size: int = 512):
+def build_tokenizer(vocab_size: int = 512, image_token: str = IMAGE_TOKEN):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -76,7 +76,7 @@ def build_tokenizer(vocab_size: int = 512):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + ([image_token] if image_token not in SPECIAL_TOKENS else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -93,8 +93,13 @@ def build_tiny_vlm(
     hidden_size: int = 64,
     num_layers: int = 2,
     chat_template: Optional[str] = None,
+    image_token: str = IMAGE_TOKEN,
 ) -> Path:
-    """Write a tiny LLaVA (CLIP + Qwen2) model and its processor to `path`; return `path`."""
+    """Write a tiny LLaVA (CLIP + Qwen2) model and its processor to `path`; return `path`.
+
+    `image_token="<image>"` gives llava-1.5-hf's image token, the one ms-swift's `llava1_5_hf` and
+    LLaMA-Factory's `llava` templates write (tests/trainer_tools/tool_side.py builds it so in their venvs).
+    """
     import torch
     from transformers import (
         CLIPImageProcessorPil,
@@ -106,7 +111,7 @@ def build_tiny_vlm(
     )
 
     path = Path(path)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(image_token=image_token)
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
@@ -116,7 +121,7 @@ def build_tiny_vlm(
         patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default",  # drop CLS: (28/14)² = 4 image tokens
         num_additional_image_tokens=1,
-        image_token=IMAGE_TOKEN,
+        image_token=image_token,
         chat_template=chat_template or qwen2_5_vl_chat_template(),
     )
     vision = CLIPVisionConfig(
@@ -144,7 +149,7 @@ def build_tiny_vlm(
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_token_id=tokenizer.convert_tokens_to_ids(image_token),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )

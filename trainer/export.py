@@ -17,6 +17,19 @@ trainers' default multi-turn settings.
 
 Rows whose text already contains a literal `<image>` (the placeholder count would no longer match the
 images) or whose turns do not alternate user/assistant are skipped and counted.
+
+What each tool needs, read from their loaders (tests/test_export_real_tools.py runs them):
+- ms-swift (`swift.dataset.load_dataset` + its template's `encode`) takes every message's `content`
+  as a string and pairs `images` with `<image>` tags in order; a list of content blocks (the RR
+  parquet's system turn) makes its encoder drop the row, which is why RR goes through this export.
+- LLaMA-Factory's `SharegptDatasetConverter` reads `example[column]` for every column that
+  `dataset_info.json` maps, so the entry maps exactly the columns the rows have (`system` only when a
+  row has a system prompt: RR has one, ORR does not; mapping it for ORR was a `KeyError: 'system'`).
+- Relative paths (`relative_paths=True`): every image the rows point at lies under the jsonl's folder
+  (`<out stem>_images/`, hard-linked from `images_dir` when that is elsewhere, copied where a link is
+  impossible), so the folder moves between machines as one. LLaMA-Factory resolves them against its
+  `media_dir` (default: `dataset_dir`, the jsonl's folder); ms-swift against the working folder or
+  `ROOT_IMAGE_DIR`.
 """
 from __future__ import annotations
 
@@ -25,6 +38,7 @@ import io
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -40,9 +54,11 @@ _SHAREGPT_ROLES = {"user": "human", "assistant": "gpt"}
 class ExportResult:
     format: str
     out_path: str
-    images_dir: str
+    images_dir: str  # the folder the rows' image paths point into
     rows: int = 0
     images: int = 0
+    images_linked: int = 0  # relative export: images linked (or copied) from `images_store` beside the jsonl
+    images_store: Optional[str] = None
     skipped: int = 0
     skipped_ids: list[str] = field(default_factory=list)
     dataset_info_path: Optional[str] = None
@@ -124,6 +140,24 @@ def _write_image(data: bytes, images_dir: Path) -> Path:
     return path
 
 
+def _place_beside(stored: Path, local_dir: Path) -> Path:
+    """`stored` (in a shared image folder) made available in `local_dir`: a hard link, else a copy."""
+    local = local_dir / stored.name
+    if not local.exists():
+        tmp = local.with_suffix(local.suffix + ".tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(stored, tmp)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copyfile(stored, tmp)
+        tmp.replace(local)
+    return local
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 def flatten_content(content: Any) -> str:
     """Content blocks → one string: image blocks become `<image>`, text blocks their text, in order."""
     if isinstance(content, str):
@@ -181,12 +215,11 @@ def to_sharegpt(messages: list[dict], image_paths: list[str]) -> dict:
     return out
 
 
-def _dataset_info_entry(file_name: str) -> dict:
-    return {
-        "file_name": file_name,
-        "formatting": "sharegpt",
-        "columns": {"messages": "conversations", "system": "system", "images": "images"},
-    }
+def _dataset_info_entry(file_name: str, row_keys: set[str]) -> dict:
+    """LLaMA-Factory's entry for the file: it maps only the columns that the rows have."""
+    columns = {"messages": "conversations"}
+    columns.update({key: key for key in ("system", "images") if key in row_keys})
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": columns}
 
 
 def export(
@@ -204,8 +237,9 @@ def export(
     """Write `dataset_or_dir`'s rows (a folder, a Hub repo id, a `datasets` object or dicts) as jsonl.
 
     `format`: `swift` (ms-swift) or `sharegpt` (LLaMA-Factory). Images go to `images_dir` (default:
-    `<out stem>_images/` beside the jsonl); paths in the rows are absolute unless `relative_paths`
-    (then relative to the jsonl's folder, which is LLaMA-Factory's `dataset_dir`).
+    `<out stem>_images/` beside the jsonl); paths in the rows are absolute unless `relative_paths`:
+    then they are relative to the jsonl's folder (LLaMA-Factory's `dataset_dir`) and every image lies
+    under it, linked or copied from an `images_dir` outside it, so the folder can be moved as a whole.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
@@ -213,9 +247,16 @@ def export(
     out.parent.mkdir(parents=True, exist_ok=True)
     img_dir = Path(images_dir).expanduser().resolve() if images_dir else out.parent / f"{out.stem}_images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(format=format, out_path=str(out), images_dir=str(img_dir))
+    local_dir = img_dir
+    if relative_paths and not _is_inside(img_dir, out.parent):
+        local_dir = out.parent / f"{out.stem}_images"
+        local_dir.mkdir(parents=True, exist_ok=True)
+    result = ExportResult(format=format, out_path=str(out), images_dir=str(local_dir),
+                          images_store=str(img_dir) if local_dir != img_dir else None)
     convert = to_swift if format == "swift" else to_sharegpt
     written: set[str] = set()
+    linked: set[str] = set()
+    row_keys: set[str] = set()
 
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -229,6 +270,9 @@ def export(
                 for image in images:
                     p = _write_image(_image_bytes(image), img_dir)
                     written.add(p.name)
+                    if local_dir != img_dir:
+                        p = _place_beside(p, local_dir)
+                        linked.add(p.name)
                     paths.append(os.path.relpath(p, out.parent) if relative_paths else str(p))
                 try:
                     record = convert(messages, paths)
@@ -241,14 +285,16 @@ def export(
                 log.warning("export: skipping %s: %s", row.get("id"), why)
                 continue
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            row_keys.update(record)
             result.rows += 1
     tmp.replace(out)
     result.images = len(written)
+    result.images_linked = len(linked)
 
     if format == "sharegpt":
         info_path = out.parent / "dataset_info.json"
         info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
-        info[out.stem] = _dataset_info_entry(out.name)
+        info[out.stem] = _dataset_info_entry(out.name, row_keys)
         info_path.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         result.dataset_info_path = str(info_path)
     return result
