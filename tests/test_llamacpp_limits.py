@@ -26,6 +26,8 @@ from tests.dataset_factory import png_bytes
 from tests.llamacpp_support import run_and_close
 from tests.openai_server import OpenAICompatServer, error
 
+SOURCES = [{"kind": "tabmwp", "path": "samples/tabmwp"}]  # any valid source: the config needs one
+
 # Error bodies as the servers send them (the SDK hands our code the inner "error" object).
 LLAMACPP_OVERFLOW = {"code": 400, "message": "request (731 tokens) exceeds the available context size (256 tokens), "
                                              "try increasing it", "type": "exceed_context_size_error",
@@ -51,10 +53,10 @@ def status_error(status: int, body: dict) -> openai.APIStatusError:
 # -- config and command line -------------------------------------------------------------------------
 def test_llamacpp_kind_needs_a_gguf_and_mmproj_needs_llamacpp():
     with pytest.raises(ConfigError, match="model_path"):
-        parse_config({"sources": [], "teacher": {"kind": "llamacpp"}})
+        parse_config({"sources": SOURCES, "teacher": {"kind": "llamacpp"}})
     with pytest.raises(ConfigError, match="mmproj_path"):
-        parse_config({"sources": [], "teacher": {"kind": "openai", "mmproj_path": "x.gguf"}})
-    cfg = parse_config({"sources": [], "teacher": {"kind": "llamacpp", "base_url": "http://127.0.0.1:9/v1"}})
+        parse_config({"sources": SOURCES, "teacher": {"kind": "openai", "mmproj_path": "x.gguf"}})
+    cfg = parse_config({"sources": SOURCES, "teacher": {"kind": "llamacpp", "base_url": "http://127.0.0.1:9/v1"}})
     assert cfg.teacher.model_path is None  # a running llama.cpp server needs no file here
     for value, expected in (("auto", "auto"), (True, True), (False, False)):
         assert TeacherConfig(vision=value).vision == expected
