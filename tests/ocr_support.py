@@ -1,0 +1,33 @@
+"""OCR test helpers: an OCR-only registry per backend, and the PaddleOCR requirement.
+
+PaddleOCR (the paper's OCR) is installed by `make install`; `make test` sets MMAT_REQUIRE_PADDLE=1, so its
+tests fail there, instead of skipping, when the install went wrong.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+PADDLE_INSTALLED = importlib.util.find_spec("paddleocr") is not None
+
+
+def require_paddle() -> None:
+    if PADDLE_INSTALLED:
+        return
+    why = "PaddleOCR is not installed here (make install installs it)"
+    if os.environ.get("MMAT_REQUIRE_PADDLE") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def ocr_only(backend: str, **ocr):
+    """A registry with only OCR on, through `backend`, without result cache (every call runs the model)."""
+    from operators.config import OperatorsConfig
+    from operators.registry import build_operators
+
+    off = {"backend": "off"}
+    cfg = OperatorsConfig.model_validate({"ocr": {"backend": backend, **ocr}, "face_detection": off,
+                                          "label_bbox": off, "image_caption": off, "rag": off})
+    return build_operators(cfg, None)
