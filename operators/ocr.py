@@ -28,6 +28,7 @@ from operators.paddle_setup import (
     import_paddleocr,
     prepare_process,
     resolve_model,
+    root_logger_kept,
 )
 
 log = logging.getLogger("mmat.operators")
@@ -202,14 +203,15 @@ class PaddleOcrBackend(_OcrBackend):
         if not self.models:
             self.check_available()
         home = prepare_process(default_cache_home(self.cache_dir))
-        PaddleOCR = import_paddleocr()
         det, rec = self.models["det"], self.models["rec"]
-        self.engine = PaddleOCR(
-            text_detection_model_name=det.name, text_detection_model_dir=str(det.folder),
-            text_recognition_model_name=rec.name, text_recognition_model_dir=str(rec.folder),
-            use_doc_orientation_classify=False, use_doc_unwarping=False, use_textline_orientation=False,
-            cpu_threads=self.cpu_threads,
-        )
+        with root_logger_kept():
+            PaddleOCR = import_paddleocr()
+            self.engine = PaddleOCR(
+                text_detection_model_name=det.name, text_detection_model_dir=str(det.folder),
+                text_recognition_model_name=rec.name, text_recognition_model_dir=str(rec.folder),
+                use_doc_orientation_classify=False, use_doc_unwarping=False, use_textline_orientation=False,
+                cpu_threads=self.cpu_threads,
+            )
         log.info("ocr/paddle: loaded %s (%s) and %s (%s); PaddleX home %s",
                  det.name, det.folder, rec.name, rec.folder, home)
 

@@ -14,6 +14,8 @@ Guarantees, for the process that loads the `paddle` OCR backend:
   with the installed headless distribution, in this process only.
 - Paddle's C++ signal handlers are removed again after import: Paddle replaces SIGTERM's handler with
   one that prints a "FatalError" dump, so a plain `kill` would no longer end a run the ordinary way.
+- The root logger is left as it was: Paddle's `get_logger(name="root")` adds a stderr handler to it
+  while PaddleOCR is built, which would print every record of ours a second time, past `--quiet`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import yaml
 
@@ -234,6 +239,19 @@ def prepare_process(cache_home: Path) -> Path:
             log.debug("ocr/paddle: PaddleX's opencv-contrib-python check answered by %s", provider)
         _PREPARED["home"] = home
         return home
+
+
+@contextmanager
+def root_logger_kept() -> Iterator[None]:
+    """Undo what the block does to the root logger's handlers and level (see the module docstring)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def import_paddleocr() -> Any:

