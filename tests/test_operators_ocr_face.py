@@ -3,33 +3,16 @@ no face on a text-only image, reading order, per-image prefixes, concurrent call
 through both backends (`ocr_ops`, tests/conftest.py): PaddleOCR and rapidocr answer alike."""
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from skimage import data
 
 from operators.config import OperatorsConfig
 from operators.ocr import reading_order
 from operators.registry import build_operators
-
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def render(lines: list[tuple[tuple[int, int], str]], size=(640, 220)) -> Image.Image:
-    im = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.truetype(FONT, 34)
-    for xy, text in lines:
-        draw.text(xy, text, font=font, fill="black")
-    return im
-
-
-def png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
+from tests.ocr_support import png, render
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ cases run through both backends).
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -20,32 +19,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from generation.integration import render_observation_turn
 from generation.schema import Observation, Step
 from operators.base import BackendUnavailable
 from operators.ocr import PaddleOcrBackend
 from operators.paddle_setup import bundled_models_dir
-from tests.ocr_support import ocr_only, require_paddle
+from tests.ocr_support import FONT, ocr_only, png, render, require_paddle
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def render(lines: list[tuple[tuple[int, int], str]], size=(640, 220), font_size=34) -> Image.Image:
-    im = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.truetype(FONT, font_size)
-    for xy, text in lines:
-        draw.text(xy, text, font=font, fill="black")
-    return im
-
-
-def png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def fake_model(folder: Path, model_name: str) -> Path:
