@@ -10,7 +10,9 @@ column is the cached rerun (every call a cache hit). Goal: overhead <= 5 %.
 OCR also runs its two backends side by side (PaddleOCR, the paper's OCR, and rapidocr, its fallback) on
 the same rendered images: single lines, multi-line pages, rotated lines and small text, each with its
 known text. Per set: images/s of each backend (paired timing, alternating which goes first) and the
-exact-match rate (the operator's whole `text` equals the rendered text).
+exact-match rate (the operator's whole `text` equals the rendered text). Both run with their default
+settings; rapidocr's detector scales an image's short side up to 736 px, so short, wide strips (the
+single-line and small sets) cost it far more than a page does.
 
     .venv/bin/python benchmarks/operators.py [--n 8] [--rounds 5] [--only ocr rag]
 
@@ -330,6 +332,8 @@ def print_ocr_side_by_side(rows: list[dict[str, Any]], missing: list[str]) -> No
         if "paddle" in by and "rapidocr" in by:
             line += f"    {by['paddle']['per_s'] / by['rapidocr']['per_s']:>8.2f}x"
         print(line)
+    if "rapidocr" in backends:
+        print("(rapidocr's detector scales the short side up to 736 px: short, wide strips are slow for it)")
     for m in missing:
         print(f"not run: {m}")
 
