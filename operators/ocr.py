@@ -148,8 +148,8 @@ class RapidOcrBackend(_OcrBackend):
 class PaddleOcrBackend(_OcrBackend):
     """PaddleOCR 3.x: `PaddleOCR(text_detection_model_name=…, text_detection_model_dir=…, …).predict([bgr, …])`
     → per image `rec_texts`, `rec_scores`, `rec_polys`. The document-level models (page orientation,
-    unwarping, text-line orientation) stay off, as in the paper's plain text reading: EXIF orientation is
-    applied when an image is decoded, so the pixels PaddleOCR sees are already upright."""
+    unwarping, text-line orientation) stay off: none ships offline, and EXIF orientation is applied when
+    an image is decoded, so the pixels PaddleOCR sees are already upright (as rapidocr's are)."""
 
     name = "paddle"
     requires_modules = ("paddleocr", "paddlex", "paddle")
