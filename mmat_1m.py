@@ -36,7 +36,7 @@ FEATURES = Features(
                 "operators": List(Value("string")),
                 "rag_query": Value("string"),
                 "signal": Value("string"),
-                "observations": List({"operator": Value("string"), "text": Value("string")}),
+                "observations": List({"operator": Value("string"), "text": Value("string"), "backend": Value("string")}),
             }
         ),
         "question": Value("string"),

@@ -7,6 +7,13 @@ For every operator with a backend that runs here, the same images go through
 in alternating rounds on the same loaded model; the median round per side is reported. A third
 column is the cached rerun (every call a cache hit). Goal: overhead <= 5 %.
 
+OCR also runs its two backends side by side (PaddleOCR, the paper's OCR, and rapidocr, its fallback) on
+the same rendered images: single lines, multi-line pages, rotated lines and small text, each with its
+known text. Per set: images/s of each backend (paired timing, alternating which goes first) and the
+exact-match rate (the operator's whole `text` equals the rendered text). Both run with their default
+settings; rapidocr's detector scales an image's short side up to 736 px, so short, wide strips (the
+single-line and small sets) cost it far more than a page does.
+
     .venv/bin/python benchmarks/operators.py [--n 8] [--rounds 5] [--only ocr rag]
 
 Offline, label_bbox runs a tiny random Grounding DINO (the real code path; timings say nothing
@@ -78,6 +85,54 @@ def photos(n: int) -> list[bytes]:
     return out
 
 
+def ocr_sets(n: int) -> dict[str, list[tuple[bytes, str]]]:
+    """Rendered images with their exact text, per kind: single line, multi-line, rotated, small."""
+    def words(i: int, k: int = 3) -> str:
+        picked = " ".join(WORDS[(i * 5 + j * 3) % len(WORDS)] for j in range(k))
+        return f"{picked.capitalize()} {1000 + 37 * i}"
+
+    def page(lines: list[str], size: tuple[int, int], font_size: int, step: int) -> Image.Image:
+        im = Image.new("RGB", size, "white")
+        draw, font = ImageDraw.Draw(im), ImageFont.truetype(FONT, font_size)
+        for row, text in enumerate(lines):
+            draw.text((24, 24 + row * step), text, font=font, fill="black")
+        return im
+
+    sets: dict[str, list[tuple[bytes, str]]] = {"single-line": [], "multi-line": [], "rotated": [], "small": []}
+    for i in range(n):
+        line = words(i)
+        sets["single-line"].append((png(page([line], (640, 100), 34, 0)), line))
+        lines = [words(i * 4 + r, 2 + r % 2) for r in range(4)]
+        sets["multi-line"].append((png(page(lines, (640, 400), 30, 90)), "\n".join(lines)))
+        angle = (-10, -5, 5, 10)[i % 4]
+        rotated = page([line], (640, 140), 34, 0).rotate(angle, expand=True, fillcolor="white")
+        sets["rotated"].append((png(rotated), line))
+        sets["small"].append((png(page([line], (360, 60), 13, 0)), line))
+    return sets
+
+
+def ocr_side_by_side(ops: dict[str, Operator], n: int, rounds: int) -> list[dict[str, Any]]:
+    """The OCR backends (name -> loaded operator, no cache) on the same images, in one run."""
+    rows = []
+    for kind, items in ocr_sets(n).items():
+        times = {name: [[] for _ in items] for name in ops}
+        exact = {name: 0 for name in ops}
+        for r in range(rounds):
+            for i, (image, truth) in enumerate(items):
+                order = list(ops) if (r + i) % 2 else list(ops)[::-1]
+                for name in order:
+                    start = time.perf_counter()
+                    text = ops[name].run([LoadedImage(image)]).text
+                    times[name][i].append(time.perf_counter() - start)
+                    if r == 0:
+                        exact[name] += text == truth
+        for name in ops:
+            per_image = sum(statistics.median(t) for t in times[name])
+            rows.append({"set": kind, "backend": name, "n": len(items), "per_s": len(items) / per_image,
+                         "exact": exact[name] / len(items)})
+    return rows
+
+
 def corpus(folder: Path, n: int = 300) -> Path:
     rng = np.random.default_rng(0)
     vocab = WORDS + ["mountain", "tower", "museum", "city", "painter", "bridge", "ocean", "forest", "king", "river"]
@@ -135,6 +190,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch/OpenCV threads (0: library default); 1 is steadier on a shared machine")
     parser.add_argument("--only", nargs="*", default=None, help="operators to run (default: all that run here)")
+    parser.add_argument("--ocr-rounds", type=int, default=3, help="timed rounds of the OCR side-by-side")
     opts = parser.parse_args()
     t0 = time.perf_counter()
     if opts.threads:
@@ -148,15 +204,29 @@ def main() -> None:
     rows = []
     want = set(opts.only or ["ocr", "face_detection", "label_bbox", "image_caption", "rag"])
 
+    ocr_rows, ocr_missing = [], []
     if "ocr" in want:
-        from operators.ocr import RapidOcrBackend
+        from operators.base import BackendUnavailable
+        from operators.ocr import PaddleOcrBackend, RapidOcrBackend
 
-        backend = RapidOcrBackend()
-        backend.check_available()
-        op = Operator(backend)
-        op.run([LoadedImage(text_pages(1)[0])])  # load the engine once; the direct side shares it
-        items = [([b], {}) for b in text_pages(opts.n)]
-        rows.append(measure("ocr", op, items, lambda ims, a: backend.engine(decode(ims[0])), opts.rounds, work))
+        ocr_ops = {}
+        for backend in (PaddleOcrBackend(), RapidOcrBackend()):
+            try:
+                backend.check_available()
+            except BackendUnavailable as exc:
+                ocr_missing.append(f"{backend.name}: {exc}")
+                continue
+            op = ocr_ops[backend.name] = Operator(backend)
+            op.run([LoadedImage(text_pages(1)[0])])  # load the engine once; the direct side shares it
+            if backend.name == "paddle":  # the library call on BGR pixels, as PaddleOCR's docs show
+                def direct(ims, a, engine=backend.engine):
+                    return engine.predict([np.ascontiguousarray(np.asarray(decode(ims[0]))[:, :, ::-1])])
+            else:
+                def direct(ims, a, engine=backend.engine):
+                    return engine(decode(ims[0]))
+            items = [([b], {}) for b in text_pages(opts.n)]
+            rows.append(measure("ocr", op, items, direct, opts.rounds, work))
+        ocr_rows = ocr_side_by_side(ocr_ops, opts.n, opts.ocr_rounds)
 
     if "face_detection" in want:
         from deepface import DeepFace
@@ -246,6 +316,26 @@ def main() -> None:
         print(f"{r['operator']:<15}{r['backend']:<16}{r['n']:>4}{direct:>10}{r['ours_per_s']:>10.2f}"
               f"{r['cached_per_s']:>11.1f}{over:>10}{mino:>8}  {r.get('note', '')}")
     print(f"\n{time.perf_counter() - t0:.0f} s in all. overhead = (ours - direct) / direct, sums of per-item medians; (min): sums of per-item minima.")
+    if ocr_rows or ocr_missing:
+        print_ocr_side_by_side(ocr_rows, ocr_missing)
+
+
+def print_ocr_side_by_side(rows: list[dict[str, Any]], missing: list[str]) -> None:
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    print("\nOCR side by side (same images, one run): images/s and exact-match rate of the whole text")
+    print(f"{'set':<13}{'n':>4}" + "".join(f"{b + ' img/s':>16}{b + ' exact':>16}" for b in backends)
+          + ("    speed paddle/rapidocr" if {"paddle", "rapidocr"} <= set(backends) else ""))
+    for kind in dict.fromkeys(r["set"] for r in rows):
+        by = {r["backend"]: r for r in rows if r["set"] == kind}
+        line = f"{kind:<13}{next(iter(by.values()))['n']:>4}"
+        line += "".join(f"{by[b]['per_s']:>16.2f}{by[b]['exact']:>16.0%}" for b in backends)
+        if "paddle" in by and "rapidocr" in by:
+            line += f"    {by['paddle']['per_s'] / by['rapidocr']['per_s']:>8.2f}x"
+        print(line)
+    if "rapidocr" in backends:
+        print("(rapidocr's detector scales the short side up to 736 px: short, wide strips are slow for it)")
+    for m in missing:
+        print(f"not run: {m}")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def _steps_column(trajectory: Trajectory) -> list[dict[str, Any]]:
             "operators": list(step.operators),
             "rag_query": step.rag_query,
             "signal": step.signal,
-            "observations": [{"operator": o.operator, "text": o.text} for o in step.observations],
+            "observations": [{"operator": o.operator, "text": o.text, "backend": o.backend} for o in step.observations],
         }
         for qa in trajectory.qas
         for step in qa.steps

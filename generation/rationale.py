@@ -71,11 +71,11 @@ async def _observe(decision: StepDecision, images: list[LoadedImage], operators:
         if name == "image_caption":
             args.setdefault("context", [o.text for o in so_far + observations])
         result = await _call(operators, name, images, **args)
-        observations.append(Observation(operator=name, text=result.text))
+        observations.append(Observation(operator=name, text=result.text, backend=result.backend))
     rag_query = decision.rag_query if decision.rag_query and "rag" in operators.available else None
     if rag_query:
         result = await _call(operators, "rag", [], query=rag_query)
-        observations.append(Observation(operator="rag", text=result.text))
+        observations.append(Observation(operator="rag", text=result.text, backend=result.backend))
     return chosen, rag_query, observations
 
 

@@ -78,10 +78,12 @@ class Sample(BaseModel):
 
 
 class Observation(BaseModel):
-    """What one operator (or RAG) returned in a step, as the dialogue shows it."""
+    """What one operator (or RAG) returned in a step, as the dialogue shows it, and which backend produced
+    it (e.g. `paddle` or `rapidocr` for `ocr`): the dialogue text is the same whichever backend ran."""
 
     operator: str
     text: str
+    backend: Optional[str] = None
 
 
 class Step(BaseModel):

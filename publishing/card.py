@@ -95,6 +95,8 @@ class CardStats:
     subsets: dict = field(default_factory=lambda: defaultdict(Counter))  # source -> subset -> dialogues
     formats: dict = field(default_factory=lambda: {f: FormatStats() for f in FORMATS})
     teacher_models: Counter = field(default_factory=Counter)  # dialogues per model
+    # operator -> backend -> results in dialogues (steps[*].observations[*].backend), counted once per dialogue
+    operator_backends: dict = field(default_factory=lambda: defaultdict(Counter))
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -158,6 +160,7 @@ def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: 
         op_row = np.concatenate([op_row, step_row[rag]])
     fs.operator_calls.update(op_names.tolist())
     fs.operator_dialogues.update(name for _, name in set(zip(op_row.tolist(), op_names.tolist())))
+    _count_backends(batch, flat_steps, step_row, stats, seen)
     # Reflection kinds.
     fs.reflections.update(pc.fill_null(pc.struct_field(batch.column("reflection"), "kind"), "none").to_pylist())
     # Teacher usage, counted once per dialogue (the RR and ORR rows of a dialogue share it).
@@ -188,6 +191,23 @@ def _meta_field(batch: pa.RecordBatch, name: str) -> list:
     if "meta" not in batch.schema.names or batch.schema.field("meta").type.get_field_index(name) < 0:
         return [None] * batch.num_rows
     return pc.struct_field(batch.column("meta"), name).to_pylist()
+
+def _count_backends(batch: pa.RecordBatch, flat_steps: pa.Array, step_row: np.ndarray, stats: CardStats,
+                    seen: dict[str, None]) -> None:
+    """Which backend produced each operator result, once per dialogue (shards older than the
+    `observations.backend` field have none to count)."""
+    obs = pc.struct_field(flat_steps, "observations")
+    flat = pc.list_flatten(obs)
+    if not len(flat) or "backend" not in {f.name for f in flat.type}:
+        return
+    obs_row = step_row[np.asarray(pc.list_parent_indices(obs))]
+    ids = batch.column("id").to_pylist()
+    new = {i for i, row_id in enumerate(ids) if row_id not in seen}
+    names = pc.struct_field(flat, "operator").to_pylist()
+    backends = pc.struct_field(flat, "backend").to_pylist()
+    for row, name, backend in zip(obs_row.tolist(), names, backends):
+        if row in new and name and backend:
+            stats.operator_backends[name][backend] += 1
 
 
 def collect_stats(dataset_dir: str | Path) -> CardStats:
@@ -475,7 +495,8 @@ def render_card(
         {op for f in FORMATS for op in stats.formats[f].operator_calls} - set(OPERATORS))
     operator_rows = [
         {"name": op, **{f"{fmt}_calls": stats.formats[fmt].operator_calls.get(op, 0) for fmt in FORMATS},
-         **{f"{fmt}_dialogues": stats.formats[fmt].operator_dialogues.get(op, 0) for fmt in FORMATS}}
+         **{f"{fmt}_dialogues": stats.formats[fmt].operator_dialogues.get(op, 0) for fmt in FORMATS},
+         "backends": ", ".join(f"`{b}` ({n:,})" for b, n in stats.operator_backends[op].most_common()) or "-"}
         for op in operators
     ]
     reflection_kinds = ["none", "general", "math"] + sorted(

@@ -22,6 +22,16 @@ os.environ.setdefault("DEEPFACE_HOME", str(_cache_root / "deepface"))
 (_cache_root / "deepface").mkdir(parents=True, exist_ok=True)
 
 
+@pytest.fixture(scope="module", params=["paddle", "rapidocr"])
+def ocr_ops(request):
+    """Each OCR test runs through both backends: they must read the same and answer in the same form."""
+    if request.param == "paddle":
+        require_paddle()
+    ops = ocr_only(request.param)
+    assert ops.backends == {"ocr": request.param}, ops.unavailable
+    return ops
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
@@ -32,3 +42,4 @@ def samples_dir() -> Path:
     return REPO / "samples"
 from tests.hub_fixtures import hub_client, hub_server  # noqa: E402,F401  (Hub test server fixtures)
 from tests.demo_fixtures import demo  # noqa: E402,F401  (the demo dataset, generated once per session)
+from tests.ocr_support import ocr_only, require_paddle  # noqa: E402

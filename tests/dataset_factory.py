@@ -48,6 +48,14 @@ _OPERATORS = {
     "tabmwp": ["ocr"],
     "infoseek": ["image_caption"],
 }
+_BACKENDS = {"label_bbox": "grounding_dino", "image_caption": "template", "face_detection": "deepface", "rag": "local"}
+
+
+def backend_of(operator: str, index: int) -> str:
+    """The backend a row's observation names: OCR alternates PaddleOCR and rapidocr by row index."""
+    if operator == "ocr":
+        return "paddle" if index % 2 == 0 else "rapidocr"
+    return _BACKENDS[operator]
 
 
 def png_bytes(seed: int, size: tuple[int, int] = (32, 24)) -> bytes:
@@ -107,10 +115,11 @@ def make_dialogue(source: str, split: str, index: int) -> dict[str, dict]:
         question = f"What is shown in region {q + 1} of {subset} image {index}? Answer with a single word."
         answer = f"answer{index}-{q}"
         steps = []
-        obs = [{"operator": op, "text": f"{op} output {index}.{q}: label 'sign' at [0.1, 0.2, 0.5, 0.6]"} for op in operators]
+        obs = [{"operator": op, "text": f"{op} output {index}.{q}: label 'sign' at [0.1, 0.2, 0.5, 0.6]",
+                "backend": backend_of(op, index)} for op in operators]
         rag_query = f"what is {subset} item {index}" if source == "infoseek" else None
         if rag_query:
-            obs.append({"operator": "rag", "text": f"Search result about item {index}."})
+            obs.append({"operator": "rag", "text": f"Search result about item {index}.", "backend": backend_of("rag", index)})
         steps.append({"thought": f"I should inspect the image with {', '.join(operators)}.", "operators": list(operators),
                       "rag_query": rag_query, "signal": "continue", "observations": obs})
         if reflection_kind != "none" and q == 0:

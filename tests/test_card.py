@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,14 @@ def test_stats_match_the_rows(folder):
         for r in rows:
             kinds[r[fmt]["reflection"]["kind"]] = kinds.get(r[fmt]["reflection"]["kind"], 0) + 1
         assert dict(fs.reflections) == kinds
+    # Backends per operator are counted once per dialogue, from each observation's `backend`.
+    backends = {}
+    for r in rows:
+        for step in r["rr"]["steps"]:
+            for o in step["observations"]:
+                backends.setdefault(o["operator"], Counter())[o["backend"]] += 1
+    assert {op: dict(c) for op, c in stats.operator_backends.items()} == {op: dict(c) for op, c in backends.items()}
+    assert set(backends["ocr"]) == {"paddle", "rapidocr"}
     # Teacher usage is counted once per dialogue, not once per format.
     assert stats.prompt_tokens == sum(r["rr"]["teacher"]["prompt_tokens"] for r in rows)
     assert stats.cost_usd == pytest.approx(sum(r["rr"]["teacher"]["cost_usd"] for r in rows))
@@ -142,6 +151,9 @@ def test_card_prose_has_the_tables_the_issue_asks_for(folder):
     stats = collect_stats(folder)
     assert operators["ocr"][1] == str(stats.formats["rr"].operator_calls["ocr"])
     assert operators["rag"][1] == "5"  # one RAG step per infoseek dialogue
+    ocr_backends = stats.operator_backends["ocr"]
+    assert operators["ocr"][5].split(", ") == [f"`{b}` ({n})" for b, n in ocr_backends.most_common()]
+    assert operators["rag"][5] == "`local` (5)" and operators["face_detection"][5] == "-"
     reflections = {r[0].strip("`"): r for r in _body_table(text, "reflection kind")}
     assert reflections["math"][1:] == ["1", "1"]  # tabmwp index 2
     lengths = {r[0]: r for r in _body_table(text, "format | rows")}

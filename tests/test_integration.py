@@ -14,7 +14,7 @@ def _trajectory() -> Trajectory:
         reference_answer="STOP",
         steps=[
             Step(thought="I need to read the sign.", operators=["ocr"], rag_query=None, signal="continue",
-                 observations=[Observation(operator="ocr", text="STOP")]),
+                 observations=[Observation(operator="ocr", text="STOP", backend="paddle")]),
             Step(thought="Who made signs like this?", operators=[], rag_query="octagonal stop sign history",
                  signal="continue", observations=[Observation(operator="rag", text="[1] Stop sign: red octagon.")]),
             Step(thought="Nothing else is needed.", signal="continue"),
@@ -118,3 +118,5 @@ def test_build_rows_match_features_and_block_form():
     assert rr["teacher"]["prompt_tokens"] == 10 and rr["teacher"]["cost_usd"] == pytest.approx(0.01)
     assert rr["meta"] == {"operators_available": ["ocr", "rag"], "verified": True, "judge_score": None,
                           "teacher_mode": None, "dropped_qas": 0}
+    # each result records the backend that produced it (the dialogue text does not depend on it)
+    assert rr["steps"][0]["observations"] == [{"operator": "ocr", "text": "STOP", "backend": "paddle"}]

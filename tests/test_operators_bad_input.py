@@ -1,5 +1,6 @@
 """Bad pixels: each input either works (odd modes, EXIF rotation) or raises one clear OperatorError
-that quarantines the sample. Nothing crashes, and a bad image in a batch fails only its own item."""
+that quarantines the sample. Nothing crashes, and a bad image in a batch fails only its own item.
+The OCR cases run through both backends (`ocr_ops`, tests/conftest.py: PaddleOCR and rapidocr)."""
 from __future__ import annotations
 
 import io
@@ -23,7 +24,8 @@ WORDS = "Quarantine 1234"
 @pytest.fixture(scope="module")
 def ops():
     cfg = OperatorsConfig.model_validate(
-        {"label_bbox": {"backend": "off"}, "rag": {"backend": "off"}, "image_caption": {"backend": "template"}}
+        {"ocr": {"backend": "off"}, "label_bbox": {"backend": "off"}, "rag": {"backend": "off"},
+         "image_caption": {"backend": "template"}}
     )
     return build_operators(cfg, None)
 
@@ -49,7 +51,7 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize(
+UNUSABLE = pytest.mark.parametrize(
     "payload, reason",
     [
         (b"", "empty image"),
@@ -62,20 +64,36 @@ def png_header_only(width: int, height: int) -> bytes:
     ],
     ids=["zero-byte", "garbage", "truncated-png", "truncated-jpeg", "bomb-90M", "bomb-400M", "1x1"],
 )
-@pytest.mark.parametrize("operator", ["ocr", "face_detection", "image_caption"])
-def test_unusable_image_raises_one_clear_operator_error(ops, operator, payload, reason):
+
+
+def _unusable(payload) -> bytes:
     if payload == "truncated-png":
         full = encode(text_image(), "PNG")
-        payload = full[: len(full) // 2]
-    elif payload == "truncated-jpeg":
+        return full[: len(full) // 2]
+    if payload == "truncated-jpeg":
         full = encode(text_image(), "JPEG", quality=90)
-        payload = full[: len(full) // 2]
-    elif payload == "one-pixel":
-        payload = encode(Image.new("RGB", (1, 1), "red"), "PNG")
+        return full[: len(full) // 2]
+    if payload == "one-pixel":
+        return encode(Image.new("RGB", (1, 1), "red"), "PNG")
+    return payload
+
+
+def _raises_one_clear_error(ops, operator, payload, reason) -> None:
     with pytest.raises(OperatorError, match=reason) as info:
-        ops.run(operator, [payload])
+        ops.run(operator, [_unusable(payload)])
     assert isinstance(info.value, ImageDecodeError)
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@UNUSABLE
+@pytest.mark.parametrize("operator", ["face_detection", "image_caption"])
+def test_unusable_image_raises_one_clear_operator_error(ops, operator, payload, reason):
+    _raises_one_clear_error(ops, operator, payload, reason)
+
+
+@UNUSABLE
+def test_unusable_image_raises_one_clear_operator_error_through_each_ocr_backend(ocr_ops, payload, reason):
+    _raises_one_clear_error(ocr_ops, "ocr", payload, reason)
 
 
 def cmyk_jpeg() -> bytes:
@@ -110,8 +128,8 @@ def palette_png() -> bytes:
 
 @pytest.mark.parametrize("make", [cmyk_jpeg, rgba_png, la_png, grey_png, sixteen_bit_png, palette_png],
                          ids=["cmyk", "rgba", "la", "grey", "16bit", "palette"])
-def test_odd_modes_are_read_correctly(ops, make):
-    assert ops.run("ocr", [make()]).text == WORDS
+def test_odd_modes_are_read_correctly(ocr_ops, make):
+    assert ocr_ops.run("ocr", [make()]).text == WORDS
 
 
 def exif_rotated(im: Image.Image) -> bytes:
@@ -122,10 +140,10 @@ def exif_rotated(im: Image.Image) -> bytes:
     return encode(stored, "JPEG", quality=95, exif=exif.tobytes())
 
 
-def test_exif_rotated_text_is_read_upright(ops):
+def test_exif_rotated_text_is_read_upright(ocr_ops):
     payload = exif_rotated(text_image())
     assert Image.open(io.BytesIO(payload)).size == (110, 420)  # stored sideways
-    result = ops.run("ocr", [payload])
+    result = ocr_ops.run("ocr", [payload])
     assert result.text == WORDS
     assert (result.data["images"][0]["width"], result.data["images"][0]["height"]) == (420, 110)
 
@@ -137,14 +155,14 @@ def test_exif_rotated_photo_face_is_found_in_upright_coordinates(ops):
     assert all(abs(u - r) <= 8 for u, r in zip(a["box"], b["box"]))
 
 
-def test_bad_image_in_a_batch_fails_only_its_own_item(ops):
+def test_bad_image_in_a_batch_fails_only_its_own_item(ocr_ops):
     good = encode(text_image(), "PNG")
-    out = ops.get("ocr").run_batch([([good], {}), ([b""], {}), ([good, b"\x00\x01"], {})])
+    out = ocr_ops.get("ocr").run_batch([([good], {}), ([b""], {}), ([good, b"\x00\x01"], {})])
     assert isinstance(out[0], OperatorResult) and out[0].text == WORDS
     assert isinstance(out[1], OperatorError) and "empty image" in str(out[1])
     assert isinstance(out[2], OperatorError) and str(out[2]).startswith("image 2: unreadable image")
 
 
-def test_image_operators_need_an_image(ops):
+def test_image_operators_need_an_image(ocr_ops):
     with pytest.raises(OperatorError, match="needs at least one image"):
-        ops.run("ocr", [])
+        ocr_ops.run("ocr", [])

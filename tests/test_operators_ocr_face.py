@@ -1,40 +1,25 @@
 """OCR and face detection on real pixels: rendered text read exactly, a real photo's face found,
-no face on a text-only image, reading order, per-image prefixes, concurrent calls."""
+no face on a text-only image, reading order, per-image prefixes, concurrent calls. The OCR tests run
+through both backends (`ocr_ops`, tests/conftest.py): PaddleOCR and rapidocr answer alike."""
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from skimage import data
 
 from operators.config import OperatorsConfig
 from operators.ocr import reading_order
 from operators.registry import build_operators
-
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def render(lines: list[tuple[tuple[int, int], str]], size=(640, 220)) -> Image.Image:
-    im = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(im)
-    font = ImageFont.truetype(FONT, 34)
-    for xy, text in lines:
-        draw.text(xy, text, font=font, fill="black")
-    return im
-
-
-def png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
+from tests.ocr_support import png, render
 
 
 @pytest.fixture(scope="module")
 def ops():
     cfg = OperatorsConfig.model_validate(
-        {"label_bbox": {"backend": "off"}, "rag": {"backend": "off"}, "image_caption": {"backend": "off"}}
+        {"ocr": {"backend": "off"}, "label_bbox": {"backend": "off"}, "rag": {"backend": "off"},
+         "image_caption": {"backend": "off"}}
     )
     return build_operators(cfg, None)  # no cache: every call runs the model
 
@@ -44,11 +29,11 @@ def astronaut() -> bytes:
     return png(Image.fromarray(data.astronaut()))
 
 
-def test_ocr_reads_rendered_lines_exactly_in_reading_order(ops):
+def test_ocr_reads_rendered_lines_exactly_in_reading_order(ocr_ops):
     # Drawn bottom line first: the output must still be top to bottom.
     image = render([((20, 120), "Second line: MMAT-1M"), ((20, 30), "Hello World 2025")])
-    result = ops.run("ocr", [png(image)])
-    assert result.backend == "rapidocr"
+    result = ocr_ops.run("ocr", [png(image)])
+    assert result.backend == ocr_ops.backends["ocr"]
     assert result.text == "Hello World 2025\nSecond line: MMAT-1M"
     lines = result.data["images"][0]["lines"]
     assert [line["text"] for line in lines] == ["Hello World 2025", "Second line: MMAT-1M"]
@@ -58,8 +43,8 @@ def test_ocr_reads_rendered_lines_exactly_in_reading_order(ops):
         assert 0 <= min(xs) < max(xs) <= 640
 
 
-def test_ocr_on_blank_image_says_no_text(ops):
-    result = ops.run("ocr", [png(Image.new("RGB", (300, 200), "white"))])
+def test_ocr_on_blank_image_says_no_text(ocr_ops):
+    result = ocr_ops.run("ocr", [png(Image.new("RGB", (300, 200), "white"))])
     assert result.text == "No text detected."
     assert result.data["images"][0]["lines"] == []
 
@@ -113,9 +98,9 @@ def test_several_images_are_prefixed_and_two_faces_are_plural(ops, astronaut):
     assert result.text.startswith("There are 2 faces with coordinates: [")
 
 
-def test_concurrent_calls_from_threads_give_each_its_own_answer(ops):
+def test_concurrent_calls_from_threads_give_each_its_own_answer(ocr_ops):
     words = ["alpha 101", "bravo 202", "charlie 303", "delta 404"]
     images = [png(render([((20, 40), w)], size=(400, 120))) for w in words]
     with ThreadPoolExecutor(4) as pool:
-        texts = list(pool.map(lambda b: ops.run("ocr", [b]).text, images))
+        texts = list(pool.map(lambda b: ocr_ops.run("ocr", [b]).text, images))
     assert texts == words

@@ -147,6 +147,7 @@ def test_operators_rag_and_general_reflection_make_the_rr_and_orr_rows(server, t
     assert [s["signal"] for s in steps] == ["continue", "continue", "continue", "reflection", "end"]
     assert steps[0]["operators"] == ["image_caption", "ocr"]  # "bogus" is not an operator: dropped
     assert [o["operator"] for o in steps[0]["observations"]] == ["image_caption", "ocr"]
+    assert [o["backend"] for o in steps[0]["observations"]] == ["vlm", "rapidocr"]  # what read each result
     caption, ocr_text = (o["text"] for o in steps[0]["observations"])
     assert "tall iron tower" in caption  # the scene-graph caption came back through the teacher's client
     assert steps[1]["rag_query"] == "Eiffel Tower height" and steps[1]["operators"] == []
