@@ -65,9 +65,14 @@ def _observations(step: Step) -> list[tuple[str, str]]:
     return [(obs.operator, obs.text) for obs in step.observations]
 
 
+def render_observation_turn(step: Step) -> str:
+    """The user turn that answers a `continue` step: its results, or that there are none."""
+    return render_results_turn(_observations(step))
+
+
 def _turn_after(step: Step, question: str) -> str:
     if step.signal == "continue":
-        return render_results_turn(_observations(step))
+        return render_observation_turn(step)
     if step.signal == "reflection":
         return REFLECTION_TURN
     return render_summary_turn(question)
