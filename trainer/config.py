@@ -26,6 +26,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from generation.errors import MmatError
+from generation.strict import StrictModel
+
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 # LoRA on the language model's attention and MLP projections only (the vision tower and projector stay
 # frozen, as in the paper's LoRA setting). A regex string is matched by peft against full module
@@ -34,14 +37,14 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(MmatError, ValueError):
     """A bad training config, in one line that names the key."""
 
 
-class TrainConfig(BaseModel):
-    """Everything `train(cfg)` needs. Unknown keys are errors (extra="forbid")."""
+class TrainConfig(StrictModel):
+    """Everything `train(cfg)` needs. Unknown keys are errors (a `StrictModel`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(validate_assignment=True)
 
     # ---- data -------------------------------------------------------------------------------------
     repo: Optional[str] = Field(None, description="Hub dataset repo id NS/NAME (uses HF_ENDPOINT / HF_TOKEN)")

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, NamedTuple, Optional, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from generation.answers import normalise_answer
+from generation.answers import LETTERS, normalise_answer
+from generation.errors import MmatError
 from generation.schema import ImageRef, Quarantined, Sample
+from generation.strict import StrictModel
 from generation.sources.instructions import (
     BREVITY_SUFFIXES,
     LEADING_INSTRUCTIONS,
@@ -45,8 +47,9 @@ from operators.images import ImageDecodeError, decode_rgb
 
 log = logging.getLogger("mmat.sources")
 
+# The one list of sources, in the order the dataset's configs, cards and viewer show them (`mmat_1m.SOURCES`).
 SOURCE_IDS = ("visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek")
-SourceKind = Literal["visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek"]
+SourceKind = Literal[SOURCE_IDS]  # type: ignore[valid-type]
 STAGE = "foundation"
 # The degenerate-QA filters (`SourceConfig.drop_qas`):
 #   empty_answer  a QA pair whose answer is empty (after the upstream's decorations are removed)
@@ -56,17 +59,15 @@ DEFAULT_QA_FILTERS: tuple[str, ...] = ("empty_answer", "table_dump")
 OUTSIDE_REASON = "image path outside the source folder"
 
 
-class SourceError(ValueError):
+class SourceError(MmatError, ValueError):
     """The source as a whole cannot be read (missing folder, unrecognised layout, Hub unreachable).
 
     Unlike a bad record, this stops the run: the message is one line that names the fix.
     """
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(StrictModel):
     """Where one source's native data lives and how much of it to read."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: SourceKind
     path: Optional[Path] = None  # a local folder in the upstream's native layout
@@ -156,7 +157,6 @@ def guarded(sid: str, build: Callable[[], Sample]) -> Sample | Quarantined:
         return quarantine(sid, f"malformed record: {type(exc).__name__}: {exc}", exc)
 
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NUMBER = re.compile(r"^[-+]?[$€£]?\s*(\d[\d,]*(\.\d+)?|\.\d+|\d+\s*/\s*\d+)\s*(%|°)?$")
 
 
