@@ -39,7 +39,7 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     render_orr_reply,
     render_results_turn,
     render_step as _render_step,
-    render_summary_turn,
+    render_turn_after,
     text_block,
 )
 from generation.sanitize import as_data
@@ -71,11 +71,7 @@ def render_observation_turn(step: Step) -> str:
 
 
 def _turn_after(step: Step, question: str) -> str:
-    if step.signal == "continue":
-        return render_observation_turn(step)
-    if step.signal == "reflection":
-        return REFLECTION_TURN
-    return render_summary_turn(question)
+    return render_turn_after(step.signal, _observations(step), question)
 
 
 def rr_messages(trajectory: Trajectory, n_images: int) -> list[dict[str, Any]]:
