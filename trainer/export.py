@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from generation.dialogue_format import message_text
+
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("swift", "sharegpt")
@@ -179,9 +181,7 @@ def _check(messages: list[dict], n_images: int) -> Optional[str]:
     if n_blocks != n_images:
         return f"{n_blocks} image blocks for {n_images} images"
     for m in messages:
-        content = m["content"]
-        text = content if isinstance(content, str) else "".join(b.get("text") or "" for b in content if b.get("type") == "text")
-        if IMAGE_PLACEHOLDER in text:
+        if IMAGE_PLACEHOLDER in message_text(m):
             return f"a {m['role']} turn already contains the text {IMAGE_PLACEHOLDER}"
     return None
 
