@@ -9,7 +9,6 @@ image never reports a face.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Sequence

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from generation.errors import MmatError
 from generation.strict import StrictModel
@@ -140,7 +140,7 @@ class TrainConfig(StrictModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _one_line(err: ValidationError) -> str:
+def _describe_errors(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(config)"
@@ -154,7 +154,7 @@ def make_train_config(**fields: Any) -> TrainConfig:
     try:
         return TrainConfig(**fields)
     except ValidationError as e:
-        raise TrainConfigError(_one_line(e)) from None
+        raise TrainConfigError(_describe_errors(e)) from None
 
 
 def load_train_config(path: Optional[Union[str, Path]] = None, **overrides: Any) -> TrainConfig:

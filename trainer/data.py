@@ -26,7 +26,6 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-from generation.dialogue_format import message_text
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
