@@ -378,13 +378,13 @@ class Checkpoint:
     def finished_ids(self) -> set[str]:
         return {ref.id for ref in self.finished_refs()}
 
-    def finished_refs(self) -> list[RecordRef]:
+    def finished_refs(self, repair: bool = True) -> list[RecordRef]:
         """(id, source, split, file, offset) of every finished record, each id once (first copy wins),
-        read from the rows files' indexes (`load_index`)."""
+        read from the rows files' indexes (`load_index`; `repair=False` while the writer may append)."""
         seen: set[str] = set()
         refs: list[RecordRef] = []
         for path in self.rows_files():
-            repair = path == self.rows_path and not self.readonly
+            repair = repair and path == self.rows_path and not self.readonly
             for start, _, sample_id, source, split in load_index(path, repair=repair):
                 if sample_id not in seen:
                     seen.add(sample_id)

@@ -98,6 +98,11 @@ class OutputConfig(StrictModel):
     validation_fraction: float = Field(0.1, ge=0.0, le=1.0)
     shard_max_bytes: int = Field(500_000_000, gt=0)
     row_group_rows: int = Field(64, ge=1)
+    # Rolling shards (generation.shards): a group that gathered this many finished rows not yet in a
+    # shard gets them as a part file while the run goes (0: shards only at the end), checked every
+    # `rolling_check_s` seconds.
+    rolling_shard_rows: int = Field(5000, ge=0)
+    rolling_check_s: float = Field(30.0, gt=0)
 
 
 OperatorName = Literal[OPERATOR_NAMES]  # type: ignore[valid-type]
