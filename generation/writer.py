@@ -103,19 +103,24 @@ def _row_bytes(encoded: dict) -> int:
     return size + sum(len(m["content"][-1]["text"] or "") for m in encoded.get("messages") or []) + 512
 
 
-def _chunks(rows: Iterable[dict], max_bytes: int) -> Iterator[list[dict]]:
+def _cut(encoded_rows: Iterable[dict], max_bytes: int, max_rows: Optional[int] = None) -> Iterator[list[dict]]:
+    """Consecutive encoded rows cut before `max_bytes` (estimated, `_row_bytes`) or `max_rows`."""
     chunk: list[dict] = []
     size = 0
-    for row in rows:
-        encoded = FEATURES.encode_example(row)
-        nbytes = _row_bytes(encoded)
-        if chunk and size + nbytes > max_bytes:
+    for row in encoded_rows:
+        nbytes = _row_bytes(row)
+        if chunk and (size + nbytes > max_bytes or (max_rows is not None and len(chunk) >= max_rows)):
             yield chunk
             chunk, size = [], 0
-        chunk.append(encoded)
+        chunk.append(row)
         size += nbytes
     if chunk:
         yield chunk
+
+
+def _chunks(rows: Iterable[dict], max_bytes: int) -> Iterator[list[dict]]:
+    """Rows encoded in the features' storage format, one file's worth at a time."""
+    return _cut((FEATURES.encode_example(row) for row in rows), max_bytes)
 
 
 def temp_prefix(settings: WriterSettings) -> str:
@@ -153,17 +158,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def _row_groups(encoded_rows: list[dict], row_group_rows: int) -> Iterator[list[dict]]:
     """Consecutive rows cut at `row_group_rows` rows or `ROW_GROUP_MAX_BYTES`, whichever comes first."""
-    group: list[dict] = []
-    size = 0
-    for row in encoded_rows:
-        nbytes = _row_bytes(row)
-        if group and (len(group) >= row_group_rows or size + nbytes > ROW_GROUP_MAX_BYTES):
-            yield group
-            group, size = [], 0
-        group.append(row)
-        size += nbytes
-    if group:
-        yield group
+    return _cut(encoded_rows, ROW_GROUP_MAX_BYTES, row_group_rows)
 
 
 def _parquet_writer(path: Path) -> pq.ParquetWriter:
