@@ -115,6 +115,9 @@ class RayOperatorPlacement(StrictModel):
     num_cpus: float = Field(0.25, ge=0)  # logical CPUs reserved per actor
     num_gpus: float = Field(0.0, ge=0)  # GPUs per actor, applied when the cluster has GPUs
     max_concurrency: int = Field(4, ge=1)  # calls queued into one actor at once (cache hits skip the model lock)
+    # Ray custom resources per actor (`ray start --resources '{"ocr_node": 1}'`): places the pool on the
+    # nodes that declare them; an actor whose node dies restarts on another node that has them.
+    resources: dict[str, float] = Field(default_factory=dict)
 
 
 # Endpoint-bound or cheap operators run inside the generation actors, model-bearing ones in pools.
@@ -127,6 +130,7 @@ class RayConfig(StrictModel):
 
     generate_actors: int = Field(1, ge=1)  # actors running the sample loop (teacher calls, checkpoints)
     generate_num_cpus: float = Field(0.25, ge=0)
+    generate_resources: dict[str, float] = Field(default_factory=dict)  # custom resources per generation actor
     batch_size: int = Field(8, ge=1)  # samples per Ray Data batch
     operators: dict[OperatorName, RayOperatorPlacement] = Field(default_factory=dict)
 

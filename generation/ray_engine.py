@@ -286,6 +286,14 @@ def _connect(ray: Any, address: Optional[str], quiet: bool) -> bool:
     return True
 
 
+def _require_resources(cluster: dict[str, float], wanted: dict[str, float], key: str) -> None:
+    """An actor asking for a resource no node declares would wait forever: one line naming it instead."""
+    missing = [f"{r}={n:g}" for r, n in wanted.items() if cluster.get(r, 0) < n]
+    if missing:
+        raise RayEngineError(f"{key} asks for {', '.join(missing)}, which no node of the cluster declares; start "
+                             f"a node with `ray start --address ... --resources ...` that has it, or change {key}")
+
+
 def _start_operator_pools(ray: Any, config: PipelineConfig, work_dir: Path) -> OperatorLayout:
     """One pool per model-bearing operator that is available here (probed once, as the dry run does)."""
     from operators.registry import build_operators
@@ -297,15 +305,18 @@ def _start_operator_pools(ray: Any, config: PipelineConfig, work_dir: Path) -> O
     actor_cls = ray.remote(OperatorActor)
     pools: dict[str, list[Any]] = {}
     in_process: list[str] = []
+    cluster = ray.cluster_resources()
     for name in probe.available:
         place = placements.placement(name)
         if place.actors == 0:
             in_process.append(name)
             continue
+        _require_resources(cluster, place.resources, f"runner.ray.operators.{name}.resources")
         if place.num_gpus and not has_gpus:
             log.info("%s: the cluster has no GPUs; its actors run on CPU", name)
         options = dict(num_cpus=place.num_cpus, num_gpus=place.num_gpus if has_gpus else 0,
-                       max_concurrency=place.max_concurrency, max_restarts=-1, max_task_retries=-1)
+                       max_concurrency=place.max_concurrency, max_restarts=-1, max_task_retries=-1,
+                       **({"resources": dict(place.resources)} if place.resources else {}))
         pools[name] = [actor_cls.options(**options).remote(name, config.operators.model_dump_json(),
                                                            str(operator_cache_dir(config, work_dir)))
                        for _ in range(place.actors)]
@@ -358,6 +369,7 @@ def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Chec
     try:
         settings = config.runner.ray
         layout = _start_operator_pools(ray, config, checkpoint.dir)
+        _require_resources(ray.cluster_resources(), settings.generate_resources, "runner.ray.generate_resources")
         per_actor = max(1, math.ceil(config.samples_in_flight / settings.generate_actors))
         # Twice the batches the semaphore can run: a batch returns only when its slowest sample does, so
         # queued samples must be ready to take each slot it frees (once: 0.54 of the bound, twice: 0.80).
@@ -380,7 +392,8 @@ def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Chec
                                                        max_tasks_in_flight_per_actor=batches_per_actor,
                                                        max_concurrent_calls_per_actor=batches_per_actor,
                                                        enable_true_multi_threading=True),
-                    num_cpus=settings.generate_num_cpus)
+                    num_cpus=settings.generate_num_cpus,
+                    **({"resources": dict(settings.generate_resources)} if settings.generate_resources else {}))
                 for row in dataset.iter_rows():
                     on_done(*_outcome(row["outcome"]))
         summary.operator_executions = sum(ray.get([h.executions.remote() for hs in layout.pools.values() for h in hs]))

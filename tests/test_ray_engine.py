@@ -48,9 +48,9 @@ def _rows(out: Path, fmt: str) -> dict[str, dict]:
 
 def _rows_file_ids(work_dir: Path) -> Counter:
     """How many rows-*.jsonl lines each id has over every worker's file (a redone sample counts twice)."""
-    from generation.checkpoint import _read_ids
+    from generation.checkpoint import load_index
 
-    return Counter(i for path in work_dir.glob("rows-*.jsonl") for i in _read_ids(path))
+    return Counter(i for path in work_dir.glob("rows-*.jsonl") for (_, _, i, _, _) in load_index(path))
 
 
 def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local_engine(local_ray, tmp_path,
