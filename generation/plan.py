@@ -19,12 +19,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from generation.checkpoint import Checkpoint
 from generation.config import PipelineConfig
 from generation.schema import Quarantined, Sample
-from generation.sources import read_source
+from generation.sources import Skipped, item_id, read_source
 from generation.splits import hash_fraction
 from generation.teachers.offline import MODEL_NAME as OFFLINE_MODEL
 
@@ -71,15 +71,17 @@ def in_worker_slice(sample_id: str, options: RunOptions) -> bool:
     return options.num_shards == 1 or int(hash_fraction(sample_id) * 2**32) % options.num_shards == options.shard_index
 
 
-def iter_samples(config: PipelineConfig, validate_images: bool = True) -> Iterator[Sample | Quarantined]:
+def iter_samples(config: PipelineConfig, validate_images: bool = True,
+                 skip: Optional[Callable[[str], bool]] = None) -> Iterator[Sample | Quarantined | Skipped]:
     """Every record of every `sources:` entry. `validate_images=False` skips the sources' image decode
     (the run's planning: `SampleProcessor` decodes each image before the sample's first teacher call
     and quarantines a broken one at the foundation stage, so a finished sample is never decoded again
-    and a planned one is decoded once)."""
+    and a planned one is decoded once). An id for which `skip(id)` is true comes as `Skipped(id)`,
+    without building its Sample (see `read_source`): a rerun reads ids, not samples."""
     for source_cfg in config.sources:
         if not validate_images and source_cfg.validate_images:
             source_cfg = source_cfg.model_copy(update={"validate_images": False})
-        yield from read_source(source_cfg)
+        yield from read_source(source_cfg, skip)
 
 
 class PlannedSamples:
@@ -103,7 +105,7 @@ class PlannedSamples:
         if not self._ids:
             return
         left = set(self._ids)
-        for item in iter_samples(self._config, self._validate):
+        for item in iter_samples(self._config, self._validate, skip=lambda sid: sid not in left):
             if isinstance(item, Sample) and item.id in left:
                 left.discard(item.id)  # an id two entries yield: the first entry's, as planned
                 yield item
@@ -147,8 +149,13 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
     total = skipped = 0
     duplicates: list[str] = []
     seen: set[str] = set()
-    for item in iter_samples(config, validate_images):
-        sample_id = item.sample_id if isinstance(item, Quarantined) else item.id
+
+    def not_planned(sample_id: str) -> bool:  # such a record's Sample is never built (the loop skips it below)
+        return (sample_id in done or (only is not None and sample_id not in only)
+                or not in_worker_slice(sample_id, options))
+
+    for item in iter_samples(config, validate_images, skip=not_planned):
+        sample_id = item_id(item)
         if not in_worker_slice(sample_id, options):
             continue
         if only is not None and sample_id not in only:

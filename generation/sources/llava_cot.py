@@ -22,6 +22,7 @@ from typing import Any, Iterator, Optional
 from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
+    Deferred,
     ImageFolder,
     Located,
     SourceConfig,
@@ -32,7 +33,6 @@ from generation.sources.base import (
     degenerate_reason,
     dropped_meta,
     field_text,
-    guarded,
     iter_jsonl,
     local_root,
     parse_listed_choices,
@@ -72,7 +72,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
         if isinstance(rec, Exception):
             yield Located(where, quarantine(sid, str(rec), rec))
             continue
-        yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, images, cfg.drop_qas)))
+        yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, images, cfg.drop_qas)))
 
 
 def _sid(rec: Any, line: int) -> str:
