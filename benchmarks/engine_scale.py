@@ -88,14 +88,26 @@ def synthesise_checkpoint(config, out: Path) -> None:
     checkpoint.add_finished_many(batch)
 
 
-def child(args: dict) -> dict:
-    env = {**os.environ, "MMAT_REPO": str(REPO), "PYTHONPATH": str(REPO)}
+def child(args: dict, repo: Path = REPO) -> dict:
+    """One measurement in its own process, on the code at `repo` (this tree, or `--baseline-ref`'s)."""
+    env = {**os.environ, "MMAT_REPO": str(repo), "PYTHONPATH": str(repo)}
     result = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env=env, capture_output=True,
-                            text=True, cwd=REPO)
+                            text=True, cwd=repo)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
         raise RuntimeError(f"benchmark child failed: {result.stderr[-2000:]}")
     return json.loads(lines[-1])
+
+
+SECTIONS = ("ratio", "cpu", "resume", "distilabel")
+
+
+def export_ref(ref: str, dest: Path) -> Path:
+    """The tree of `ref` in `dest` (git archive: no worktree, no change to the repository)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
 
 
 def main() -> None:
@@ -111,8 +123,11 @@ def main() -> None:
     parser.add_argument("--cpu-concurrency", type=int, default=256)
     parser.add_argument("--resume-sizes", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--distilabel-venv", type=Path, default=Path("/tmp/distilabel"))
+    parser.add_argument("--baseline-ref", help="git ref whose code reruns the same finished run too (before/after)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure only these")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mmat-engine-scale-"))
+    baseline = export_ref(args.baseline_ref, tmp / "baseline") if args.baseline_ref else None
     servers = []
     try:
         proc, url = spawn(args.latency)
@@ -120,7 +135,7 @@ def main() -> None:
         zero, zero_url = spawn(0.0)
         servers.append(zero)
         print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f} (shared machine: compare ratios, not seconds)")
-        for c in args.concurrency:
+        for c in args.concurrency if "ratio" in args.only else ():
             n = max(args.samples, 4 * c)
             source = replicate_llava_cot(tmp / f"llava-{c}", n)
             k = calls_per_sample(pipeline(source, url, c, args.steps, 1))
@@ -130,27 +145,35 @@ def main() -> None:
             rate = r["finished"] / r["elapsed_s"]
             print(f"ratio    C={c:<5} N={n:<6} k={k:.2f} L={args.latency}s bound={bound:7.1f}/s rate={rate:7.1f}/s "
                   f"ratio={rate / bound:.3f} peak_rss={r['peak_rss_mb']:.0f} MB", flush=True)
-        source = replicate_llava_cot(tmp / "llava-cpu", args.cpu_samples)
-        r = child({"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "steps": args.steps,
-                   "out": str(tmp / "out-cpu")})
-        print(f"cpu/call L=0 C={args.cpu_concurrency} N={args.cpu_samples}: {1000 * r['cpu_s'] / r['requests']:.2f} ms "
-              f"({r['cpu_s']:.1f} s CPU / {r['requests']} requests, imports and shards included)", flush=True)
-        for n in args.resume_sizes:
+        if "cpu" in args.only:
+            source = replicate_llava_cot(tmp / "llava-cpu", args.cpu_samples)
+            r = child({"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "steps": args.steps,
+                       "out": str(tmp / "out-cpu")})
+            print(f"cpu/call L=0 C={args.cpu_concurrency} N={args.cpu_samples}: {1000 * r['cpu_s'] / r['requests']:.2f} "
+                  f"ms ({r['cpu_s']:.1f} s CPU / {r['requests']} requests, imports and shards included)", flush=True)
+        for n in args.resume_sizes if "resume" in args.only else ():
             source = replicate_llava_cot(tmp / f"llava-r{n}", n)
             out = tmp / f"out-r{n}"
             small = replicate_llava_cot(tmp / f"llava-r{n}-seed", 1)
             child({"source": str(small), "url": zero_url, "concurrency": 8, "steps": args.steps, "out": str(out)})
             first = child({"source": str(source), "url": zero_url, "concurrency": 8, "steps": args.steps,
                            "out": str(out), "synthesise": True})
-            again = child({"source": str(source), "url": zero_url, "concurrency": 8, "steps": args.steps,
-                           "out": str(out)})
+            rerun = {"source": str(source), "url": zero_url, "concurrency": 8, "steps": args.steps, "out": str(out)}
+            again = child(rerun)
             print(f"resume   N={n:<7} nothing-left rerun {again['wall_s']:6.1f} s (skipped {again['skipped']}), "
                   f"peak RSS {again['peak_rss_mb']:.0f} MB; shards+card of all N rows {first['wall_s']:6.1f} s, "
                   f"peak RSS {first['peak_rss_mb']:.0f} MB", flush=True)
+            if baseline is not None:
+                before = child(rerun, baseline)
+                print(f"resume   N={n:<7} the same rerun on {args.baseline_ref}: {before['wall_s']:6.1f} s (skipped "
+                      f"{before['skipped']}), peak RSS {before['peak_rss_mb']:.0f} MB; this tree / baseline = "
+                      f"{again['wall_s'] / before['wall_s']:.3f}", flush=True)
             shutil.rmtree(out.parent / ".mmat-work" / out.name, ignore_errors=True)
             shutil.rmtree(out, ignore_errors=True)
         python = args.distilabel_venv / "bin" / "python"
-        if not python.exists():
+        if "distilabel" not in args.only:
+            pass
+        elif not python.exists():
             print(f"distilabel: skipped, no venv at {args.distilabel_venv} (python3 -m venv {args.distilabel_venv} && "
                   f"{args.distilabel_venv}/bin/pip install distilabel==1.5.3 openai requests)")
         else:
