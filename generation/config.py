@@ -125,13 +125,13 @@ _IN_PROCESS = RayOperatorPlacement(actors=0)
 
 
 class RayConfig(StrictModel):
-    """`runner.ray`: the Ray Data executor's layout. Teacher concurrency stays
+    """`runner.ray`: the Ray executor's layout. Teacher concurrency stays
     `runner.max_concurrency` (or `teacher.max_concurrency`), split evenly over the generation actors."""
 
     generate_actors: int = Field(1, ge=1)  # actors running the sample loop (teacher calls, checkpoints)
     generate_num_cpus: float = Field(0.25, ge=0)
     generate_resources: dict[str, float] = Field(default_factory=dict)  # custom resources per generation actor
-    batch_size: int = Field(8, ge=1)  # samples per Ray Data batch
+    batch_size: int = Field(8, ge=1)  # samples per batch sent to a generation actor
     operators: dict[OperatorName, RayOperatorPlacement] = Field(default_factory=dict)
 
     def placement(self, name: str) -> RayOperatorPlacement:

@@ -160,3 +160,32 @@ def test_the_whole_job_killed_and_restarted_ends_with_every_id_once(tmp_path):
     assert not state.unreadable
     for fmt in FORMATS:
         assert sorted(state.ids[fmt]) == sorted(expected), fmt
+
+
+class _Echo:
+    def run(self, batch):
+        return [{"id": item} for item in batch]
+
+
+def test_the_plan_streams_to_the_actors_in_a_bounded_window(local_ray):
+    from generation.ray_engine import BatchFeed, plan_batches
+
+    read = []
+
+    def plan():  # the sources, read lazily: a million-sample plan must not be read ahead
+        for i in range(2000):
+            read.append(i)
+            yield i
+
+    actors = [ray.remote(_Echo).options(num_cpus=0, max_concurrency=4).remote() for _ in range(2)]
+    depth, batch = 3, 5
+    window = len(actors) * depth * batch
+    feed = BatchFeed(ray, actors, plan_batches(plan(), batch), depth)
+    assert len(read) == window  # only the first window was read before any outcome came back
+    seen = []
+    for outcome in feed.outcomes():
+        seen.append(outcome["id"])
+        assert len(read) - len(seen) <= window + batch  # plus the batch whose outcomes are being handed out
+    assert sorted(seen) == list(range(2000))
+    for actor in actors:
+        ray.kill(actor)
