@@ -186,6 +186,7 @@ def test_wrong_model_name_through_the_registry_with_the_real_models(tmp_path, ca
     ops = ocr_only("paddle", **wrong)  # named backend: the operator is not offered, with the reason
     assert ops.available == [] and "\n" not in ops.unavailable["ocr"]
     assert "name mismatch" in ops.unavailable["ocr"] and "Global.model_name: PP-OCRv5_mobile_det" in ops.unavailable["ocr"]
+    caplog.clear()  # the named-backend call above may have logged too (an earlier test can leave mmat at INFO)
     with caplog.at_level(logging.INFO, logger="mmat.operators"):
         ops = ocr_only("auto", **wrong)  # auto: the same reason, then rapidocr
     assert ops.backends == {"ocr": "rapidocr"}
