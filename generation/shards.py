@@ -4,7 +4,8 @@ The checkpoint is the truth; the folder is derived from it at the end of every r
 rerun after a crash). Each (source, split) group of this worker's slice is written by
 `generation.writer` (atomically per file; a group whose shards already hold exactly its rows is left
 alone), reading finished records one at a time from the checkpoint, so memory does not grow with the
-dataset. The card is then re-rendered from every shard in the folder.
+dataset. The card is then re-rendered from every shard in the folder, unless neither the shard files
+nor the quarantine changed since it was last written (a rerun with nothing to do keeps it).
 
 Shards and card are written under the dataset folder's lock (`generation.folder_lock`), so the
 workers of a sharded run take turns and every card describes a folder no worker is rewriting; the
@@ -20,13 +21,14 @@ index and the shards' id columns, never rows it does not write.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef
+from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef, _replace_atomically
 from generation.config import PipelineConfig
 from generation.folder_lock import out_folder_lock
 from generation.plan import RunOptions, in_worker_slice
@@ -34,6 +36,7 @@ from generation.writer import WriterSettings, clean_stale_temps, has_parts, ids_
 from mmat_1m import FORMATS
 
 log = logging.getLogger("mmat.runner")
+CARD_STAMP = "card-stamp.json"  # in the work folder: the inputs of the card last written (`card_inputs`)
 
 
 def writer_settings(config: PipelineConfig, options: RunOptions) -> WriterSettings:
@@ -157,6 +160,15 @@ class RollingShards:
         return written
 
 
+def card_inputs(out_dir: Path, quarantine_by_stage: dict[str, int]) -> str:
+    """What the card is rendered from: every parquet file of the folder (name, size, mtime) and the
+    quarantine counts. A rerun that finds them as the last card saw them (`CARD_STAMP` in the work
+    folder) keeps the card instead of reading every shard again."""
+    files = sorted((str(p.relative_to(out_dir)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in (out_dir / "data").rglob("*.parquet"))
+    return json.dumps({"files": files, "quarantine_by_stage": quarantine_by_stage}, sort_keys=True)
+
+
 def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions, elapsed_s: float
                    ) -> tuple[dict[str, int], set[str], dict[str, QuarantineRecord]]:
     """Shards and card (see the module docstring). Returns (rows per `format/split`, every finished
@@ -172,11 +184,15 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
         rows = write_shards(checkpoint, out_dir, config, options, refs)
         (out_dir / CARD_FILENAME).with_suffix(".md.tmp").unlink(missing_ok=True)  # a killed card write
         if card_configs(out_dir):
-            write_card(out_dir, run_stats={
-                "quarantined_total": len(quarantined),
-                "quarantine_by_stage": dict(Counter(r.stage for r in quarantined.values())),
-                "elapsed_s": round(elapsed_s, 2),
-            })
+            by_stage = dict(Counter(r.stage for r in quarantined.values()))
+            inputs = card_inputs(out_dir, by_stage)
+            stamp = Path(checkpoint.dir) / CARD_STAMP
+            if (out_dir / CARD_FILENAME).is_file() and stamp.is_file() and stamp.read_text() == inputs:
+                log.info("dataset folder up to date (same shards, same quarantine): card kept")
+            else:
+                write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
+                                               "quarantine_by_stage": by_stage, "elapsed_s": round(elapsed_s, 2)})
+                _replace_atomically(stamp, inputs.encode("utf-8"), checkpoint.tmp_prefix)
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)
     return rows, finished, quarantined

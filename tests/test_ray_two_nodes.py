@@ -77,6 +77,7 @@ class TwoNodeCluster:
 
     def start_head(self) -> None:
         self._start("head", "--head", "--port", str(self.port), "--include-dashboard", "false",
+                    "--dashboard-port", str(_free_ports(1)[0]),  # its minimal head module still binds one
                     "--resources", json.dumps({"head_node": 1}))
 
     def start_worker(self) -> None:
@@ -142,7 +143,7 @@ def cluster():
 def test_the_ocr_node_dies_mid_run_and_the_job_ends_with_every_id_once(cluster, tmp_path):
     ocr_on_worker = {"ocr": {"actors": 1, "num_cpus": 0.25, "resources": {"ocr_node": 1}}}
     config_path = write_config(
-        tmp_path / "two-nodes.yaml", [source("tabmwp"), source("cauldron"), source("visual_cot")], ocr="rapidocr",
+        tmp_path / "two-nodes.yaml", [source("tabmwp"), source("visual_cot")], ocr="rapidocr",
         runner={"max_concurrency": 2, "ray": {"batch_size": 2, "generate_resources": {"head_node": 0.5},
                                               "operators": ocr_on_worker}})
     expected, _ = source_ids(config_path)
@@ -158,7 +159,7 @@ def test_the_ocr_node_dies_mid_run_and_the_job_ends_with_every_id_once(cluster, 
         deadline = time.monotonic() + 300
         while job.poll() is None and time.monotonic() < deadline:
             durable = sum(_rows_file_ids(work).values()) if work.exists() else 0
-            if durable >= 4:  # the OCR actor has served calls; most samples still to come
+            if durable >= 3:  # the OCR actor has served calls; most samples still to come
                 killed = cluster.kill_worker(0)
                 print(f"killed the worker node's raylet at {time.monotonic() - started:.0f} s, {durable} durable")
                 cluster.start_worker()  # the replacement node (an autoscaler's job on a real cluster)
