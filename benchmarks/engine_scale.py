@@ -1,5 +1,5 @@
 """The engine at scale, in one run: ratio to the latency bound, CPU per call, peak RSS, resume and shard
-time (distilabel's ratio: not wired in yet, see below).
+time, and distilabel 1.5.3's ratio on the same server.
 
 Workload: `benchmarks/engine_scaling.py`'s (the bundled LLaVA-CoT sample replicated to N records, the
 real OpenAI teacher against the latency-simulating server in its own process, k calls per sample,
@@ -12,8 +12,11 @@ RSS is its own:
                  re-keyed, WITHOUT image bytes) rerun: the time to decide nothing is left, the run's
                  peak RSS, and the first run's shard-writing time (all N rows → parquet + card;
                  image-less rows, so a lower bound of the real time)
-    distilabel   NOT measured by this script yet: it prints whether `--distilabel-venv` exists and
-                 how to create it (the issue's 0.22 figure came from a by-hand run)
+    distilabel   N rows through 5 chained calls (`benchmarks/distilabel_chain.py`, run in the
+                 `--distilabel-venv`: python3 -m venv /tmp/distilabel && /tmp/distilabel/bin/pip
+                 install distilabel==1.5.3 openai requests) and our run on N samples, at each
+                 --distilabel-concurrency, same server and L; ratio = rows/s ÷ C/(k·L) for both
+                 (distilabel's wall time includes its pipeline start-up, ours its planning)
 
 The machine is shared: absolute numbers are noisy; compare ratios within one run.
 
@@ -110,6 +113,20 @@ def export_ref(ref: str, dest: Path) -> Path:
     return dest
 
 
+DISTILABEL_CHAIN = 5  # calls per row of benchmarks/distilabel_chain.py
+
+
+def distilabel_run(python: Path, url: str, rows: int, concurrency: int) -> dict:
+    """`benchmarks/distilabel_chain.py` in distilabel's own venv (it imports nothing of ours)."""
+    result = subprocess.run([str(python), str(REPO / "benchmarks" / "distilabel_chain.py"), "--url", url,
+                             "-n", str(rows), "-c", str(concurrency)], capture_output=True, text=True,
+                            cwd=tempfile.gettempdir())
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        raise RuntimeError(f"distilabel run failed: {result.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
 def main() -> None:
     from benchmarks.engine_scaling import calls_per_sample, pipeline, replicate_llava_cot
     from tests.openai_server import spawn
@@ -123,6 +140,8 @@ def main() -> None:
     parser.add_argument("--cpu-concurrency", type=int, default=256)
     parser.add_argument("--resume-sizes", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--distilabel-venv", type=Path, default=Path("/tmp/distilabel"))
+    parser.add_argument("--distilabel-concurrency", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--distilabel-samples", type=int, default=1000, help="N for the distilabel comparison")
     parser.add_argument("--baseline-ref", help="git ref whose code reruns the same finished run too (before/after)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure only these")
     args = parser.parse_args()
@@ -177,8 +196,19 @@ def main() -> None:
             print(f"distilabel: skipped, no venv at {args.distilabel_venv} (python3 -m venv {args.distilabel_venv} && "
                   f"{args.distilabel_venv}/bin/pip install distilabel==1.5.3 openai requests)")
         else:
-            print(f"distilabel: venv found at {args.distilabel_venv}, but its pipeline is not wired into this "
-                  f"script yet: no number")
+            for c in args.distilabel_concurrency:
+                n = max(args.distilabel_samples, 4 * c)
+                source = replicate_llava_cot(tmp / f"llava-d{c}", n)
+                k = calls_per_sample(pipeline(source, url, c, args.steps, 1))
+                ours = child({"source": str(source), "url": url, "concurrency": c, "steps": args.steps,
+                              "out": str(tmp / f"out-d{c}")})
+                theirs = distilabel_run(python, url, n, c)
+                ours_ratio = ours["finished"] / ours["elapsed_s"] / (c / (k * args.latency))
+                theirs_ratio = theirs["answered"] / theirs["wall_s"] / (c / (DISTILABEL_CHAIN * args.latency))
+                print(f"distilabel C={c:<5} N={n:<6} distilabel 1.5.3 ({DISTILABEL_CHAIN} chained calls): "
+                      f"{theirs['answered']}/{theirs['rows']} rows in {theirs['wall_s']:.1f} s, ratio {theirs_ratio:.3f}; "
+                      f"ours (k={k:.2f}): {ours['finished']} in {ours['elapsed_s']:.1f} s, ratio {ours_ratio:.3f}; "
+                      f"ours / distilabel = {ours_ratio / theirs_ratio:.1f}", flush=True)
     finally:
         for proc in servers:
             proc.terminate()
