@@ -212,8 +212,9 @@ def checkpoint_worker_name() -> str:
 class GenerateActor:
     """A generation actor: batches of samples in, one outcome per sample out.
 
-    Batches run concurrently (Ray calls `run` from several threads: a threaded actor) on one event loop
-    that the actor owns, sharing one semaphore of `concurrency` samples in flight."""
+    Batches run concurrently (up to the actor's `max_concurrency` calls of `run` at once) on one event
+    loop that the actor owns (the teacher's client and the operators are bound to it), sharing one
+    semaphore of `concurrency` samples in flight."""
 
     def __init__(self, config_json: str, work_dir: str, layout: OperatorLayout, concurrency: int) -> None:
         from generation.logs import setup_console_logging
@@ -256,12 +257,14 @@ class GenerateActor:
     async def _batch(self, samples: list[Sample]) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(self._one(s) for s in samples)))
 
-    def run(self, samples: list[Sample]) -> list[dict[str, Any]]:
-        return asyncio.run_coroutine_threadsafe(self._batch(samples), self.loop).result()
+    # Ray sees the async methods and makes this an async actor: `run` and `close` are awaited on Ray's
+    # own loop (several batches at once) and wait for this actor's loop without blocking Ray's.
+    async def run(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._batch(samples), self.loop))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Pending checkpoint writes, the teacher's client, its totals (the driver calls it at the end)."""
-        asyncio.run_coroutine_threadsafe(self.processor.aclose(), self.loop).result(timeout=30)
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.processor.aclose(), self.loop))
 
 
 # -- the driver ----------------------------------------------------------------------------------
