@@ -216,6 +216,8 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if isinstance(data, dict) and {"engine_version", "config"} <= set(data):
+        data = data["config"]  # a dataset's `mmat_config.yaml` (generation.config_snapshot): its config part
     config = parse_config(data, origin=str(path))
     _resolve_paths(config, path.parent)
     return config
