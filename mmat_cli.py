@@ -1,7 +1,11 @@
 """`mmat`: the command line (typer). Each command parses flags and calls one plain function.
 
-Errors a user can fix (a bad config key, a missing backend, a missing key or token: every
-`generation.errors.MmatError`) end as one red line and a non-zero exit, never as a stack trace.
+Every command, including ones added later, runs inside `MmatGroup`, which makes a user's mistake one
+red line and exit 2, never a stack trace: a bad flag or value (click's usage errors, with the command's
+`--help` named), an error a user can fix (`generation.errors.MmatError`: a bad config key, a missing
+backend, key or token), a missing file or permission. A bug still shows its (redacted) traceback and
+exits 1. Boolean flags show in `--help` as `--dry-run`, not `--dry-run <bool>`. `--quiet` also
+silences other libraries' warnings and progress bars (`generation.logs.quiet_third_party`).
 """
 from __future__ import annotations
 
@@ -15,12 +19,18 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from generation.errors import MmatError
+from generation.errors import MmatError, did_you_mean
 
-# No locals in tracebacks: they can hold API keys and tokens.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
+try:  # typer >= 0.2x vendors click; before, it used click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+# How a command ends on purpose (typer.Exit, Ctrl-C): passed through as they are.
+_ENDINGS = (typer.Exit, typer.Abort, getattr(click_exceptions, "Exit", typer.Exit),
+            getattr(click_exceptions, "Abort", typer.Abort), SystemExit, KeyboardInterrupt)
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -39,6 +49,49 @@ def fail(message: str, code: int = 2) -> None:
 USER_ERRORS: tuple[type[BaseException], ...] = (MmatError, FileNotFoundError, PermissionError)
 
 
+def _flags_without_metavar(params: list) -> list:
+    """`--dry-run`, not `--dry-run <bool>`: a flag takes no value, so its help shows none."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class MmatGroup(TyperGroup):
+    """The `mmat` group: every subcommand's user mistakes end as one line (see the module docstring)."""
+
+    def get_params(self, ctx):  # the group's own --help
+        return _flags_without_metavar(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_without_metavar(command.get_params(ctx))
+        return command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click_exceptions.NoArgsIsHelpError:
+            raise
+        except click_exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            fail(f"{exc.format_message()} (see `{where} --help`)")
+        except click_exceptions.ClickException as exc:
+            fail(exc.format_message())
+        except _ENDINGS:
+            raise
+        except USER_ERRORS as exc:
+            fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
+            _unexpected(exc)
+
+
+# No locals in tracebacks: they can hold API keys and tokens.
+app = typer.Typer(cls=MmatGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
+
+
 def _unexpected(exc: BaseException, work_dir_hint: str = "") -> None:
     """A bug, not a user error: the traceback (secrets redacted) on stderr, exit 1."""
     import traceback
@@ -49,6 +102,30 @@ def _unexpected(exc: BaseException, work_dir_hint: str = "") -> None:
     sys.stderr.write(text)
     fail(f"unexpected {type(exc).__name__}: {redact(str(exc))}"
          + (f" (the run log in {work_dir_hint} has details)" if work_dir_hint else ""), 1)
+
+
+class UsageProblem(MmatError):
+    """A flag value that names nothing (a config, a split, a folder): one line with the closest match."""
+
+
+def check_dataset_choice(dataset: str, config: str, split: str, *, local: Optional[bool] = None) -> None:
+    """Before `datasets` gets them: `config` and `split` are mmat-1m's, and a local `dataset` is a folder.
+    `local=None`: a path that does not exist and reads as NS/NAME is a Hub repo, anything else is local."""
+    from mmat_1m import CONFIGS_BY_NAME, SPLITS
+
+    if config not in CONFIGS_BY_NAME:
+        raise UsageProblem(f"--config {config!r} is not a config of mmat-1m{did_you_mean(config, CONFIGS_BY_NAME)} "
+                           f"(configs: {', '.join(CONFIGS_BY_NAME)})")
+    if split not in SPLITS:
+        raise UsageProblem(f"--split {split!r} is not a split of mmat-1m{did_you_mean(split, SPLITS)} "
+                           f"(splits: {', '.join(SPLITS)})")
+    path = Path(dataset).expanduser()
+    if local is None:
+        parts = dataset.split("/")
+        local = path.exists() or len(parts) != 2 or not all(parts) or dataset.startswith((".", "~"))
+    if local and not path.is_dir():
+        raise UsageProblem(f"{dataset}: no such dataset folder; pass the folder `mmat generate --out` wrote, "
+                           f"or a Hub repo NS/NAME")
 
 
 def _interrupted() -> None:
@@ -82,6 +159,14 @@ def _run_failures_reported() -> Iterator[None]:
              f"command to resume; finished samples are kept", 1)
     except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
         _unexpected(exc, "the work folder")
+
+
+def _quiet(quiet: bool) -> None:
+    """`--quiet`: no other library's warnings or bars either, from the first import on."""
+    if quiet:
+        from generation.logs import quiet_third_party
+
+        quiet_third_party()
 
 
 def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str],
@@ -155,6 +240,7 @@ def generate(
         fail(f"--limit must be 0 or more, not {limit}")
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, not {engine!r}")
+    _quiet(quiet)
     with _run_failures_reported():
         if engine == "ray" and not dry_run:
             from generation.ray_engine import require_ray
@@ -205,6 +291,7 @@ def retry(
     from generation.plan import RunOptions
     from generation.runner import run_generation
 
+    _quiet(quiet)
     with _run_failures_reported():
         cfg = _load_pipeline(config, teacher, model, base_url, mmproj)
         summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, retry=True,
@@ -225,6 +312,7 @@ def show(
     """Print rows of a generated dataset, loaded the way users load it (`datasets.load_dataset`)."""
     import datasets
 
+    check_dataset_choice(dataset, config, split)
     ds = datasets.load_dataset(dataset, config, split=split, streaming=True, revision=revision)
     for row in ds.take(n):
         row = dict(row)
@@ -347,6 +435,7 @@ def train(
                                 model=model, output=output, max_steps=max_steps, frobenius_lambda=frobenius_lambda,
                                 learning_rate=learning_rate, lora_r=lora_r, lora_alpha=lora_alpha,
                                 resume_from_checkpoint=resume_from_checkpoint)
+        check_dataset_choice(cfg.dataset_source, cfg.dataset_config, cfg.split, local=cfg.is_local)
         from trainer.lora import train as run_training
 
         result = run_training(cfg)
@@ -379,6 +468,7 @@ def export(
     from trainer.export import export as run_export
 
     try:
+        check_dataset_choice(dataset, config, split)
         result = run_export(dataset, format, out, config=config, split=split, revision=revision,
                             images_dir=images_dir, relative_paths=relative_paths)
     except (ValueError, *USER_ERRORS) as exc:

@@ -11,9 +11,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from generation.errors import MmatError
+from generation.errors import MmatError, did_you_mean
 from generation.sources.base import SourceConfig
-from generation.strict import StrictModel
+from generation.strict import StrictModel, allowed_keys, yaml_error_message
 from operators import OPERATOR_NAMES
 from operators.config import OperatorsConfig
 
@@ -162,7 +162,8 @@ def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"unknown key '{where}'"
+        loc = error["loc"]
+        return f"unknown key '{where}'" + did_you_mean(loc[-1], allowed_keys(PipelineConfig, loc[:-1]))
     if kind == "missing":
         return f"missing key '{where}'"
     ctx = error.get("ctx") or {}
@@ -200,7 +201,8 @@ def parse_config(data: Any, origin: str = "config") -> PipelineConfig:
     try:
         config = PipelineConfig.model_validate(_backend_switches(data))
     except ValidationError as exc:
-        errors = exc.errors()
+        # an unknown key first: a typo is the likeliest cause of the other errors at the same place
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{origin}: {_describe(errors[0])}{more}") from None
     if not config.sources:
@@ -215,7 +217,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        raise ConfigError(yaml_error_message(path, exc)) from None
     if isinstance(data, dict) and {"engine_version", "config"} <= set(data):
         data = data["config"]  # a dataset's `mmat_config.yaml` (generation.config_snapshot): its config part
     config = parse_config(data, origin=str(path))
