@@ -221,20 +221,24 @@ def load_config(path: str | Path) -> PipelineConfig:
     if isinstance(data, dict) and {"engine_version", "config"} <= set(data):
         data = data["config"]  # a dataset's `mmat_config.yaml` (generation.config_snapshot): its config part
     config = parse_config(data, origin=str(path))
-    _resolve_paths(config, path.parent)
+    _resolve_paths(config, path.resolve().parent)
     return config
 
 
 def _resolve_paths(config: PipelineConfig, base: Path) -> None:
-    """Relative paths in a config are relative to the repo root when they exist there, else to the file."""
-    def resolve(value: Optional[str]) -> Optional[str]:
-        if value is None or Path(value).is_absolute() or Path(value).exists():
-            return value
-        candidate = base / value
-        return str(candidate) if candidate.exists() else value
+    """A relative input path in a config file means: relative to the folder of that file, wherever the
+    command runs (`mmat generate --config /abs/configs/demo.yaml` from any folder reads the same sources).
+    Source folders, the RAG corpus and the llama.cpp model files are inputs; outputs (`--out`,
+    `runner.work_dir`, `operators.cache_dir`) and paths given as flags stay relative to the current folder."""
+    def resolve(value: Optional[str | Path]) -> Optional[str]:
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
 
     for source in config.sources:
-        source.path = resolve(source.path)
+        if source.path is not None:
+            source.path = Path(resolve(source.path))
     config.teacher.model_path = resolve(config.teacher.model_path)
     config.teacher.mmproj_path = resolve(config.teacher.mmproj_path)
     config.operators.rag.corpus = resolve(config.operators.rag.corpus)
