@@ -180,7 +180,9 @@ def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], b
     return cfg
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, cfg) -> None:
+    from generation.teachers.prices import teacher_prices
+
     table = Table(title=f"dataset: {summary.out_dir}")
     table.add_column("config/split")
     table.add_column("rows", justify="right")
@@ -188,10 +190,11 @@ def _print_summary(summary) -> None:
         table.add_row(key, str(count))
     console.print(table)
     usage = summary.usage
+    cost = f"${usage.cost_usd:.4f}" if teacher_prices(cfg.teacher) is not None else "cost unknown (set teacher.prices)"
     console.print(
         f"samples: {summary.finished} finished, {summary.quarantined} quarantined, {summary.skipped} done before "
         f"(of {summary.total}); teacher {usage.model}: {usage.prompt_tokens + usage.completion_tokens:,} tokens, "
-        f"${usage.cost_usd:.4f}; operator executions: {summary.operator_executions}; {summary.elapsed_s:.1f} s",
+        f"{cost}; operator executions: {summary.operator_executions}; {summary.elapsed_s:.1f} s",
         highlight=False,
     )
     if summary.quarantine_by_stage:
@@ -263,12 +266,12 @@ def generate(
             from generation.runner import run_generation
 
             summary = run_generation(cfg, options)
-    _finish(summary, quiet)
+    _finish(summary, quiet, cfg)
 
 
-def _finish(summary, quiet: bool) -> None:
+def _finish(summary, quiet: bool, cfg) -> None:
     if not quiet:
-        _print_summary(summary)
+        _print_summary(summary, cfg)
     if summary.exit_code:
         fail(summary.exit_message, summary.exit_code)
 
@@ -298,7 +301,7 @@ def retry(
                                                  max_quarantine_rate=max_quarantine_rate))
     if summary.total == 0:
         console.print("nothing to retry: no quarantined samples", highlight=False)
-    _finish(summary, quiet)
+    _finish(summary, quiet, cfg)
 
 
 @app.command()

@@ -40,7 +40,7 @@ class TeacherConfig(StrictModel):
     temperature: float = 0.2
     max_tokens: int = 1024
     structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
-    prices: PriceTable = PriceTable(prompt_per_1m=2.5, completion_per_1m=10.0)
+    prices: Optional[PriceTable] = None  # None: by model (generation/teachers/prices.py), else unknown
     on_mismatch: Literal["keep", "quarantine"] = "keep"
     judge: bool = False
     # Added with the OpenAI teacher (issue 4):
