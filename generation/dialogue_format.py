@@ -29,7 +29,8 @@ is (`mmat view`): a field may hold markup (a hand-edited row, or one from an eng
 sanitiser), and the fixed request turns may be worded as earlier engines wrote them (a question turn
 without " Please start your reasoning.", another reflection request). The order of the turns, the
 steps' tags, the results turns and the ORR frame must still be the layout's. Either way an RR
-question keeps the user turn that followed each of its steps as written (`turns_after`).
+question keeps its question turn (`asked`) and the user turn that followed each of its steps
+(`turns_after`) as written.
 
 RR, per question: `user` question + " Please start your reasoning." (the first question also holds
 the image blocks) → for every step, `assistant` step and `user` turn: results (`continue` with
@@ -90,6 +91,7 @@ class RRQuestion:
     answer: str
     n_images: int = 0
     turns_after: tuple[str, ...] = ()  # the user turn after each step, as written
+    asked: str = ""  # the question turn's text as written (the question and " Please start your reasoning.")
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,7 @@ def parse_rr(messages: Sequence[Any], strict: bool = True) -> RRDialogue:
     questions = []
     while not reader.done() or not questions:
         images, first, at = reader.take("user", images_allowed=not questions)
+        asked = first
         if first.endswith(START_SUFFIX):
             first = first[: -len(START_SUFFIX)]
         elif strict:
@@ -331,7 +334,7 @@ def parse_rr(messages: Sequence[Any], strict: bool = True) -> RRDialogue:
                 break
         _, answer, at = reader.take("assistant")
         questions.append(RRQuestion(question, tuple(steps), _data(answer, "answer", at, strict), images,
-                                    tuple(turns)))
+                                    tuple(turns), asked))
     return RRDialogue(system, tuple(questions))
 
 

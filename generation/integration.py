@@ -37,7 +37,6 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     render_first_turn,
     render_orr_question,
     render_orr_reply,
-    render_results_turn,
     render_step as _render_step,
     render_turn_after,
     text_block,
@@ -63,11 +62,6 @@ def render_step(step: Step) -> str:
 
 def _observations(step: Step) -> list[tuple[str, str]]:
     return [(obs.operator, obs.text) for obs in step.observations]
-
-
-def render_observation_turn(step: Step) -> str:
-    """The user turn that answers a `continue` step: its results, or that there are none."""
-    return render_results_turn(_observations(step))
 
 
 def _turn_after(step: Step, question: str) -> str:

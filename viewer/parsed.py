@@ -30,7 +30,7 @@ from generation.dialogue_format import (  # noqa: F401  (FormatError, message_te
 
 @dataclass(frozen=True)
 class Question:
-    question: str
+    question: str  # RR: the question turn as written; ORR: the question
     answer: Optional[str]  # the dialogue's short answer to it
     steps: tuple[RRStep, ...] = ()  # RR
     n_images: int = 0
@@ -69,7 +69,8 @@ def parse_row(row: dict[str, Any]) -> Dialogue:
         raise FormatError(f"the messages hold {sum(counts)} steps, the steps column {len(column)}")
     questions, start = [], 0
     for q, n in zip(parsed.questions, counts):
-        questions.append(Question(q.question, q.answer, tuple(column[start:start + n]), q.n_images,
+        # an RR question shows its turn as written (the question, then "Please start your reasoning.")
+        questions.append(Question(q.asked, q.answer, tuple(column[start:start + n]), q.n_images,
                                   turns_after=q.turns_after))
         start += n
     return Dialogue("rr", parsed.system, tuple(questions))
