@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,12 +82,23 @@ class Agent:
     """A `ChatModel` + `AgentTools` + `AgentSettings`. `close()` stops what `Agent.open` started."""
 
     def __init__(self, chat: ChatModel, tools: Optional[AgentTools] = None,
-                 settings: Optional[AgentSettings] = None) -> None:
+                 settings: Optional[AgentSettings] = None,
+                 tools_factory: Optional[Callable[[], AgentTools]] = None) -> None:
         self.chat = chat
-        self.tools = tools if tools is not None else build_tools()
+        self._tools = tools
+        self._tools_factory = tools_factory or build_tools
+        self._tools_lock = threading.Lock()
         self.settings = settings or AgentSettings()
         self._stack = contextlib.ExitStack()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    @property
+    def tools(self) -> AgentTools:
+        """Built on first use: the plain baseline needs none (and loads no operator)."""
+        with self._tools_lock:  # questions starting together build them once
+            if self._tools is None:
+                self._tools = self._tools_factory()
+        return self._tools
 
     @classmethod
     def open(cls, *, endpoint: Optional[str] = None, model: Optional[str] = None, gguf: Optional[str] = None,
@@ -111,7 +123,7 @@ class Agent:
         stack = contextlib.ExitStack()
         try:
             chat = open_chat(spec, stack)
-            agent = cls(chat, build_tools(operators_config, cache_dir), settings)
+            agent = cls(chat, settings=settings, tools_factory=lambda: build_tools(operators_config, cache_dir))
         except BaseException:
             stack.close()
             raise
@@ -127,7 +139,8 @@ class Agent:
         start = time.perf_counter()
         try:
             loaded = [load_image(image) for image in images]
-            await RUNNERS[fmt](self.chat, self.tools, loaded, question, self.settings, result)
+            tools = None if fmt == "plain" else await asyncio.to_thread(lambda: self.tools)
+            await RUNNERS[fmt](self.chat, tools, loaded, question, self.settings, result)
         except QuestionFailed as exc:
             result.status, result.error = ERROR, str(exc)
         finally:

@@ -5,7 +5,7 @@ beside RR and ORR so the latency and accuracy ratios (ORR vs plain, RR vs plain)
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from agent.conversation import Conversation
 from agent.endpoint import ChatModel
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from agent.core import AgentSettings
 
 
-async def run_plain(chat: ChatModel, tools: AgentTools, images: Sequence[LoadedImage], question: str,
+async def run_plain(chat: ChatModel, tools: Optional[AgentTools], images: Sequence[LoadedImage], question: str,
                     settings: "AgentSettings", result: AgentResult) -> None:
     conversation = Conversation(chat, images, result)
     conversation.add("user", question, n_images=len(images))

@@ -16,6 +16,7 @@ else "no idea". A request that ends with a format reminder gets a well-formed re
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from generation.dialogue_format import STEP_FORMAT_REMINDER, ORR_API_INTRO, START_SUFFIX, SUMMARY_TURN, render_orr_reply, render_step
@@ -95,3 +96,17 @@ class ScriptedTunedModel:
     def __call__(self, task: str, payload: dict[str, Any]) -> Reply:
         return ok(self.reply_text(payload), prompt_tokens=self.prompt_tokens,
                   completion_tokens=self.completion_tokens)
+
+
+def light_operators_yaml(folder: Path) -> Path:
+    """A pipeline YAML whose operators load fast (rapidocr, the template caption, no face or box model,
+    RAG over the bundled corpus): for tests that drive the CLI, where building PaddleOCR would dominate."""
+    repo = Path(__file__).resolve().parents[1]
+    path = Path(folder) / "agent-operators.yaml"
+    path.write_text(
+        f"sources:\n  - {{kind: tabmwp, path: {repo / 'samples' / 'tabmwp'}}}\n"
+        "operators:\n  ocr: {backend: rapidocr}\n  image_caption: {backend: template}\n"
+        "  face_detection: {backend: off}\n  label_bbox: {backend: off}\n"
+        f"  rag: {{backend: local, corpus: {repo / 'samples' / 'infoseek' / 'corpus'}}}\n")
+    return path
+
