@@ -35,7 +35,7 @@ PROGRESS_EVERY_S = 10.0
 
 def parse_formats(value: str) -> list[str]:
     """`rr`, `orr`, `plain`, a comma list of them, or `all` (the baseline first)."""
-    names = [BASELINE, *[f for f in FORMATS if f != BASELINE]] if value.strip() == ALL else [
+    names = [BASELINE, "orr", "rr"] if value.strip() == ALL else [
         part.strip() for part in value.split(",") if part.strip()]
     bad = [name for name in names if name not in FORMATS]
     if bad or not names:
