@@ -10,7 +10,7 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -454,11 +454,27 @@ def _agent_errors() -> tuple[type[BaseException], ...]:
     return (AgentError, LlamaCppError, *_user_errors())
 
 
-_ENDPOINT_HELP = "a running OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM, llama.cpp, SGLang)"
-_MODEL_HELP = "the served model's name (default: the first one the endpoint lists)"
-_GGUF_HELP = "serve this GGUF here with llama.cpp (the local teacher's launcher) instead of --endpoint"
-_MODEL_PATH_HELP = "a local transformers model, or the LoRA folder `mmat train` wrote, instead of --endpoint"
-_OPERATORS_CONFIG_HELP = "a pipeline YAML whose operators: section picks the backends (as in generation)"
+# The options `mmat agent` and `mmat eval` share: where the model runs and how it is asked.
+EndpointOpt = Annotated[Optional[str], typer.Option(
+    "--endpoint", help="a running OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM, llama.cpp, SGLang)")]
+ModelNameOpt = Annotated[Optional[str], typer.Option(
+    "--model", help="the served model's name (default: the first one the endpoint lists)")]
+GgufOpt = Annotated[Optional[Path], typer.Option(
+    "--gguf", help="serve this GGUF here with llama.cpp (the local teacher's launcher) instead of --endpoint")]
+ModelPathOpt = Annotated[Optional[Path], typer.Option(
+    "--model-path", help="a local transformers model, or the LoRA folder `mmat train` wrote, instead of --endpoint")]
+BaseModelOpt = Annotated[Optional[str], typer.Option("--base-model", help="with --model-path: the LoRA's base model")]
+MaxStepsOpt = Annotated[int, typer.Option("--max-steps", min=1, help="rr: steps before the summary question")]
+OperatorsConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--operators-config", help="a pipeline YAML whose operators: section picks the backends (as in generation)")]
+ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="the environment variable that holds the key")]
+VisionOpt = Annotated[str, typer.Option("--vision", help="send the images: auto (ask the server) | on | off")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="the longest reply")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0)]
+ExtraBodyOpt = Annotated[Optional[str], typer.Option("--extra-body", help="extra request fields as JSON")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="with --gguf: CPU threads")]
+NCtxOpt = Annotated[int, typer.Option("--n-ctx", min=64, help="with --gguf: context per request")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="warnings only")]
 _CACHE_HELP = "operator-cache folder (pass a generation run's <work>/operator-cache to reuse its results)"
 
 
@@ -466,26 +482,19 @@ _CACHE_HELP = "operator-cache folder (pass a generation run's <work>/operator-ca
 def agent_command(
     image: list[Path] = typer.Option(..., "--image", help="an image file (repeat for several)"),
     question: str = typer.Option(..., "--question", help="the question, with its response-style constraint if any"),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help=_ENDPOINT_HELP),
-    model: Optional[str] = typer.Option(None, "--model", help=_MODEL_HELP),
-    gguf: Optional[Path] = typer.Option(None, "--gguf", help=_GGUF_HELP),
-    model_path: Optional[Path] = typer.Option(None, "--model-path", help=_MODEL_PATH_HELP),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help="with --model-path: the LoRA's base model"),
+    endpoint: EndpointOpt = None, model: ModelNameOpt = None, gguf: GgufOpt = None, model_path: ModelPathOpt = None,
+    base_model: BaseModelOpt = None,
     format: str = typer.Option("rr", "--format", help="rr (multi-turn) | orr (one turn) | plain (no tools)"),
-    max_steps: int = typer.Option(8, "--max-steps", min=1, help="rr: steps before the summary question"),
+    max_steps: MaxStepsOpt = 8,
     operators: Optional[str] = typer.Option(None, "--operators", help="orr: operators to run first, comma "
                                             "separated (default: every non-RAG operator available)"),
-    operators_config: Optional[Path] = typer.Option(None, "--operators-config", help=_OPERATORS_CONFIG_HELP),
+    operators_config: OperatorsConfigOpt = None,
     cache_dir: Path = typer.Option(Path(".mmat-agent/operator-cache"), "--cache-dir", help=_CACHE_HELP),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="environment variable with the key"),
-    vision: str = typer.Option("auto", "--vision", help="send the images: auto (ask the server) | on | off"),
-    max_tokens: int = typer.Option(512, "--max-tokens", min=1),
-    temperature: float = typer.Option(0.0, "--temperature", min=0.0),
-    extra_body: Optional[str] = typer.Option(None, "--extra-body", help="extra request fields as JSON"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="with --gguf: CPU threads"),
-    n_ctx: int = typer.Option(4096, "--n-ctx", min=64, help="with --gguf: context per request"),
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY", vision: VisionOpt = "auto", max_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.0, extra_body: ExtraBodyOpt = None, threads: ThreadsOpt = None,
+    n_ctx: NCtxOpt = 4096,
     json_out: bool = typer.Option(False, "--json", help="print the trajectory as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings only"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Answer one question with a tuned model as an agent: it reasons in RR steps (or one ORR turn), the
     operators and RAG run on the image as in generation, and the whole trajectory is printed.
@@ -523,14 +532,11 @@ def eval_command(
                                          "the question, answer and images columns are the same)"),
     split: str = typer.Option("validation", "--split"),
     revision: Optional[str] = typer.Option(None, "--revision"),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help=_ENDPOINT_HELP),
-    model: Optional[str] = typer.Option(None, "--model", help=_MODEL_HELP),
-    gguf: Optional[Path] = typer.Option(None, "--gguf", help=_GGUF_HELP),
-    model_path: Optional[Path] = typer.Option(None, "--model-path", help=_MODEL_PATH_HELP),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help="with --model-path: the LoRA's base model"),
+    endpoint: EndpointOpt = None, model: ModelNameOpt = None, gguf: GgufOpt = None, model_path: ModelPathOpt = None,
+    base_model: BaseModelOpt = None,
     format: str = typer.Option("all", "--format", help="rr | orr | plain | a comma list | all (plain, orr, rr: "
                                "prints the latency ratios against plain)"),
-    max_steps: int = typer.Option(8, "--max-steps", min=1),
+    max_steps: MaxStepsOpt = 8,
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="questions in flight at once"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="the first N rows only"),
     image_column: str = typer.Option("images", "--image-column"),
@@ -543,17 +549,13 @@ def eval_command(
                                                  "answer_eval form: strings and numeric ranges)"),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="answers and operator cache (default: "
                                             ".mmat-eval/<dataset>-<config>-<split>); a rerun resumes"),
-    operators_config: Optional[Path] = typer.Option(None, "--operators-config", help=_OPERATORS_CONFIG_HELP),
+    operators_config: OperatorsConfigOpt = None,
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=_CACHE_HELP + "; default: in --work-dir"),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env"),
-    vision: str = typer.Option("auto", "--vision", help="auto | on | off"),
-    max_tokens: int = typer.Option(512, "--max-tokens", min=1),
-    temperature: float = typer.Option(0.0, "--temperature", min=0.0),
-    extra_body: Optional[str] = typer.Option(None, "--extra-body", help="extra request fields as JSON"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="with --gguf: CPU threads"),
-    n_ctx: int = typer.Option(4096, "--n-ctx", min=64, help="with --gguf: context per request"),
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY", vision: VisionOpt = "auto", max_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.0, extra_body: ExtraBodyOpt = None, threads: ThreadsOpt = None,
+    n_ctx: NCtxOpt = 4096,
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the agent over a dataset's questions and score the answers with the project's verifier:
     accuracy (overall and per source), tool calls, turns, tokens and latency per question, and with

@@ -11,10 +11,10 @@ baseline), `conversation` (messages, calls, the one retry), `endpoint` (the Open
 output), `eval_data` / `eval_store` / `evaluate` (`mmat eval`: questions, durable answers, scores).
 """
 from agent.core import FORMATS, Agent, AgentSettings
-from agent.endpoint import ChatModel, Completion, OpenAIChat, SamplingSettings
+from agent.endpoint import ChatModel, OpenAIChat, SamplingSettings
 from agent.errors import AgentError, QuestionFailed
 from agent.serving import EndpointSpec
-from agent.trajectory import AgentResult, AgentStep, ModelCall, Observation
+from agent.trajectory import AgentResult, AgentStep, Completion, ModelCall, Observation
 
 __all__ = [
     "Agent", "AgentSettings", "AgentResult", "AgentStep", "ModelCall", "Observation", "FORMATS", "ChatModel",

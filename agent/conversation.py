@@ -10,6 +10,7 @@ tuned on.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from agent.endpoint import ChatModel
@@ -32,9 +33,7 @@ class Conversation:
 
     async def _call(self, messages: list[dict[str, Any]], retry: bool) -> tuple[str, ModelCall]:
         completion = await self.chat.complete(messages, self.images)
-        call = ModelCall(reply=completion.text, prompt_tokens=completion.prompt_tokens,
-                         completion_tokens=completion.completion_tokens, latency_s=completion.latency_s,
-                         finish_reason=completion.finish_reason, retry=retry)
+        call = ModelCall(**asdict(completion), retry=retry)
         self.result.calls.append(call)
         return completion.text.strip(), call
 
@@ -51,7 +50,7 @@ class Conversation:
             value = self._parse(parse, text, call)
         except FormatError:
             call.parsed = False
-            retry_messages = [*self.messages, message("assistant", text_block(call.reply)),
+            retry_messages = [*self.messages, message("assistant", text_block(call.text)),
                               message("user", text_block(reminder))]
             text, call = await self._call(retry_messages, retry=True)
             try:

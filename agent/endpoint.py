@@ -20,20 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol, Sequence
 
 from agent.errors import AgentError, QuestionFailed
+from agent.trajectory import Completion
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.agent")
 
 NO_KEY_PLACEHOLDER = "no-key"  # what a server without auth gets when no key is set
-
-
-@dataclass
-class Completion:
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float = 0.0
-    finish_reason: Optional[str] = None
 
 
 @dataclass

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from agent.endpoint import Completion, SamplingSettings
+from agent.endpoint import SamplingSettings
 from agent.errors import AgentError
+from agent.trajectory import Completion
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.agent")
@@ -56,7 +57,8 @@ class TransformersChat:
             import torch  # noqa: F401
             from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
         except ImportError as exc:
-            raise AgentError(f"--model-path needs transformers and torch ({exc}): pip install 'mmat-1m[train]'") from None
+            raise AgentError(f"--model-path needs transformers and torch ({exc}): "
+                             f"pip install 'mmat-1m[train]'") from None
         weights = self.base if is_adapter else str(self.path)
         processor_from = str(self.path) if any((self.path / f).is_file() for f in _PROCESSOR_FILES) else weights
         try:

@@ -58,7 +58,7 @@ def trajectory_renderables(result: AgentResult) -> list[Any]:
     retries = [call for call in result.calls if call.retry]
     for call in result.calls:
         if not call.parsed:
-            parts.append(_field("unparsed", call.reply[:500] + ("…" if len(call.reply) > 500 else ""), "red"))
+            parts.append(_field("unparsed", call.text[:500] + ("…" if len(call.text) > 500 else ""), "red"))
     style = _STATUS_STYLE.get(result.status, "red")
     answer = result.answer if result.answer is not None else f"({result.status}: {result.error or 'no answer'})"
     parts.append(Panel(Text(answer), title="answer", title_align="left", border_style=style))

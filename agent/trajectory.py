@@ -43,14 +43,20 @@ class AgentStep:
 
 
 @dataclass
-class ModelCall:
-    """One request to the model."""
+class Completion:
+    """A model's reply to one request, with what it cost."""
 
-    reply: str
+    text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
-    finish_reason: Optional[str] = None
+    finish_reason: Optional[str] = None  # "length": cut at max_tokens
+
+
+@dataclass
+class ModelCall(Completion):
+    """One request of a run: the reply, and what the runtime made of it."""
+
     parsed: bool = True
     retry: bool = False  # the second try of a reply that did not parse
 

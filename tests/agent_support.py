@@ -10,8 +10,8 @@ questions can run at once against one server.
 - ORR (the user turn holds "Use the following API outputs"): `<THOUGHT>…</THOUGHT><ANSWER>The answer is: X</ANSWER>`;
 - plain (anything else): the short answer.
 `queue(fmt, *texts)` makes the next requests of that format get those raw texts first (a malformed
-step, an endless `continue`), in order. The answer to a question is `answers[question]` (per format when `answers_by_format` is given),
-else "no idea". A request that ends with a format reminder gets a well-formed reply.
+step, an endless `continue`), in order. The answer to a question is `answers[question]` (per format
+when `answers_by_format` is given), else "no idea". A request that ends with a format reminder gets a well-formed reply.
 """
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from generation.dialogue_format import STEP_FORMAT_REMINDER, ORR_API_INTRO, START_SUFFIX, SUMMARY_TURN, render_orr_reply, render_step
+from generation.dialogue_format import (
+    ORR_API_INTRO,
+    START_SUFFIX,
+    STEP_FORMAT_REMINDER,
+    SUMMARY_TURN,
+    render_orr_reply,
+    render_step,
+)
 from tests.openai_server import Reply, ok
 
 SUMMARY_PREFIX = SUMMARY_TURN.split("{question}")[0]
