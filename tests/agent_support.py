@@ -117,3 +117,13 @@ def light_operators_yaml(folder: Path) -> Path:
         f"  rag: {{backend: local, corpus: {repo / 'samples' / 'infoseek' / 'corpus'}}}\n")
     return path
 
+
+def demo_questions(folder: Path, split: str = "validation") -> list[dict]:
+    """A dataset folder's rows (id, source, question, answer), read straight from its ORR shards."""
+    import pyarrow.parquet as pq
+
+    rows: list[dict] = []
+    for shard in sorted((Path(folder) / "data" / "orr").glob(f"*/{split}-*.parquet")):
+        rows += pq.read_table(shard, columns=["id", "source", "question", "answer"]).to_pylist()
+    return rows
+

@@ -13,22 +13,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from generation.checkpoint import read_jsonl
-from tests.agent_support import ScriptedTunedModel, request_format, request_question
+from tests.agent_support import ScriptedTunedModel, demo_questions, request_format, request_question
 from tests.demo_fixtures import mmat_subprocess
 from tests.ocr_support import png, render
 from tests.openai_server import OpenAICompatServer
-
-
-def demo_questions(folder: Path) -> list[dict]:
-    """The validation rows' source/question/answer, read straight from the shards (not through `mmat eval`)."""
-    rows = []
-    for shard in sorted((folder / "data" / "orr").glob("*/validation-*.parquet")):
-        rows += pq.read_table(shard, columns=["id", "source", "question", "answer"]).to_pylist()
-    return rows
 
 
 def scripted_for(rows: list[dict]) -> ScriptedTunedModel:
