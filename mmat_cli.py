@@ -507,6 +507,9 @@ def agent_command(
 
     _agent_logging(quiet or json_out)
     try:
+        for path in image:  # a path typed wrong is a usage error, not an answer with status `error`
+            if not path.is_file():
+                raise FileNotFoundError(f"--image {str(path)!r}: no such file")
         spec = _endpoint_spec(endpoint, model, gguf, model_path, base_model, api_key_env, vision, max_tokens,
                               temperature, extra_body, threads, n_ctx)
         settings = AgentSettings(format=format, max_steps=max_steps, orr_operators=[

@@ -27,7 +27,7 @@ from agent.orr import run_orr
 from agent.plain import run_plain
 from agent.rr import run_rr
 from agent.serving import EndpointSpec, open_chat
-from agent.tools import AgentTools, build_tools
+from agent.tools import AgentTools, build_tools, operators_settings
 from agent.trajectory import ERROR, AgentResult
 from operators.images import ImageDecodeError, LoadedImage
 
@@ -120,6 +120,7 @@ class Agent:
     @classmethod
     def from_spec(cls, spec: EndpointSpec, settings: AgentSettings, *, operators_config: Any = None,
                   cache_dir: Optional[Path] = None) -> "Agent":
+        operators_config = operators_settings(operators_config)  # a bad YAML stops here, before any model runs
         stack = contextlib.ExitStack()
         try:
             chat = open_chat(spec, stack)

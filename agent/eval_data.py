@@ -131,8 +131,11 @@ def load_eval_set(dataset: str, config: Optional[str] = None, split: str = "vali
             data = datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train")
             return EvalSet(data, columns, path.stem, base_dir=path.parent, limit=limit)
         data = datasets.load_dataset(dataset, config, split=split, revision=revision)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
-        raise AgentError(f"cannot load {dataset!r} (config {config!r}, split {split!r}): "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        # OSError: a missing file, and the ConnectionError of a Hub repo that cannot be reached (offline)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = " (a Hub repo needs the network: offline, pass a local dataset folder or data file)" if isinstance(
+            exc, ConnectionError) else ""
+        raise AgentError(f"cannot load {dataset!r} (config {config!r}, split {split!r}): {reason}{hint}") from None
     name = path.name if path.exists() else dataset.rsplit("/", 1)[-1]
     return EvalSet(data, columns, name, base_dir=path if path.is_dir() else None, limit=limit)

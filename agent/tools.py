@@ -32,19 +32,27 @@ log = logging.getLogger("mmat.agent")
 IMAGE_OPERATORS = tuple(name for name in OPERATOR_NAMES if name != "rag")
 
 
-def build_tools(operators_config: Any = None, cache_dir: Optional[Path] = None) -> "AgentTools":
-    """`operators_config`: an `operators.config.OperatorsConfig`, a pipeline YAML path (its `operators:`
-    section, paths resolved as generation resolves them), or None for the defaults (every backend
-    `auto`). `cache_dir`: the operator-cache folder; None caches nothing."""
+def operators_settings(operators_config: Any = None) -> Any:
+    """`operators_config` as an `operators.config.OperatorsConfig`: one already, a pipeline YAML path (its
+    `operators:` section, paths resolved as generation resolves them), or None for the defaults (every
+    backend `auto`). A YAML that is missing or invalid raises `ConfigError` (one line)."""
     from operators.config import OperatorsConfig
-    from operators.registry import build_operators
 
     if operators_config is None:
-        operators_config = OperatorsConfig()
-    elif isinstance(operators_config, (str, Path)):
+        return OperatorsConfig()
+    if isinstance(operators_config, (str, Path)):
         from generation.config import load_config
 
-        operators_config = load_config(operators_config).operators
+        return load_config(operators_config).operators
+    return operators_config
+
+
+def build_tools(operators_config: Any = None, cache_dir: Optional[Path] = None) -> "AgentTools":
+    """The operators `operators_config` names (see `operators_settings`). `cache_dir`: the operator-cache
+    folder; None caches nothing."""
+    from operators.registry import build_operators
+
+    operators_config = operators_settings(operators_config)
     if cache_dir is None and operators_config.cache_dir:
         cache_dir = Path(operators_config.cache_dir)
     return AgentTools(build_operators(operators_config, Path(cache_dir) if cache_dir else None))

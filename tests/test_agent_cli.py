@@ -61,19 +61,24 @@ def test_agent_exit_codes_and_one_line_errors(tmp_path):
         unparsable = agent_cli(tmp_path, "--endpoint", server.url, "--model", "tuned")
         orr = agent_cli(tmp_path, "--endpoint", server.url, "--model", "tuned", "--format", "orr",
                         "--operators", "image_caption")
+        asked = len(server.requests)
+        for args, message in [
+            ((), "exactly one of --endpoint URL"),
+            (("--endpoint", "http://127.0.0.1:9/v1", "--model", "m"),
+             "cannot reach the endpoint http://127.0.0.1:9/v1"),
+            (("--endpoint", "http://127.0.0.1:9/v1", "--format", "fast"), "unknown format 'fast'"),
+            (("--gguf", str(tmp_path / "missing.gguf")), "--gguf"),
+            (("--model-path", str(tmp_path / "nowhere")), "no such folder"),
+            (("--endpoint", "http://127.0.0.1:9/v1", "--extra-body", "{oops"), "--extra-body is not JSON"),
+            (("--endpoint", server.url, "--image", str(tmp_path / "missing.png")), "missing.png': no such file"),
+            (("--endpoint", server.url, "--operators-config", str(tmp_path / "none.yaml")), "no such config file"),
+        ]:
+            result = agent_cli(tmp_path, *args)
+            assert result.exit_code == 2, (args, result.stdout, result.stderr)
+            assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        assert len(server.requests) == asked  # a usage error asks the model nothing
     assert unparsable.exit_code == 3 and "status unparsable" in unparsable.stdout
     assert orr.exit_code == 0 and "image_caption · template" in orr.stdout
-    for args, message in [
-        ((), "exactly one of --endpoint URL"),
-        (("--endpoint", "http://127.0.0.1:9/v1", "--model", "m"), "cannot reach the endpoint http://127.0.0.1:9/v1"),
-        (("--endpoint", "http://127.0.0.1:9/v1", "--format", "fast"), "unknown format 'fast'"),
-        (("--gguf", str(tmp_path / "missing.gguf")), "--gguf"),
-        (("--model-path", str(tmp_path / "nowhere")), "no such folder"),
-        (("--endpoint", "http://127.0.0.1:9/v1", "--extra-body", "{oops"), "--extra-body is not JSON"),
-    ]:
-        result = agent_cli(tmp_path, *args)
-        assert result.exit_code == 2, (args, result.stdout, result.stderr)
-        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
 
 
 def test_python_api(tmp_path):

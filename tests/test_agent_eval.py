@@ -155,22 +155,69 @@ def test_any_dataset_through_column_flags(tmp_path):
     assert report["questions"] == 3 and len(images_sent) == 3
 
 
-def test_eval_usage_errors_are_one_line(tmp_path):
-    data = tmp_path / "d.jsonl"
+UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
+
+
+def one_line_error(result, message: str) -> None:
+    """Exit 2, the message on the one `error:` line, no traceback."""
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--dataset", "d.jsonl", "--endpoint", UNREACHABLE), "has no column 'images'"),
+    (("--dataset", "d.jsonl", "--endpoint", UNREACHABLE), "--image-column"),
+    (("--dataset", "nowhere/at-all", "--endpoint", UNREACHABLE), "cannot load 'nowhere/at-all'"),
+    (("--dataset", "missing-folder/", "--endpoint", UNREACHABLE), "cannot load 'missing-folder/'"),
+    (("--dataset", "ds", "--split", "test", "--endpoint", UNREACHABLE), 'Unknown split "test"'),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--format", "rr,fast", "--endpoint", UNREACHABLE),
+     "--format 'rr,fast'"),
+    (("--dataset", "d.jsonl", "--image-column", "image"), "exactly one of --endpoint URL"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--endpoint", UNREACHABLE, "--gguf", "x.gguf"),
+     "got --endpoint, --gguf"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--gguf", "missing.gguf"), "no such GGUF file"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--model-path", "nowhere"), "no such folder"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--endpoint", UNREACHABLE, "--vision", "maybe"),
+     "--vision must be auto, on or off"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--endpoint", UNREACHABLE, "--extra-body", "[1]"),
+     "--extra-body must be a JSON object"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--endpoint", UNREACHABLE, "--operators-config",
+      "missing.yaml", "--format", "plain"), "missing.yaml: no such config file"),
+    (("--dataset", "d.jsonl", "--image-column", "image", "--endpoint", UNREACHABLE, "--model", "m",
+      "--format", "plain"), f"cannot reach the endpoint {UNREACHABLE}"),
+])
+def test_eval_usage_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "x.png").write_bytes(png(render([((40, 60), "STOP")])))
-    data.write_text(json.dumps({"image": "x.png", "question": "q", "answer": "a"}) + "\n")
-    missing = mmat_here("eval", "--dataset", str(data), "--endpoint", "http://127.0.0.1:9/v1",
-                              "--work-dir", str(tmp_path / "e"), cwd=tmp_path)
-    assert missing.exit_code == 2
-    assert "has no column 'images'" in missing.stderr and "--image-column" in missing.stderr
-    assert "Traceback" not in missing.stderr
-    bad_format = mmat_here("eval", "--dataset", str(data), "--format", "rr,fast", "--endpoint",
-                                 "http://127.0.0.1:9/v1", cwd=tmp_path)
-    assert bad_format.exit_code == 2 and "--format 'rr,fast'" in bad_format.stderr
-    unreachable = mmat_here("eval", "--dataset", str(data), "--image-column", "image", "--format", "plain",
-                                  "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
-                                  "--work-dir", str(tmp_path / "e"), cwd=tmp_path)
-    assert unreachable.exit_code == 2, unreachable.stderr
-    assert "cannot reach the endpoint http://127.0.0.1:9/v1" in unreachable.stderr
-    assert "Traceback" not in unreachable.stderr
+    (tmp_path / "d.jsonl").write_text(json.dumps({"image": "x.png", "question": "q", "answer": "a"}) + "\n")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "train.jsonl").write_text((tmp_path / "d.jsonl").read_text())  # a folder with a train split
+    result = mmat_here("eval", *args, "--work-dir", str(tmp_path / "e"), cwd=tmp_path)
+    one_line_error(result, message)
     assert not list(read_jsonl(tmp_path / "e" / "answers.jsonl"))  # nothing recorded for a doomed run
+
+
+def test_bad_option_values_are_usage_errors(tmp_path):
+    for args in (("--limit", "0"), ("--concurrency", "0"), ("--max-steps", "0"), ("--bogus",)):
+        result = mmat_here("eval", "--dataset", "d.jsonl", "--endpoint", UNREACHABLE, *args, cwd=tmp_path)
+        assert result.exit_code == 2 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert args[0] in result.stderr, (args, result.stderr)
+
+
+def test_a_second_eval_on_the_same_work_folder_is_refused(tmp_path):
+    from agent.eval_store import AnswerStore
+
+    (tmp_path / "x.png").write_bytes(png(render([((40, 60), "STOP")])))
+    (tmp_path / "d.jsonl").write_text(json.dumps({"images": "x.png", "question": "q", "answer": "a"}) + "\n")
+    model = ScriptedTunedModel(answers={"q": "a"})
+    with OpenAICompatServer(default_fn=model) as server:
+        with AnswerStore(tmp_path / "e"):  # an eval still running there
+            busy = mmat_here("eval", "--dataset", "d.jsonl", "--endpoint", server.url, "--format", "plain",
+                             "--work-dir", str(tmp_path / "e"), cwd=tmp_path)
+            asked_while_busy = len(server.requests)
+        done = mmat_here("eval", "--dataset", "d.jsonl", "--endpoint", server.url, "--format", "plain",
+                         "--work-dir", str(tmp_path / "e"), "--json", cwd=tmp_path)
+    one_line_error(busy, "another mmat eval is using")
+    assert asked_while_busy == 0
+    assert done.exit_code == 0 and json.loads(done.stdout)["formats"]["plain"]["accuracy"] == 1.0
