@@ -127,3 +127,12 @@ def demo_questions(folder: Path, split: str = "validation") -> list[dict]:
         rows += pq.read_table(shard, columns=["id", "source", "question", "answer"]).to_pylist()
     return rows
 
+
+
+def demo_script(rows: list[dict]) -> ScriptedTunedModel:
+    """The demo split's script (`mmat eval` tests, `benchmarks/agent_eval.py`): plain knows the TabMWP
+    answers, ORR also The Cauldron's, RR every source's; a wrong answer elsewhere. RR calls `ocr` once."""
+    right = {"plain": {"tabmwp"}, "orr": {"tabmwp", "cauldron"}, "rr": {r["source"] for r in rows}}
+    return ScriptedTunedModel(answers_by_format={
+        fmt: {r["question"]: (r["answer"] if r["source"] in sources else "something else") for r in rows}
+        for fmt, sources in right.items()}, rr_operators=("ocr",))

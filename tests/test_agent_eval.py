@@ -16,18 +16,10 @@ from pathlib import Path
 import pytest
 
 from generation.checkpoint import read_jsonl
-from tests.agent_support import ScriptedTunedModel, demo_questions, request_format, request_question
+from tests.agent_support import ScriptedTunedModel, demo_questions, demo_script, request_format, request_question
 from tests.demo_fixtures import mmat_subprocess
 from tests.ocr_support import png, render
 from tests.openai_server import OpenAICompatServer
-
-
-def scripted_for(rows: list[dict]) -> ScriptedTunedModel:
-    """plain knows tabmwp, ORR also cauldron, RR everything; wrong answers elsewhere."""
-    right = {"plain": {"tabmwp"}, "orr": {"tabmwp", "cauldron"}, "rr": {r["source"] for r in rows}}
-    return ScriptedTunedModel(answers_by_format={
-        fmt: {r["question"]: (r["answer"] if r["source"] in sources else "something else") for r in rows}
-        for fmt, sources in right.items()}, rr_operators=("ocr",))
 
 
 def mmat_here(*args: str, cwd: Path):
@@ -59,7 +51,7 @@ def test_eval_on_the_demo_split_matches_the_hand_computed_accuracy(demo, tmp_pat
     # hand-computed from the script above
     expected = {"plain": per_source["tabmwp"] / n, "orr": (per_source["tabmwp"] + per_source["cauldron"]) / n,
                 "rr": 1.0}
-    with OpenAICompatServer(default_fn=scripted_for(rows), latency_s=0.02) as server:
+    with OpenAICompatServer(default_fn=demo_script(rows), latency_s=0.02) as server:
         shown = mmat_subprocess(*eval_cmd(demo, server, tmp_path / "eval", "--format", "all", "--concurrency", "3"),
                                 cwd=tmp_path)
         assert shown.returncode == 0, shown.stderr[-3000:]
@@ -98,7 +90,7 @@ def test_a_killed_eval_resumes_without_asking_answered_questions(demo, tmp_path)
     work = tmp_path / "eval"
     answers_file = work / "answers.jsonl"
     env = {**os.environ, "COLUMNS": "200"}
-    with OpenAICompatServer(default_fn=scripted_for(rows), latency_s=0.4) as server:
+    with OpenAICompatServer(default_fn=demo_script(rows), latency_s=0.4) as server:
         cmd = [sys.executable, "-m", "mmat_cli", *eval_cmd(demo, server, work, "--format", "plain",
                                                            "--concurrency", "2", "--quiet")]
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
