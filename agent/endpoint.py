@@ -56,7 +56,7 @@ def openai_messages(messages: Sequence[dict[str, Any]], images: Sequence[LoadedI
                     max_image_side: int = 1536) -> list[dict[str, Any]]:
     """Content-block messages → the chat API's: image blocks become data-URL parts (in order), or are
     dropped for a text-only model; a message of one text block is sent as a plain string."""
-    from operators.image_caption import image_data_url
+    from generation.teachers.payloads import image_data_url
 
     out: list[dict[str, Any]] = []
     next_image = 0
@@ -69,7 +69,7 @@ def openai_messages(messages: Sequence[dict[str, Any]], images: Sequence[LoadedI
         for block in content:
             if block.get("type") == "image":
                 if vision and next_image < len(images):
-                    url = image_data_url(images[next_image].rgb, max_image_side)
+                    url = image_data_url(images[next_image], max_image_side)
                     parts.append({"type": "image_url", "image_url": {"url": url}})
                 next_image += 1
             else:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from agent.errors import AgentError
+from generation.errors import one_line
 
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -133,7 +134,7 @@ def load_eval_set(dataset: str, config: Optional[str] = None, split: str = "vali
         data = datasets.load_dataset(dataset, config, split=split, revision=revision)
     except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         # OSError: a missing file, and the ConnectionError of a Hub repo that cannot be reached (offline)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)
         hint = " (a Hub repo needs the network: offline, pass a local dataset folder or data file)" if isinstance(
             exc, ConnectionError) else ""
         raise AgentError(f"cannot load {dataset!r} (config {config!r}, split {split!r}): {reason}{hint}") from None

@@ -19,13 +19,12 @@ from agent.tools import AgentTools
 from agent.trajectory import MAX_STEPS, UNPARSABLE, AgentResult, AgentStep
 from generation.dialogue_format import (
     ANSWER_FORMAT_REMINDER,
-    REFLECTION_TURN,
     STEP_FORMAT_REMINDER,
     parse_answer,
     parse_step,
     render_first_turn,
-    render_results_turn,
     render_summary_turn,
+    render_turn_after,
 )
 from generation.integration import rr_system_prompt
 from operators.images import LoadedImage
@@ -53,11 +52,10 @@ async def run_rr(chat: ChatModel, tools: AgentTools, images: Sequence[LoadedImag
         if index == settings.max_steps - 1:
             result.status = MAX_STEPS
             break
-        if step.signal == "reflection":
-            conversation.add("user", REFLECTION_TURN)
-            continue
-        record.observations, record.skipped = await session.call(step.operators, step.rag_query)
-        conversation.add("user", render_results_turn([(o.operator, o.text) for o in record.observations]))
+        if step.signal == "continue":
+            record.observations, record.skipped = await session.call(step.operators, step.rag_query)
+        conversation.add("user", render_turn_after(step.signal, [(o.operator, o.text) for o in record.observations],
+                                                   question))
     conversation.add("user", render_summary_turn(question))
     answer = await conversation.ask(parse_answer, ANSWER_FORMAT_REMINDER)
     if answer is None:

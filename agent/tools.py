@@ -105,7 +105,7 @@ class ToolSession:
     async def _run(self, name: str, **args: Any) -> Observation:
         images = [] if name == "rag" else self.images
         try:
-            result = await asyncio.to_thread(self.tools.operators.run, name, images, **args)
+            result = await self.tools.operators.call(name, images, **args)
         except ImageDecodeError as exc:
             raise QuestionFailed(f"the image cannot be read: {exc}") from None
         if name == "image_caption" and isinstance(result.data.get("scene_graph"), dict):

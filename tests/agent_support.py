@@ -24,19 +24,13 @@ from generation.dialogue_format import (
     START_SUFFIX,
     STEP_FORMAT_REMINDER,
     SUMMARY_TURN,
+    message_text,
     render_orr_reply,
     render_step,
 )
 from tests.openai_server import Reply, ok
 
 SUMMARY_PREFIX = SUMMARY_TURN.split("{question}")[0]
-
-
-def message_text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content or [] if part.get("type") == "text")
 
 
 def request_format(payload: dict[str, Any]) -> str:

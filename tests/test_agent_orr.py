@@ -9,10 +9,10 @@ import pytest
 from agent import Agent, AgentSettings, OpenAIChat
 from agent.eval_data import load_eval_set
 from agent.tools import AgentTools, build_tools
-from generation.dialogue_format import ORR_FORMAT_REMINDER, parse_row, render_orr_question
+from generation.dialogue_format import ORR_FORMAT_REMINDER, message_text, parse_row, render_orr_question
 from operators.config import OperatorsConfig
 from operators.registry import build_operators
-from tests.agent_support import ScriptedTunedModel, message_text
+from tests.agent_support import ScriptedTunedModel
 from tests.ocr_support import png, render
 from tests.openai_server import OpenAICompatServer
 

@@ -12,6 +12,7 @@ from generation.dialogue_format import (
     NO_RESULTS_TURN,
     REFLECTION_TURN,
     STEP_FORMAT_REMINDER,
+    message_text,
     parse_rr,
     render_first_turn,
     render_results_turn,
@@ -21,7 +22,7 @@ from generation.dialogue_format import (
 from generation.integration import rr_system_prompt
 from operators.config import OperatorsConfig
 from operators.registry import build_operators
-from tests.agent_support import ScriptedTunedModel, message_text
+from tests.agent_support import ScriptedTunedModel
 from tests.ocr_support import png, render
 from tests.openai_server import OpenAICompatServer
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from typing import Literal, Optional
 
-from generation.schema import TeacherUsage
-from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext
+from generation.schema import Sample, TeacherUsage, Trajectory
+from generation.sources.instructions import MULTIPLE_CHOICE_PROMPT, SHORT_ANSWER_PROMPT
+from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherStats
 
 MODEL_NAME = "offline-annotations"
 
@@ -28,8 +29,7 @@ _COUNT_WORDS = ("how many", "count", "number of", "where is", "where are", "loca
 _KNOWLEDGE_WORDS = ("which country", "what country", "when was", "what year", "who designed", "who built",
                     "founded", "capital", "named after", "in which", "height of", "how tall", "how old",
                     "architect", "native to", "species", "what city")
-_CONSTRAINT = re.compile(r"\s*(Answer the question using a single word or phrase\.|Answer with the option's letter "
-                         r"from the given choices directly\.)\s*$")
+_CONSTRAINT = re.compile(r"\s*(" + "|".join(map(re.escape, (SHORT_ANSWER_PROMPT, MULTIPLE_CHOICE_PROMPT))) + r")\s*$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$])")
 
 
@@ -55,7 +55,12 @@ def _is_math(ctx: TeacherContext) -> bool:
 
 
 class OfflineTeacher:
-    """Implements `generation.teachers.base.Teacher` without a model."""
+    """Implements `generation.teachers.base.Teacher` without a model: no images seen (`mode` None), no
+    VLM to caption with, no judge, no endpoint to check, no totals beyond the rows' own."""
+
+    mode: Optional[str] = None
+    caption_client = None
+    stats: Optional[TeacherStats] = None
 
     def __init__(self, model_name: str = MODEL_NAME) -> None:
         self.model_name = model_name
@@ -159,6 +164,12 @@ class OfflineTeacher:
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer:
         return FinalAnswer(answer=ctx.qa.answer, usage=self._usage())
+
+    async def judge(self, trajectory: Trajectory, sample: Sample) -> None:
+        return None
+
+    async def preflight(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None
