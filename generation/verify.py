@@ -30,6 +30,7 @@ _WORDS = {w: i for i, w in enumerate(
     "seventeen eighteen nineteen twenty".split())}
 _WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
                "hundred": 100, "thousand": 1000, "none": 0})
+_OPTION_LETTER = re.compile(r"\(?[A-Za-z]\)?[.:)]?")
 _UNIT_TAIL = re.compile(r"^[$€£¥]?\s*(?P<num>[-\d.,/]+)\s*[a-z%°²³ .]*$")
 # The one normal form of answers and choices, shared with every source adapter.
 normalise = normalise_answer
@@ -149,6 +150,12 @@ def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
     reference = qa.answer
     if qa.choices:
         p, r = choice_index(predicted, qa.choices), choice_index(reference, qa.choices)
+        if p is not None and r is not None:
+            return p == r
+    elif _OPTION_LETTER.fullmatch(reference.strip()):
+        # a letter whose options live only in the question text (a dataset row keeps no choices):
+        # compare letters, or "A" would vanish as an article and match nothing
+        p, r = choice_index(predicted, list(LETTERS)), choice_index(reference, list(LETTERS))
         if p is not None and r is not None:
             return p == r
     answer_eval = qa.meta.get("answer_eval")
