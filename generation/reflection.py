@@ -1,19 +1,40 @@
 """Reflection stage: the general "cheating" check and, for math questions, the skipped-steps check.
 
+The general check is first the leak detector of `generation.quality.definitions` (the definition the
+audit's `leaked` uses), run on the steps against the reference answer for every teacher; only when it
+finds nothing does the teacher's own general check run (the model-based prompt shows the same
+definition, `LEAK_DEFINITION`). The math check is the teacher's.
+
 A defect becomes two steps in the dialogue: the assistant's reflection step (`signal=reflection`,
 its thought is the defect) and the repaired step (`signal=end`). The step that used to end the
-reasoning now continues it, so signals stay in order: continue…, reflection, end.
+reasoning now continues it, so signals stay in order: continue…, reflection, end. The reflection
+records its origin: `staged` when the teacher wrote that defect on purpose (`TeacherContext.staged`),
+else `check`.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from generation.schema import Reflection, Step, TeacherUsage
+from generation.quality.definitions import evidence_of, judge_question
+from generation.schema import Reflection, Step, TeacherUsage, is_math
 from generation.teachers.base import ReflectionVerdict, Teacher, TeacherContext
 
 
 def is_math_question(ctx: TeacherContext) -> bool:
-    return bool(ctx.qa.meta.get("math") or ctx.sample.meta.get("math"))
+    return is_math(ctx.sample, ctx.qa)
+
+
+def leak_verdict(ctx: TeacherContext) -> Optional[ReflectionVerdict]:
+    """The general check's shared part: a step of this question that states the reference answer before
+    the evidence supports it, or mentions a reference answer, and is not repaired yet."""
+    verdict, _ = judge_question(ctx.qa.question, ctx.steps, ctx.qa.answer, ctx.qa.choices,
+                                prior=evidence_of(ctx.previous))
+    leaks = [leak for leak in verdict.leaks if not leak.repaired]
+    if not leaks:
+        return None
+    reason = (f"Wait, {leaks[0].reason}: I used the answer instead of deriving it. I should reason from what the "
+              "tools and passages show.")
+    return ReflectionVerdict(kind="general", reason=reason)
 
 
 async def _repair(ctx: TeacherContext, teacher: Teacher, verdict: ReflectionVerdict) -> tuple[Step, TeacherUsage]:
@@ -36,16 +57,25 @@ async def _apply(ctx: TeacherContext, teacher: Teacher, verdict: ReflectionVerdi
     return usage
 
 
+async def _check(ctx: TeacherContext, teacher: Teacher, kind: str) -> tuple[Optional[ReflectionVerdict], TeacherUsage]:
+    if kind == "general":
+        found = leak_verdict(ctx)
+        if found is not None:
+            return found, TeacherUsage()
+    return await teacher.reflect(ctx, kind)  # type: ignore[arg-type]
+
+
 async def run_reflection(ctx: TeacherContext, teacher: Teacher) -> tuple[Optional[Reflection], TeacherUsage]:
     """Run both checks on `ctx.steps` (edited in place). Returns the first defect found, if any."""
     usage = TeacherUsage()
     first: Optional[Reflection] = None
     kinds = ["general"] + (["math"] if is_math_question(ctx) else [])
     for kind in kinds:
-        verdict, check_usage = await teacher.reflect(ctx, kind)
+        verdict, check_usage = await _check(ctx, teacher, kind)
         usage = usage.add(check_usage)
         if verdict is None or not verdict.reason.strip():
             continue
         usage = usage.add(verdict.usage).add(await _apply(ctx, teacher, verdict))
-        first = first or Reflection(kind=verdict.kind, reason=verdict.reason)
+        origin = "staged" if ctx.staged_written and ctx.staged == verdict.kind else "check"
+        first = first or Reflection(kind=verdict.kind, reason=verdict.reason, origin=origin)
     return first, usage

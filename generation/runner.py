@@ -193,7 +193,8 @@ class SampleProcessor:
         self.operators = operators
         self.checkpoint = checkpoint
         self.settings = RationaleSettings(max_steps=config.rationale.max_steps,
-                                          reflection=config.rationale.reflection)
+                                          reflection=config.rationale.reflection,
+                                          staged_rate=config.reflection.staged_rate)
         # Checkpoint appends fsync; on the event loop each would stall every sample in flight, so they
         # go to one writer thread (one thread: appends to a file never interleave).
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
@@ -214,7 +215,7 @@ class SampleProcessor:
         trajectory = await generate_trajectory(sample, images, self.teacher, self.operators, self.settings)
         from generation.verify import enforce_policy
 
-        enforce_policy(trajectory, sample, self.config.teacher.on_mismatch)
+        enforce_policy(trajectory, sample, self.config.teacher)
         judge = getattr(self.teacher, "judge", None)
         if self.config.teacher.judge and judge is not None:
             trajectory.judge_score, judge_usage = await judge(trajectory, sample)
@@ -393,12 +394,14 @@ QUARANTINE_EXIT_CODE = 3
 
 
 def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions) -> RunSummary:
-    """Shards + card from the checkpoint, then the quarantine threshold decides the exit code.
+    """Shards, the quality audit (into run.log and the card) and the card from the checkpoint, then the
+    quarantine threshold decides the exit code.
 
     Shards and card are written under the dataset folder's lock, so the workers of a sharded run take
     turns and every card describes a folder no worker is rewriting; the card is rendered from all
     shards in the folder (every worker's), so the last worker to finish leaves the complete card."""
     from publishing.card import CARD_FILENAME, write_card
+    from generation.quality.audit import audit_run
     from mmat_1m import card_configs
 
     out_dir = Path(options.out_dir)
@@ -413,7 +416,7 @@ def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConf
                 "quarantined_total": len(quarantined),
                 "quarantine_by_stage": dict(Counter(r.stage for r in quarantined.values())),
                 "elapsed_s": round(summary.elapsed_s, 2),
-            })
+            }, quality_report=audit_run(out_dir))
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)
     summary.finished_total = sum(1 for i in finished if in_worker_slice(i, options))
