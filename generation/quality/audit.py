@@ -379,9 +379,11 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
                     near.add(minhash(q.content))
                     near_ids.append(q.id)
             offset += batch.num_rows
-    _exact_duplicates(report, store, by_text, xxhash)
+    exact = _exact_duplicates(report, store, by_text, xxhash)
     for group in near.groups():
-        ids = [near_ids[i] for i in group]
+        ids = [near_ids[i] for i in group if near_ids[i] not in exact]  # an exact duplicate is counted once
+        if len(ids) < 2:
+            continue
         report.near_duplicates += len(ids) - 1
         if len(report.examples["near_duplicate"]) < EXAMPLES_PER_KIND:
             report.examples["near_duplicate"].append({"id": ids[1], "why": f"near-duplicate of {ids[0]}"})
@@ -407,8 +409,11 @@ def _examples(report: AuditReport, q: RowQuality) -> None:
         report.example("leaked", q, q.leak_reason)
 
 
-def _exact_duplicates(report: AuditReport, store: Any, by_text: dict[str, list[tuple[Any, int, str]]], xxhash: Any) -> None:
-    """Rows with the same text are exact duplicates when their image bytes match too (read only for them)."""
+def _exact_duplicates(report: AuditReport, store: Any, by_text: dict[str, list[tuple[Any, int, str]]],
+                      xxhash: Any) -> set[str]:
+    """Rows with the same text are exact duplicates when their image bytes match too (read only for them).
+    Returns the ids of the rows that repeat an earlier one."""
+    repeats: set[str] = set()
     for rows in by_text.values():
         if len(rows) < 2:
             continue
@@ -418,10 +423,12 @@ def _exact_duplicates(report: AuditReport, store: Any, by_text: dict[str, list[t
             key = xxhash.xxh3_128_hexdigest(b"\x00".join((im or {}).get("bytes") or b"" for im in images))
             if key in keys:
                 report.exact_duplicates += 1
+                repeats.add(row_id)
                 if len(report.examples["exact_duplicate"]) < EXAMPLES_PER_KIND:
                     report.examples["exact_duplicate"].append({"id": row_id, "why": f"same as {keys[key]}"})
             else:
                 keys[key] = row_id
+    return repeats
 
 
 def write_json(report: AuditReport, path: str | Path) -> Path:
