@@ -1,9 +1,9 @@
 """Reflection stage: the general "cheating" check and, for math questions, the skipped-steps check.
 
-The general check is first the leak detector of `generation.quality.definitions` (the definition the
-audit's `leaked` uses), run on the steps against the reference answer for every teacher; only when it
-finds nothing does the teacher's own general check run (the model-based prompt shows the same
-definition, `LEAK_DEFINITION`). The math check is the teacher's.
+Both checks are the teacher's. The general check judges by one definition whichever teacher runs it: the
+offline teacher runs `leak_verdict`, the leak detector of `generation.quality.definitions` (the one the
+audit's `leaked` counts), and the model-based prompt shows the same definition word for word
+(`LEAK_DEFINITION`, `prompts/leak_definition.txt`), so a model's verdict is not second-guessed by a rule.
 
 A defect becomes two steps in the dialogue: the assistant's reflection step (`signal=reflection`,
 its thought is the defect) and the repaired step (`signal=end`). The step that used to end the
@@ -57,21 +57,13 @@ async def _apply(ctx: TeacherContext, teacher: Teacher, verdict: ReflectionVerdi
     return usage
 
 
-async def _check(ctx: TeacherContext, teacher: Teacher, kind: str) -> tuple[Optional[ReflectionVerdict], TeacherUsage]:
-    if kind == "general":
-        found = leak_verdict(ctx)
-        if found is not None:
-            return found, TeacherUsage()
-    return await teacher.reflect(ctx, kind)  # type: ignore[arg-type]
-
-
 async def run_reflection(ctx: TeacherContext, teacher: Teacher) -> tuple[Optional[Reflection], TeacherUsage]:
     """Run both checks on `ctx.steps` (edited in place). Returns the first defect found, if any."""
     usage = TeacherUsage()
     first: Optional[Reflection] = None
     kinds = ["general"] + (["math"] if is_math_question(ctx) else [])
     for kind in kinds:
-        verdict, check_usage = await _check(ctx, teacher, kind)
+        verdict, check_usage = await teacher.reflect(ctx, kind)  # type: ignore[arg-type]
         usage = usage.add(check_usage)
         if verdict is None or not verdict.reason.strip():
             continue

@@ -20,8 +20,8 @@ produces says `teacher.model = "offline-annotations"`. It reads the source's ann
 Where no evidence supports the answer it does not pretend: the last step says what the tools showed
 and that it does not settle the question, without stating the answer (the row's `meta.grounded` is
 then false; `teacher.require_grounding: true` quarantines it). Its checks are real: the general check
-is the shared leak detector (`generation.reflection`), the math check looks for calculations of the
-native solution that the steps could write from the evidence and did not. Defects exist only when the
+is the shared leak detector (`generation.reflection.leak_verdict`), the math check looks for calculations
+of the native solution that the steps could write from the evidence and did not. Defects exist only when the
 loop asks for one (`TeacherContext.staged`, `reflection.staged_rate`): a math step that names the
 method but writes no calculation, or a first step that guesses the answer before any tool ran.
 """
@@ -41,6 +41,7 @@ from generation.quality.definitions import (
     judge_question,
     states_answer,
 )
+from generation.reflection import leak_verdict
 from generation.schema import TeacherUsage, is_math
 from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext
 
@@ -344,10 +345,12 @@ class OfflineTeacher:
         return StepDecision(thought=thought, next_action="final_answer", usage=self._usage(), staged=staged)
 
     async def reflect(self, ctx: TeacherContext, kind: Literal["general", "math"]):
-        """General: nothing beyond the shared leak detector (`generation.reflection`), which already ran.
+        """General: the shared leak detector (`generation.reflection.leak_verdict`, the audit's definition).
         Math: the calculations of the native solution whose operands the evidence gives (so the steps could
         have written them) and that no step wrote."""
-        if kind == "general" or not is_math(ctx.sample, ctx.qa):
+        if kind == "general":
+            return leak_verdict(ctx), self._usage()
+        if not is_math(ctx.sample, ctx.qa):
             return None, self._usage()
         evidence = self._evidence(ctx)
         written = {(tuple(sorted(ops)), round(values[-1], 6))
