@@ -170,3 +170,13 @@ def test_the_card_has_a_quality_section_with_table_figure_and_ids(folder):
         assert figure.format == "PNG" and figure.size[0] > 300
     loaded = DatasetCard.load(card_path)  # the card round-trips through huggingface_hub
     assert "## Quality" in loaded.text and loaded.data.configs
+
+
+def test_the_orr_rows_are_audited_from_their_api_outputs(folder):
+    from generation.quality.audit import audit_dataset
+
+    orr = audit_dataset(folder, "orr")
+    assert orr.config == "orr" and orr.total.dialogues == 8
+    assert orr.total.grounded == 7 and orr.total.verified == 7  # the API outputs block is the evidence
+    # ORR tokens over RR tokens, whichever format is audited
+    assert orr.exact_duplicates == 1 and orr.token_ratio == pytest.approx(audit_dataset(folder, "rr").token_ratio)
