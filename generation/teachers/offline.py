@@ -317,11 +317,15 @@ class OfflineTeacher:
             if self._accepts(ctx, thought, answer):
                 return thought, False
         # Not reachable from the evidence: the calculation that can be written without claiming the answer,
-        # then what the tools showed.
+        # then what the tools showed; the table's values only where they do not name the answer (a small
+        # count is often a cell of the table, and the misread OCR does not show it).
         written = [s for s in derivation if not states_answer(s, target, ctx.qa.question)]
-        if written and self._accepts(ctx, " ".join(written), answer, grounded=False):
-            return " ".join(p for p in (table, *written) if p), False
-        return " ".join(p for p in (table, self._describe(ctx)) if p), False
+        describe = self._describe(ctx)
+        for parts in ([table, *written], written, [table, describe], [describe]):
+            thought = " ".join(p for p in parts if p)
+            if thought and self._accepts(ctx, thought, answer, grounded=False):
+                return thought, False
+        return describe, False
 
     # -- Teacher protocol -------------------------------------------------------------------------
     async def next_step(self, ctx: TeacherContext) -> StepDecision:
