@@ -75,13 +75,23 @@ def process_gone(pid: int, timeout_s: float = 30.0) -> bool:
     return False
 
 
-def port_refuses(url: str) -> bool:
+def port_refuses(url: str, timeout_s: float = 30.0) -> bool:
+    """True once nothing accepts connections at `url` any more.
+
+    Polls: a thread-group leader shows as a zombie while the server's other threads are still
+    closing, so the listening socket can outlive `process_gone` by a moment.
+    """
     parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((parsed.hostname, parsed.port), timeout=2):
+                pass
+        except OSError:
+            return True
+        if time.monotonic() >= deadline:
             return False
-    except OSError:
-        return True
+        time.sleep(0.2)
 
 
 def server_children(parent_pid: int) -> list[int]:

@@ -100,7 +100,9 @@ def test_every_adversarial_dialogue_parses_back_to_what_was_rendered():
         # what the parser reads is what the steps column (and the sanitised trajectory) holds
         steps = [(s.thought, list(s.operators), s.rag_query, s.signal, [{"operator": o, "text": t} for o, t in s.observations])
                  for q in rr.questions for s in q.steps]
-        assert steps == [(s["thought"], s["operators"], s["rag_query"], s["signal"], s["observations"])
+        # the text holds each observation's operator and text; its backend lives only in the column
+        assert steps == [(s["thought"], s["operators"], s["rag_query"], s["signal"],
+                          [{"operator": o["operator"], "text": o["text"]} for o in s["observations"]])
                          for s in rows["rr"]["steps"]]
         assert [q.question for q in rr.questions] == [q.question for q in orr.questions]
         assert [q.answer for q in rr.questions] == [q.answer for q in orr.questions]

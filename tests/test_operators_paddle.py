@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from generation.integration import render_observation_turn
-from generation.schema import Observation, Step
+from generation.integration import rr_messages
+from generation.schema import Observation, QATrajectory, Step, Trajectory
 from operators.base import BackendUnavailable
 from operators.ocr import PaddleOcrBackend
 from operators.paddle_setup import bundled_models_dir
@@ -83,8 +83,11 @@ def test_both_backends_answer_in_the_same_form_and_the_same_dialogue_text(paddle
                 for im in result.data["images"]]
 
     assert list(a.data) == list(b.data) == ["images"] and shape(a) == shape(b)
-    turns = [render_observation_turn(Step(thought="t", observations=[Observation(operator="ocr", text=r.text,
-                                                                                 backend=r.backend)]))
+    # the RR turn that carries each result back to the model is the same whichever backend read it
+    turns = [rr_messages(Trajectory(sample_id="s", qas=[QATrajectory(
+                 question="q", reference_answer="a", final_answer="a",
+                 steps=[Step(thought="t", observations=[Observation(operator="ocr", text=r.text, backend=r.backend)]),
+                        Step(thought="done", signal="end")])]), n_images=1)
              for r in (a, b)]
     assert turns[0] == turns[1]
 
@@ -183,6 +186,7 @@ def test_wrong_model_name_through_the_registry_with_the_real_models(tmp_path, ca
     ops = ocr_only("paddle", **wrong)  # named backend: the operator is not offered, with the reason
     assert ops.available == [] and "\n" not in ops.unavailable["ocr"]
     assert "name mismatch" in ops.unavailable["ocr"] and "Global.model_name: PP-OCRv5_mobile_det" in ops.unavailable["ocr"]
+    caplog.clear()  # the named-backend call above may have logged too (an earlier test can leave mmat at INFO)
     with caplog.at_level(logging.INFO, logger="mmat.operators"):
         ops = ocr_only("auto", **wrong)  # auto: the same reason, then rapidocr
     assert ops.backends == {"ocr": "rapidocr"}

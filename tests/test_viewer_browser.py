@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmat_1m import SOURCES, SPLITS
+from generation.dialogue_format import START_SUFFIX
 from tests.browser import chromium, require_browser, start_view, wait_js
 
 pytestmark = pytest.mark.slow
@@ -160,7 +161,9 @@ def test_a_dialogue_shows_its_rows_turns_operator_cards_and_images(browser, demo
     assert [(c[0], c[1]) for c in cards] == observations
     # the demo's work folder holds the operator cache: every card names its backend
     assert all(c[2].startswith("backend: ") for c in cards), cards
-    assert "backend: rapidocr" in [c[2] for c in cards if c[0] == "ocr"]
+    # ... the one the row itself records (PaddleOCR where installed, rapidocr otherwise)
+    assert [c[2] for c in cards] == [f"backend: {o['backend']}" for s in steps for o in s["observations"]]
+    assert {c[2] for c in cards if c[0] == "ocr"} <= {"backend: paddle", "backend: rapidocr"}
     kinds = browser.execute_script(f"return [...document.querySelectorAll({column + '.turn'!r})].map(t => t.dataset.kind)")
     assistant_turns = [m for m in row["messages"] if m["role"] == "assistant"]
     assert kinds.count("step") + kinds.count("answer") == len(assistant_turns)
@@ -264,7 +267,8 @@ def _assert_hostile_text_shown_as_text(driver, base_url: str, sample_id: str) ->
     assert texts(driver, "#list li.item .item-question") == [HOSTILE_QUESTION]
     open_dialogue(driver, base_url, sample_id)
     rr = "#detail-view .column[data-format=rr] "
-    assert texts(driver, rr + ".turn[data-kind=question] .text")[0] == HOSTILE_QUESTION
+    # the question turn as written: the paper's RR asks the question, then "Please start your reasoning."
+    assert texts(driver, rr + ".turn[data-kind=question] .text")[0] == HOSTILE_QUESTION + START_SUFFIX
     assert texts(driver, rr + ".block-THOUGHT .body")[0] == HOSTILE_THOUGHT
     assert texts(driver, rr + ".op-card .op-text")[0] == HOSTILE_RESULT
     assert texts(driver, rr + ".reference-answer") == [HOSTILE_ANSWER]
