@@ -15,7 +15,9 @@ from typing import Iterator, Optional
 import datasets
 from datasets import Features, Image, List, Value
 
-SOURCES = ("visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek")
+from generation.sources.base import SOURCE_IDS
+
+SOURCES = SOURCE_IDS  # one config pair per source adapter, in the adapters' order
 FORMATS = ("rr", "orr")
 SPLITS = ("train", "validation")
 DEFAULT_CONFIG = "orr"
@@ -93,6 +95,7 @@ def shard_dir(format: str, source: str) -> str:
 
 
 def shard_name(split: str, index: int, count: int) -> str:
+    """File `index` of `count` of one group (`generation.writer` names a single worker's files so)."""
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 

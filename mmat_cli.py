@@ -1,7 +1,7 @@
 """`mmat`: the command line (typer). Each command parses flags and calls one plain function.
 
-Errors a user can fix (a bad config key, a missing backend, a missing key or token) end as one red
-line and a non-zero exit, never as a stack trace.
+Errors a user can fix (a bad config key, a missing backend, a missing key or token: every
+`generation.errors.MmatError`) end as one red line and a non-zero exit, never as a stack trace.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from generation.errors import MmatError
+
 # No locals in tracebacks: they can hold API keys and tokens.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
@@ -24,40 +26,17 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    from generation.redact import redact_text
-
     from rich.markup import escape
 
+    from generation.redact import redact
+
     # escaped: messages name extras like `.[ray]`, which rich would otherwise read as markup and drop
-    err_console.print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from generation.config import ConfigError
-    from generation.sources import SourceError
-    from generation.teachers.base import TeacherError
-    from operators.base import OperatorError
-
-    return (ConfigError, SourceError, TeacherError, OperatorError, FileNotFoundError, PermissionError)
-
-
-def _run_errors() -> tuple[type[BaseException], ...]:
-    """What `generate`/`retry` report as one line: config/teacher/operator errors, an unreadable
-    source, a work folder held by another live run of the same worker."""
-    from generation.checkpoint import CheckpointLocked
-    from generation.preflight import UnwritableFolder
-    from generation.ray_engine import RayEngineError
-    from generation.teachers.llamacpp import LlamaCppError
-
-    extra: tuple[type[BaseException], ...] = (CheckpointLocked, RayEngineError, LlamaCppError, UnwritableFolder)
-    try:
-        from generation.sources.base import SourceError
-
-        extra += (SourceError,)
-    except ImportError:  # pragma: no cover - sources package mid-change
-        pass
-    return (*_user_errors(), *extra)
+# What every command reports as one line (exit 2): an error the user can fix, a missing file or permission.
+USER_ERRORS: tuple[type[BaseException], ...] = (MmatError, FileNotFoundError, PermissionError)
 
 
 def _unexpected(exc: BaseException, work_dir_hint: str = "") -> None:
@@ -89,7 +68,7 @@ def _run_failures_reported() -> Iterator[None]:
     one line (exit 1), Ctrl-C says how to resume (exit 130), a bug shows its redacted traceback (exit 1)."""
     try:
         yield
-    except _run_errors() as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         _interrupted()
@@ -168,7 +147,7 @@ def generate(
     Exit codes: 0 done; 1 a full disk or a bug; 2 a usage/config error, an unwritable folder, or a
     teacher that rejects the key or has no quota left; 3 every sample failed, or the quarantine rate
     is above the maximum; 130 interrupted."""
-    from generation.runner import RunOptions
+    from generation.plan import RunOptions
 
     if shard_index >= num_shards:
         fail(f"--shard-index must be below --num-shards ({num_shards})")
@@ -186,9 +165,9 @@ def generate(
                              max_quarantine_rate=max_quarantine_rate, limit=limit)
         if dry_run:
             from generation.plan import describe_plan
-            from generation.redact import redact_text
+            from generation.redact import redact
 
-            console.print(redact_text(describe_plan(cfg, options)), highlight=False, soft_wrap=True, markup=False)
+            console.print(redact(describe_plan(cfg, options)), highlight=False, soft_wrap=True, markup=False)
             return
         if engine == "ray":
             from generation.ray_engine import run_generation_ray
@@ -223,7 +202,8 @@ def retry(
     """Re-run only the quarantined samples of an earlier run (e.g. after fixing their inputs).
 
     Samples that now finish join the shards and leave quarantine.jsonl; the others get a fresh record."""
-    from generation.runner import RunOptions, run_generation
+    from generation.plan import RunOptions
+    from generation.runner import run_generation
 
     with _run_failures_reported():
         cfg = _load_pipeline(config, teacher, model, base_url, mmproj)
@@ -266,7 +246,7 @@ def audit(
 
     try:
         report = audit_dataset(dataset, config, revision=revision)
-    except (ValueError, *_user_errors()) as exc:
+    except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     print_report(report, console)
     if json_path is not None:
@@ -291,8 +271,6 @@ def view(
 ) -> None:
     """Browse dialogues in a web page: filters, images, labelled reasoning steps, operator results, RR beside ORR."""
     from viewer.app import ViewerApp
-    from viewer.filters import FilterError
-    from viewer.store import ViewerError
 
     try:
         viewer_app = ViewerApp.open(dataset, config=config, revision=revision, work_dir=work_dir)
@@ -309,7 +287,7 @@ def view(
             server = ViewerServer(viewer_app, host, port)
         except OSError as exc:
             fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass --port 0 for any free port")
-    except (ViewerError, FilterError, FileExistsError, *_user_errors()) as exc:
+    except (FileExistsError, *USER_ERRORS) as exc:
         fail(str(exc))
     console.print(f"mmat view: {server.url} ({viewer_app.store.name}, {config}); Ctrl-C to stop",
                   highlight=False, markup=False, soft_wrap=True)
@@ -342,7 +320,7 @@ def card(
         if write:
             write_card(Path(dataset))
         render_card_terminal(show_card(dataset, revision=revision))
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
 
 
@@ -355,15 +333,15 @@ def push(
     message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message / changelog line"),
 ) -> None:
     """Upload the dataset folder to the Hub as a new tagged revision."""
-    from publishing.push import PushError, push_dataset
+    from publishing.push import push_dataset
 
     try:
         url = push_dataset(dataset, repo, tag, private=private, commit_message=message)
-    except (PushError, *_user_errors()) as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
-    from generation.redact import redact_text
+    from generation.redact import redact
 
-    console.print(redact_text(f"pushed {repo} {tag}: {url}"), highlight=False, markup=False)
+    console.print(redact(f"pushed {repo} {tag}: {url}"), highlight=False, markup=False)
 
 
 @app.command()
@@ -382,7 +360,7 @@ def train(
     resume_from_checkpoint: Optional[str] = typer.Option(None, "--resume-from-checkpoint", help="a checkpoint folder, or 'latest'"),
 ) -> None:
     """LoRA SFT with the Frobenius-regularised update, streaming rows from the Hub or a folder."""
-    from trainer import TrainConfigError, load_train_config, resolve_config_flag
+    from trainer import load_train_config, resolve_config_flag
 
     yaml_path, dataset_config = resolve_config_flag(config)
     try:
@@ -393,7 +371,7 @@ def train(
         from trainer.lora import train as run_training
 
         result = run_training(cfg)
-    except (TrainConfigError, *_user_errors()) as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     def num(value: Optional[float], digits: int) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
@@ -424,7 +402,7 @@ def export(
     try:
         result = run_export(dataset, format, out, config=config, split=split, revision=revision,
                             images_dir=images_dir, relative_paths=relative_paths)
-    except (ValueError, *_user_errors()) as exc:
+    except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     console.print(f"exported {result.rows} rows and {result.images} images as {result.format} to {result.out_path}"
                   + (f" (images linked beside it from {result.images_store})" if result.images_store else "")

@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generation.sources import SOURCE_IDS  # noqa: E402
 from tests.runner_support import (  # noqa: E402
     FORMATS,
     default_work_dir,
@@ -55,8 +56,7 @@ def main() -> int:
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mmat-crash-"))
     root.mkdir(parents=True, exist_ok=True)
-    config = write_config(root / "bench.yaml", [source(k) for k in ("visual_cot", "llava_cot", "cauldron", "tabmwp",
-                                                                     "infoseek")], ocr=args.ocr)
+    config = write_config(root / "bench.yaml", [source(k) for k in SOURCE_IDS], ocr=args.ocr)
     env = mmat_env()
 
     start = time.perf_counter()

@@ -86,7 +86,8 @@ def calls_per_sample(config: PipelineConfig) -> float:
 
 
 def run_engine(engine: str, config: PipelineConfig, out: Path) -> dict[str, float]:
-    from generation.runner import RunOptions, run_generation
+    from generation.plan import RunOptions
+    from generation.runner import run_generation
 
     options = RunOptions(out_dir=out, quiet=True)
     start = time.perf_counter()

@@ -32,11 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generation.sources import SOURCE_IDS as SOURCES  # noqa: E402
 from tests.llamacpp_support import SMOLLM2_NAME, smollm2_gguf, smollm2_teacher  # noqa: E402
 from tests.recording_proxy import RecordingProxy  # noqa: E402
 from tests.runner_support import SAMPLES, read_quarantine  # noqa: E402
-
-SOURCES = ("visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek")
 
 
 def pipeline(per_source: int, teacher: dict, max_steps: int, ocr: str) -> dict:
@@ -52,7 +51,8 @@ def pipeline(per_source: int, teacher: dict, max_steps: int, ocr: str) -> dict:
 
 def run(config_dict: dict, out: Path):
     from generation.config import parse_config
-    from generation.runner import RunOptions, run_generation
+    from generation.plan import RunOptions
+    from generation.runner import run_generation
 
     start = time.perf_counter()
     summary = run_generation(parse_config(config_dict), RunOptions(out_dir=out, quiet=True))

@@ -20,7 +20,11 @@ import string
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["ANSWER_LEAD_IN", "ends_with_abbreviation", "normalise_answer", "strip_accents", "strip_added_period"]
+__all__ = ["ANSWER_LEAD_IN", "LETTERS", "ends_with_abbreviation", "normalise_answer", "strip_accents",
+           "strip_added_period"]
+
+# Option letters, in order: choice i is `LETTERS[i]` wherever choices are written, read or compared.
+LETTERS = string.ascii_uppercase
 
 # "The answer is: X", "Answer: X", "Final answer X" -> "X"
 ANSWER_LEAD_IN = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|ans)\b\s*(?:is\b)?\s*[:：]?\s*(?=\S)", re.I)

@@ -34,27 +34,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+from generation.errors import MmatError
+from generation.redact import mask_known
+
 _ID_PREFIX = re.compile(r'^\{"id":("(?:[^"\\]|\\.)*")')
 _REF_PREFIX = re.compile(r'^\{"id":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*"),"split":("(?:[^"\\]|\\.)*"),')
 
 
-class CheckpointLocked(RuntimeError):
+class CheckpointLocked(MmatError, RuntimeError):
     """Another live process is already running this worker on this work folder."""
-
-
-def _redact_known(text: str) -> str:
-    """Known secrets (API keys, Hub tokens from the environment) out of a line before it is stored."""
-    from generation.redact import MASK, known_secrets
-
-    for secret in sorted(known_secrets(), key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
     """One whole, fsync'd line, or (on a write or fsync error, e.g. a full disk) none at all."""
-    data = (_redact_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n").encode("utf-8")
+    # Known secrets (API keys, Hub tokens from the environment) never reach a stored line.
+    data = (mask_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         start = os.fstat(fd).st_size

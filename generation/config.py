@@ -9,25 +9,26 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from generation.errors import MmatError
 from generation.sources.base import SourceConfig
+from generation.strict import StrictModel
+from operators import OPERATOR_NAMES
 from operators.config import OperatorsConfig
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+TEACHER_KINDS = ("offline", "openai", "llamacpp")
 
 
-class PriceTable(_Strict):
+class PriceTable(StrictModel):
     """USD per million tokens."""
 
     prompt_per_1m: float = 0.0
     completion_per_1m: float = 0.0
 
 
-class TeacherConfig(_Strict):
-    kind: Literal["offline", "openai", "llamacpp"] = "offline"
+class TeacherConfig(StrictModel):
+    kind: Literal[TEACHER_KINDS] = "offline"  # type: ignore[valid-type]
     model: str = "gpt-4o"
     base_url: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -75,12 +76,12 @@ class TeacherConfig(_Strict):
         return self
 
 
-class RationaleConfig(_Strict):
+class RationaleConfig(StrictModel):
     max_steps: int = Field(5, ge=1, le=20)
     reflection: bool = True
 
 
-class ReflectionConfig(_Strict):
+class ReflectionConfig(StrictModel):
     """`reflection`: how often a teacher that can stage a defect (the offline teacher) writes one on purpose,
     for the checks to find and repair: a fraction of QA pairs, chosen by a hash of the id. Every other
     reflection is one a check found in what the teacher wrote; rows say which (`reflection.origin`). The
@@ -90,7 +91,7 @@ class ReflectionConfig(_Strict):
     staged_rate: float = Field(0.05, ge=0.0, le=1.0)
 
 
-class TextLimits(_Strict):
+class TextLimits(StrictModel):
     """`integration.max_chars`: the longest text a row field may hold (characters). A longer one (a
     5 MB "thought", a runaway OCR dump) quarantines the sample at the integration stage, naming the field."""
 
@@ -102,20 +103,20 @@ class TextLimits(_Strict):
     reflection: int = Field(8_000, ge=1)  # a reflection check's reason
 
 
-class IntegrationConfig(_Strict):
+class IntegrationConfig(StrictModel):
     max_chars: TextLimits = TextLimits()
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     validation_fraction: float = Field(0.1, ge=0.0, le=1.0)
     shard_max_bytes: int = Field(500_000_000, gt=0)
     row_group_rows: int = Field(64, ge=1)
 
 
-OperatorName = Literal["image_caption", "ocr", "label_bbox", "face_detection", "rag"]
+OperatorName = Literal[OPERATOR_NAMES]  # type: ignore[valid-type]
 
 
-class RayOperatorPlacement(_Strict):
+class RayOperatorPlacement(StrictModel):
     """Where one operator runs under `--engine ray` (the local engine ignores this)."""
 
     actors: int = Field(1, ge=0)  # actors in its pool (model loaded once each); 0: inside the generation actors
@@ -128,7 +129,7 @@ class RayOperatorPlacement(_Strict):
 _IN_PROCESS = RayOperatorPlacement(actors=0)
 
 
-class RayConfig(_Strict):
+class RayConfig(StrictModel):
     """`runner.ray`: the Ray Data executor's layout. Teacher concurrency stays
     `runner.max_concurrency` (or `teacher.max_concurrency`), split evenly over the generation actors."""
 
@@ -143,14 +144,14 @@ class RayConfig(_Strict):
         return _IN_PROCESS if name == "image_caption" else RayOperatorPlacement()
 
 
-class RunnerConfig(_Strict):
+class RunnerConfig(StrictModel):
     work_dir: Optional[str] = None  # default: <out parent>/.mmat-work/<out name>
     max_quarantine_rate: float = Field(1.0, ge=0.0, le=1.0)
     max_concurrency: Optional[int] = Field(None, ge=1)  # samples in flight; default: teacher.max_concurrency
     ray: RayConfig = RayConfig()  # used by `--engine ray` only
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     name: str = "mmat-1m"
     sources: list[SourceConfig]
     teacher: TeacherConfig = TeacherConfig()
@@ -161,8 +162,13 @@ class PipelineConfig(_Strict):
     output: OutputConfig = OutputConfig()
     runner: RunnerConfig = RunnerConfig()
 
+    @property
+    def samples_in_flight(self) -> int:
+        """How many samples run at once (both engines): `runner.max_concurrency`, else the teacher's."""
+        return self.runner.max_concurrency or self.teacher.max_concurrency
 
-class ConfigError(Exception):
+
+class ConfigError(MmatError):
     """One line that names the bad key and what it accepts."""
 
 

@@ -24,6 +24,14 @@ What the parser returns (plain frozen dataclasses):
 `messages` are the row schema's content-block messages (`{"role", "content": [{"type", "text"}]}`);
 a message whose content is a plain string is read as one text block (exported and chat-API forms).
 
+`strict=False` (every parse function takes it) reads a row as it was written, for showing it as it
+is (`mmat view`): a field may hold markup (a hand-edited row, or one from an engine before the
+sanitiser), and the fixed request turns may be worded as earlier engines wrote them (a question turn
+without " Please start your reasoning.", another reflection request). The order of the turns, the
+steps' tags, the results turns and the ORR frame must still be the layout's. Either way an RR
+question keeps its question turn (`asked`) and the user turn that followed each of its steps
+(`turns_after`) as written.
+
 RR, per question: `user` question + " Please start your reasoning." (the first question also holds
 the image blocks) → for every step, `assistant` step and `user` turn: results (`continue` with
 results), `NO_RESULTS_TURN` (`continue` without), `REFLECTION_TURN` (`reflection`) or the summary
@@ -82,6 +90,8 @@ class RRQuestion:
     steps: tuple[RRStep, ...]
     answer: str
     n_images: int = 0
+    turns_after: tuple[str, ...] = ()  # the user turn after each step, as written
+    asked: str = ""  # the question turn's text as written (the question and " Please start your reasoning.")
 
 
 @dataclass(frozen=True)
@@ -171,15 +181,34 @@ _API_BLOCK = re.compile(r"<\|begin_api_invoke\|>(?P<name>" + _NAME + r")<\|end_a
                         r"<\|begin_result_of_api\|>(?P<result>.*?)<\|end_result_of_api\|>", re.DOTALL)
 
 
-def _data(text: str, what: str, index: Optional[int] = None) -> str:
+def _data(text: str, what: str, index: Optional[int] = None, strict: bool = True) -> str:
     """A field's text, refused when it carries dialogue markup (only the renderer may put it there)."""
-    found = find_markup(text)
+    found = find_markup(text) if strict else None
     if found:
         raise FormatError(f"{what} contains markup {found[0]!r}", index)
     return text
 
 
-def parse_step(text: str, index: Optional[int] = None) -> RRStep:
+def message_text(message: dict[str, Any]) -> str:
+    """A row message's text, leniently (its text blocks joined; a plain-string content as it is): for
+    showing a message that does not parse. `parse_*` read messages strictly."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text") or "" for block in content or () if block.get("type") == "text")
+
+
+def render_turn_after(signal: str, observations: Sequence[tuple[str, str]], question: str) -> str:
+    """The RR user turn that follows an assistant step: after `continue` its results (or that there are
+    none), after `reflection` the reflection request, after `end` the summary request."""
+    if signal == "continue":
+        return render_results_turn(observations)
+    if signal == "reflection":
+        return REFLECTION_TURN
+    return render_summary_turn(question)
+
+
+def parse_step(text: str, index: Optional[int] = None, strict: bool = True) -> RRStep:
     """One RR assistant step (no observations: those are in the next user turn)."""
     match = _STEP.fullmatch(text)
     if match is None:
@@ -196,11 +225,11 @@ def parse_step(text: str, index: Optional[int] = None) -> RRStep:
     rag = match.group("rag")
     if rag is not None and not rag:
         raise FormatError("empty <RAG></RAG>", index)
-    return RRStep(thought=_data(match.group("thought"), "thought", index), operators=operators,
-                  rag_query=None if rag is None else _data(rag, "rag query", index), signal=signal)
+    return RRStep(thought=_data(match.group("thought"), "thought", index, strict), operators=operators,
+                  rag_query=None if rag is None else _data(rag, "rag query", index, strict), signal=signal)
 
 
-def parse_results_turn(text: str, index: Optional[int] = None) -> tuple[tuple[str, str], ...]:
+def parse_results_turn(text: str, index: Optional[int] = None, strict: bool = True) -> tuple[tuple[str, str], ...]:
     """The (operator, text) results of the user turn after a `continue` step; () for `NO_RESULTS_TURN`."""
     if text == NO_RESULTS_TURN:
         return ()
@@ -217,7 +246,7 @@ def parse_results_turn(text: str, index: Optional[int] = None) -> tuple[tuple[st
     results = []
     for i, match in enumerate(starts):
         end = starts[i + 1].start() - 1 if i + 1 < len(starts) else len(body)
-        results.append((match.group(1), _data(body[match.end(): end], f"{match.group(1)} result", index)))
+        results.append((match.group(1), _data(body[match.end(): end], f"{match.group(1)} result", index, strict)))
     if list(dict.fromkeys(name for name, _ in results)) != distinct:
         raise FormatError("results turn names do not match its result blocks", index)
     return tuple(results)
@@ -271,7 +300,7 @@ class _Reader:
         return images, text, self.index - 1
 
 
-def parse_rr(messages: Sequence[Any]) -> RRDialogue:
+def parse_rr(messages: Sequence[Any], strict: bool = True) -> RRDialogue:
     """An RR dialogue (see the module docstring). Raises FormatError."""
     reader = _Reader(messages)
     system = None
@@ -280,42 +309,48 @@ def parse_rr(messages: Sequence[Any]) -> RRDialogue:
     questions = []
     while not reader.done() or not questions:
         images, first, at = reader.take("user", images_allowed=not questions)
-        if not first.endswith(START_SUFFIX):
+        asked = first
+        if first.endswith(START_SUFFIX):
+            first = first[: -len(START_SUFFIX)]
+        elif strict:
             raise FormatError(f"a question turn must end with {START_SUFFIX.strip()!r}", at)
-        question = _data(first[: -len(START_SUFFIX)], "question", at)
+        question = _data(first, "question", at, strict)
         steps: list[RRStep] = []
+        turns: list[str] = []
         while True:
             _, text, at = reader.take("assistant")
-            step = parse_step(text, at)
+            step = parse_step(text, at, strict)
             _, turn, at = reader.take("user")
             if step.signal == "continue":
                 step = RRStep(step.thought, step.operators, step.rag_query, step.signal,
-                              parse_results_turn(turn, at))
-            elif step.signal == "reflection" and turn != REFLECTION_TURN:
+                              parse_results_turn(turn, at, strict))
+            elif step.signal == "reflection" and turn != REFLECTION_TURN and strict:
                 raise FormatError("expected the reflection turn after a reflection step", at)
             steps.append(step)
+            turns.append(turn)
             if step.signal == "end":
                 if turn != render_summary_turn(question):
                     raise FormatError("expected the summary turn (with the question) after the end step", at)
                 break
         _, answer, at = reader.take("assistant")
-        questions.append(RRQuestion(question, tuple(steps), _data(answer, "answer", at), images))
+        questions.append(RRQuestion(question, tuple(steps), _data(answer, "answer", at, strict), images,
+                                    tuple(turns), asked))
     return RRDialogue(system, tuple(questions))
 
 
-def parse_orr_reply(text: str, index: Optional[int] = None) -> tuple[str, str]:
+def parse_orr_reply(text: str, index: Optional[int] = None, strict: bool = True) -> tuple[str, str]:
     """(thought, answer) of an ORR assistant turn."""
     match = _ORR_REPLY.fullmatch(text)
     if match is None:
         raise FormatError("not an ORR reply: expected <THOUGHT>…</THOUGHT><ANSWER>The answer is: …</ANSWER>", index)
-    return _data(match.group("thought"), "thought", index), _data(match.group("answer"), "answer", index)
+    return _data(match.group("thought"), "thought", index, strict), _data(match.group("answer"), "answer", index, strict)
 
 
-def _orr_question(text: str, first: bool, index: int) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _orr_question(text: str, first: bool, index: int, strict: bool) -> tuple[str, tuple[tuple[str, str], ...]]:
     opener = f"\n{ORR_API_INTRO}\n<|begin_api_invoke|>"
     at = text.find(opener)
     if at < 0:
-        return _data(text, "question", index), ()
+        return _data(text, "question", index, strict), ()
     if not first:
         raise FormatError("API outputs outside the first question", index)
     blocks = text[at + len(opener) - len("<|begin_api_invoke|>"):]
@@ -324,48 +359,48 @@ def _orr_question(text: str, first: bool, index: int) -> tuple[str, tuple[tuple[
         match = _API_BLOCK.match(blocks, pos)
         if match is None:
             raise FormatError("malformed API output block", index)
-        outputs.append((match.group("name"), _data(match.group("result"), "API result", index)))
+        outputs.append((match.group("name"), _data(match.group("result"), "API result", index, strict)))
         pos = match.end()
         if pos == len(blocks):
             break
         if blocks[pos] != "\n":
             raise FormatError("API output blocks must be separated by one newline", index)
         pos += 1
-    return _data(text[:at], "question", index), tuple(outputs)
+    return _data(text[:at], "question", index, strict), tuple(outputs)
 
 
-def parse_orr(messages: Sequence[Any]) -> ORRDialogue:
+def parse_orr(messages: Sequence[Any], strict: bool = True) -> ORRDialogue:
     """An ORR dialogue (see the module docstring). Raises FormatError."""
     reader = _Reader(messages)
     questions = []
     while not reader.done() or not questions:
         images, text, at = reader.take("user", images_allowed=not questions)
-        question, outputs = _orr_question(text, not questions, at)
+        question, outputs = _orr_question(text, not questions, at, strict)
         _, reply, at = reader.take("assistant")
-        thought, answer = parse_orr_reply(reply, at)
+        thought, answer = parse_orr_reply(reply, at, strict)
         questions.append(ORRQuestion(question, thought, answer, outputs, images))
     return ORRDialogue(tuple(questions))
 
 
-def parse_messages(messages: Sequence[Any], fmt: str) -> RRDialogue | ORRDialogue:
+def parse_messages(messages: Sequence[Any], fmt: str, strict: bool = True) -> RRDialogue | ORRDialogue:
     """`parse_rr` or `parse_orr` by the row's `format` ("rr" | "orr")."""
     if fmt == "rr":
-        return parse_rr(messages)
+        return parse_rr(messages, strict)
     if fmt == "orr":
-        return parse_orr(messages)
+        return parse_orr(messages, strict)
     raise FormatError(f"unknown format {fmt!r}; expected rr or orr")
 
 
-def parse_row(row: dict[str, Any]) -> RRDialogue | ORRDialogue:
+def parse_row(row: dict[str, Any], strict: bool = True) -> RRDialogue | ORRDialogue:
     """A dataset row (its `messages` read by its `format`)."""
-    return parse_messages(row["messages"], row["format"])
+    return parse_messages(row["messages"], row["format"], strict)
 
 
 __all__ = [
     "FormatError", "RRStep", "RRQuestion", "RRDialogue", "ORRQuestion", "ORRDialogue",
     "SIGNALS", "START_SUFFIX", "NO_RESULTS_TURN", "REFLECTION_TURN", "SUMMARY_TURN", "ORR_API_INTRO",
     "ORR_API_BLOCK", "text_block", "image_block", "message", "render_step", "render_results_turn",
-    "render_first_turn", "render_summary_turn", "render_orr_question", "render_orr_reply",
-    "parse_step", "parse_results_turn", "parse_orr_reply", "parse_rr", "parse_orr", "parse_messages",
+    "render_first_turn", "render_summary_turn", "render_turn_after", "render_orr_question", "render_orr_reply",
+    "message_text", "parse_step", "parse_results_turn", "parse_orr_reply", "parse_rr", "parse_orr", "parse_messages",
     "parse_row",
 ]

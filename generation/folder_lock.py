@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from generation.errors import MmatError
 
-class FolderBusy(RuntimeError):
+
+class FolderBusy(MmatError, RuntimeError):
     """Another process held the dataset folder's lock for longer than we were willing to wait."""
 
 

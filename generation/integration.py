@@ -37,9 +37,8 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     render_first_turn,
     render_orr_question,
     render_orr_reply,
-    render_results_turn,
     render_step as _render_step,
-    render_summary_turn,
+    render_turn_after,
     text_block,
 )
 from generation.sanitize import as_data
@@ -66,11 +65,7 @@ def _observations(step: Step) -> list[tuple[str, str]]:
 
 
 def _turn_after(step: Step, question: str) -> str:
-    if step.signal == "continue":
-        return render_results_turn(_observations(step))
-    if step.signal == "reflection":
-        return REFLECTION_TURN
-    return render_summary_turn(question)
+    return render_turn_after(step.signal, _observations(step), question)
 
 
 def rr_messages(trajectory: Trajectory, n_images: int) -> list[dict[str, Any]]:

@@ -52,12 +52,9 @@ def setup_console_logging(quiet: bool = False) -> None:
     root.setLevel(logging.INFO)
     handler = _installed.get("console")
     if handler is None:
-        try:
-            from rich.logging import RichHandler
+        from rich.logging import RichHandler
 
-            handler = RichHandler(show_path=False, show_time=False, markup=False)
-        except ImportError:  # pragma: no cover - rich is a core dependency
-            handler = logging.StreamHandler()
+        handler = RichHandler(show_path=False, show_time=False, markup=False)
         handler.addFilter(_console_filter)
         root.addHandler(handler)
         _installed["console"] = handler

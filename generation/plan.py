@@ -1,23 +1,139 @@
-"""`mmat generate --dry-run`: what a run would do, before any teacher call is paid for.
+"""Planning a run: which samples this worker runs now, where its files go, and the dry run.
 
-Reads the sources and the checkpoint, probes which operator backends are available, and writes
-nothing: no dataset folder, no work folder, no operator cache.
+- The slice: worker i of N (`--num-shards N --shard-index i`, e.g. a Slurm array) owns the ids whose
+  stable hash falls to it (`in_worker_slice`), so N independent workers split the sources without
+  talking to each other, and every rerun, engine and worker agrees on who owns what.
+- The plan (`make_plan`): this worker's samples that are neither finished nor quarantined (with
+  `retry`: its quarantined ones), read through the source adapters in native order, plus the
+  records the sources could not turn into samples. An id that two `sources:` entries both yield is
+  planned once, from the first entry.
+- The files: the work folder (checkpoints, quarantine, operator cache, run log) sits beside the
+  dataset folder, never in it, so `mmat push` never uploads it (`default_work_dir`); each worker has
+  its own checkpoint and log files (`worker_name`).
+- `mmat generate --dry-run` (`describe_plan`) reads the sources and the checkpoint and probes the
+  operator backends, and writes nothing: no dataset folder, no work folder, no operator cache.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Optional
 
 from generation.checkpoint import Checkpoint
 from generation.config import PipelineConfig
-from generation.runner import RunOptions, make_plan, resolve_work_dir, worker_name
+from generation.schema import Quarantined, Sample
+from generation.sources import read_source
+from generation.splits import hash_fraction
+from generation.teachers.offline import MODEL_NAME as OFFLINE_MODEL
 
-# Rough size of one teacher call, for the cost estimate only (prompt with one image + history).
+log = logging.getLogger("mmat.runner")
+
+# Rough size of one teacher call, for the dry run's cost estimate only (prompt with one image + history).
 EST_PROMPT_TOKENS = 1500
 EST_COMPLETION_TOKENS = 250
 
 
+@dataclass
+class RunOptions:
+    out_dir: Path
+    num_shards: int = 1
+    shard_index: int = 0
+    quiet: bool = False
+    only_ids: Optional[set[str]] = None  # just these ids
+    retry: bool = False  # `mmat retry`: run the quarantined ids again (and only those)
+    max_quarantine_rate: Optional[float] = None  # overrides runner.max_quarantine_rate
+    limit: Optional[int] = None  # at most this many new samples (smoke runs)
+
+
+def default_work_dir(out_dir: Path) -> Path:
+    out_dir = Path(out_dir).resolve()
+    return out_dir.parent / ".mmat-work" / out_dir.name
+
+
+def resolve_work_dir(config: PipelineConfig, out_dir: Path) -> Path:
+    return Path(config.runner.work_dir) if config.runner.work_dir else default_work_dir(Path(out_dir))
+
+
+def operator_cache_dir(config: PipelineConfig, work_dir: Path) -> Path:
+    """Where operator results are cached (both engines): `operators.cache_dir`, else in the work folder."""
+    return Path(config.operators.cache_dir) if config.operators.cache_dir else Path(work_dir) / "operator-cache"
+
+
+def worker_name(options: RunOptions) -> str:
+    """This worker's name in its checkpoint and log files: `0`, or `{i:05d}-of-{N:05d}`."""
+    return "0" if options.num_shards == 1 else f"{options.shard_index:05d}-of-{options.num_shards:05d}"
+
+
+def in_worker_slice(sample_id: str, options: RunOptions) -> bool:
+    """Deterministic split of the ids over N workers (e.g. a Slurm array)."""
+    return options.num_shards == 1 or int(hash_fraction(sample_id) * 2**32) % options.num_shards == options.shard_index
+
+
+def iter_samples(config: PipelineConfig) -> Iterator[Sample | Quarantined]:
+    for source_cfg in config.sources:
+        yield from read_source(source_cfg)
+
+
+@dataclass
+class Plan:
+    """What a run will do: the samples to process now and the foundation-stage quarantines."""
+
+    todo: list[Sample]
+    foundation_failures: list[Quarantined]
+    total: int  # samples of this worker's slice
+    skipped: int  # finished or quarantined by an earlier run
+
+    @property
+    def size(self) -> int:
+        """Outcomes the run will record: samples to process and foundation failures."""
+        return len(self.todo) + len(self.foundation_failures)
+
+
+def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint) -> Plan:
+    """This worker's samples that are neither finished nor quarantined (with `retry`: its quarantined
+    ones). A source quarantines its own repeated ids (`{id}#repeat-n`, see `generation.sources`); an id
+    that two `sources:` entries both yield (the same folder listed twice) is planned once."""
+    finished = checkpoint.finished_ids()
+    quarantined = set(checkpoint.quarantined(finished))
+    only = options.only_ids
+    if options.retry:
+        only = quarantined if only is None else only & quarantined
+        done = finished
+    else:
+        done = finished | quarantined
+    todo: list[Sample] = []
+    failures: list[Quarantined] = []
+    total = skipped = 0
+    duplicates: list[str] = []
+    seen: set[str] = set()
+    for item in iter_samples(config):
+        sample_id = item.sample_id if isinstance(item, Quarantined) else item.id
+        if not in_worker_slice(sample_id, options):
+            continue
+        if only is not None and sample_id not in only:
+            continue
+        if sample_id in seen:
+            duplicates.append(sample_id)
+            continue
+        seen.add(sample_id)
+        total += 1
+        if sample_id in done:
+            skipped += 1
+            continue
+        if options.limit is not None and len(todo) + len(failures) >= options.limit:
+            continue
+        (failures if isinstance(item, Quarantined) else todo).append(item)
+    if duplicates:
+        log.warning("%d ids come from more than one `sources:` entry (e.g. %s); each is generated once, from the "
+                    "first entry: is a source listed twice?", len(duplicates), ", ".join(duplicates[:3]))
+    return Plan(todo, failures, total, skipped)
+
+
 def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
+    """`mmat generate --dry-run`: the plan, the operators available here, the teacher and an upper
+    bound of its calls and cost, before any teacher call is paid for (see the module docstring)."""
     from operators.registry import build_operators
 
     work_dir = resolve_work_dir(config, Path(options.out_dir))
@@ -43,14 +159,14 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
         f"operators available: {', '.join(operators.available) or 'none'}",
     ]
     lines += [f"operator unavailable: {name}: {why}" for name, why in operators.unavailable.items()]
-    model = "offline-annotations" if teacher.kind == "offline" else teacher.model
+    model = OFFLINE_MODEL if teacher.kind == "offline" else teacher.model
     if teacher.kind == "llamacpp" and teacher.model_path and not teacher.base_url:
         from generation.teachers.llamacpp import model_alias
 
         model = f"{model_alias(teacher.model_path)}, a llama.cpp server the run starts"
     lines += [
         f"teacher: {teacher.kind} ({model}{', ' + teacher.base_url if teacher.base_url else ''}), "
-        f"concurrency {config.runner.max_concurrency or teacher.max_concurrency}",
+        f"concurrency {config.samples_in_flight}",
         f"estimated teacher calls: up to {calls:,} ({questions} questions x {calls_per_question}"
         + (f" + {len(plan.todo)} judge calls)" if config.teacher.judge else ")"),
         f"estimated cost: up to ${cost:,.2f}" + (" (offline teacher: free)" if teacher.kind == "offline" else

@@ -4,9 +4,10 @@
   can create and write: a file in their place, a read-only mount or a missing permission is one line
   (`UnwritableFolder`, exit 2) naming the folder, before any sample runs, instead of a traceback
   after every teacher call was paid for.
-- A teacher that can (`SupportsPreflight`) checks its endpoint and key with one free request: a key
-  the endpoint rejects stops the run here (`TeacherFatalError`, exit 2) with no paid call made; any
-  other failure of the check (an endpoint without `/models`) is a warning and the run goes on.
+- The teacher checks its endpoint and key (`Teacher.preflight`, one free request; nothing for the
+  offline teacher): a key the endpoint rejects stops the run here (`TeacherFatalError`, exit 2) with
+  no paid call made; any other failure of the check (an endpoint without `/models`) is a warning and
+  the run goes on.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import os
 from pathlib import Path
 
 from generation.config import PipelineConfig
-from generation.teachers.base import SupportsPreflight, TeacherError, TeacherFatalError
+from generation.errors import MmatError
+from generation.teachers.base import TeacherError, TeacherFatalError
 
 log = logging.getLogger("mmat.runner")
 
 
-class UnwritableFolder(RuntimeError):
+class UnwritableFolder(MmatError, RuntimeError):
     """A folder the run must write is not a writable folder; one line naming it and the fix."""
 
 
@@ -65,13 +67,11 @@ async def _preflight(config: PipelineConfig) -> None:
 
     teacher = make_teacher(config.teacher)
     try:
-        if isinstance(teacher, SupportsPreflight):
-            try:
-                await teacher.preflight()
-            except TeacherFatalError:
-                raise
-            except TeacherError as exc:
-                log.warning("teacher check before the run failed (%s); going on", exc)
+        await teacher.preflight()
+    except TeacherFatalError:
+        raise
+    except TeacherError as exc:
+        log.warning("teacher check before the run failed (%s); going on", exc)
     finally:
         await teacher.aclose()
 

@@ -12,10 +12,8 @@ reflection checks to find (`TeacherContext.staged`).
 """
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Sequence
 
 from generation.quality.definitions import equations, evidence_of, judge_question
 from generation.reflection import run_reflection
@@ -23,44 +21,14 @@ from generation.schema import Observation, QATrajectory, Sample, Step, TeacherUs
 from generation.splits import hash_fraction
 from generation.teachers.base import StepDecision, Teacher, TeacherContext
 from generation.verify import answers_match
-from operators.base import OperatorResult
+from operators.base import OperatorResult, OperatorRunner
 from operators.images import LoadedImage, crop_region
 
 
-class OperatorRunner(Protocol):
-    """What the loop needs from `operators.registry.OperatorSet`."""
-
-    available: list[str]
-
-    def run(self, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult: ...
-
-
-_EXECUTORS: dict[tuple[str, int], ThreadPoolExecutor] = {}
-
-
-def _parallel_calls(operators: OperatorRunner, name: str) -> int:
-    """How many calls of this operator may run at once (its backend says; 1 when unknown)."""
-    try:
-        return max(1, int(getattr(operators.get(name).backend, "max_parallel_calls", 1)))  # type: ignore[attr-defined]
-    except Exception:
-        return 1
-
-
 async def _call(operators: OperatorRunner, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult:
-    """Run one operator call off the event loop, on that operator's own threads.
-
-    A local-model backend executes one call at a time (its models are not all thread-safe), so it
-    gets one thread; queueing there, rather than in the shared default pool, keeps calls waiting for a
-    busy operator (say OCR) from occupying every pool thread while other operators sit idle. A backend
-    that waits on an endpoint (a VLM caption) declares more parallel calls and gets that many threads.
-    """
-    width = _parallel_calls(operators, name)
-    executor = _EXECUTORS.get((name, width))
-    if executor is None:
-        executor = _EXECUTORS.setdefault(
-            (name, width), ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"op-{name}"))
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, lambda: operators.run(name, images, **args))
+    """One operator call. How it runs is the operator's business (`operators.base`): a local model on
+    its own thread, one call at a time; an endpoint-bound backend awaited here, many at once."""
+    return await operators.call(name, images, **args)
 
 
 @dataclass
@@ -153,4 +121,4 @@ async def generate_trajectory(sample: Sample, images: list[LoadedImage], teacher
     # Read at the end: a teacher that finds out mid-sample that its model takes no images answered
     # this sample's later calls text-only (its refused calls were re-sent without the images).
     return Trajectory(sample_id=sample.id, qas=done, usage=usage, operators_available=list(operators.available),
-                      teacher_mode=getattr(teacher, "mode", None))
+                      teacher_mode=teacher.mode)

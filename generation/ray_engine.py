@@ -6,15 +6,17 @@ writes the same shards and card from the same checkpoint. What changes is where 
 
 - the plan's samples become Ray Data blocks (`ray.data.from_items`, `runner.ray.batch_size` per
   block) and flow through a pool of **generation actors** (`runner.ray.generate_actors`). Each one
-  runs `runner.SampleProcessor` — rationale, reflection, integration, checkpoint — on its own event
-  loop, with `max_concurrency / generate_actors` samples in flight and the teacher's RPM/TPM budgets
+  runs `generation.processor.SampleProcessor` — rationale, reflection, integration, checkpoint — on
+  its own event loop, with `max_concurrency / generate_actors` samples in flight and the teacher's RPM/TPM budgets
   divided the same way, so the cluster as a whole keeps the limits the config states;
 - each model-bearing operator (OCR, face detection, Grounding DINO, local RAG) is a **pool of
   operator actors** that load the model once per actor, with `num_cpus`/`num_gpus` per operator from
   `runner.ray.operators` (GPUs only requested when the cluster has some). The rationale loop calls
-  them through `PooledOperators`, which quacks like `operators.registry.OperatorSet`. The caption
-  operator runs inside the generation actors by default: its VLM backend talks to the teacher's
-  endpoint through the teacher's client, and its template backend is cheap;
+  them through `PooledOperators`, an `operators.base.OperatorRunner` like the local
+  `operators.registry.OperatorSet`: a call to a pool is an awaited Ray task, at most as many in
+  flight as the pool's actors can serve. The caption operator runs inside the generation actors by
+  default: its VLM backend talks to the teacher's endpoint through the teacher's client, and its
+  template backend is cheap;
 - each generation actor appends to its own `rows-ray-<host>-<pid>.jsonl` in the shared work folder
   (the checkpoint reads every worker's file), so a killed actor, which Ray restarts and whose batch
   Ray retries, loses only samples in flight, and a restarted actor skips ids already durable.
@@ -36,28 +38,19 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 from generation.checkpoint import Checkpoint, QuarantineRecord
 from generation.config import PipelineConfig
-from generation.runner import (
-    Plan,
-    RunOptions,
-    RunProgress,
-    RunSummary,
-    SampleProcessor,
-    is_fatal,
-    log_teacher_stats,
-    operator_cache_dir,
-    outcome_recorder,
-    quarantine_foundation_failures,
-    run_generation,
-    run_stopped,
-)
+from generation.errors import MmatError
+from generation.plan import Plan, RunOptions, operator_cache_dir
+from generation.processor import SampleProcessor, build_engine_parts, is_fatal, run_stopped
+from generation.progress import RunSummary, recording
+from generation.runner import run_generation
 from generation.schema import Sample, TeacherUsage
 from generation.teachers.base import TeacherFatalError
-from operators.base import OPERATOR_NAMES, OperatorResult
+from operators import OPERATOR_NAMES
+from operators.base import OperatorResult
 from operators.config import OperatorsConfig
 from operators.images import LoadedImage
 
@@ -66,7 +59,7 @@ log = logging.getLogger("mmat.ray")
 RAY_EXTRA_HINT = "the Ray engine needs Ray: pip install -e '.[ray]' (or run without --engine ray)"
 
 
-class RayEngineError(RuntimeError):
+class RayEngineError(MmatError, RuntimeError):
     """The Ray engine cannot start here (Ray missing, cluster unreachable); one line with the fix."""
 
 
@@ -108,8 +101,7 @@ class OperatorActor:
         if self.name not in self.operators.available:
             return {"available": False, "reason": self.operators.unavailable.get(self.name, "unavailable")}
         backend = self.operators.get(self.name).backend
-        return {"available": True, "backend": backend.name,
-                "max_parallel_calls": max(1, int(getattr(backend, "max_parallel_calls", 1)))}
+        return {"available": True, "backend": backend.name, "max_parallel_calls": max(1, backend.max_parallel_calls)}
 
     def run(self, images: list[bytes], args: dict[str, Any]) -> OperatorResult | Exception:
         """The result, or the exception (returned, not raised, so the caller re-raises the very same
@@ -123,41 +115,70 @@ class OperatorActor:
         return self.operators.executions
 
 
-class _RemoteOperator:
-    """What `rationale._parallel_calls` reads: how many calls may wait on this pool at once."""
+def _returned(out: OperatorResult | Exception) -> OperatorResult:
+    if isinstance(out, BaseException):
+        raise out
+    return out
 
-    def __init__(self, backend_name: str, width: int) -> None:
-        self.backend = SimpleNamespace(name=backend_name, max_parallel_calls=width)
+
+class PoolBackend(NamedTuple):
+    """What a generation actor knows of a pool's backend, as `Operator.backend` tells of a local one."""
+
+    name: str
+    max_parallel_calls: int  # calls the pool's actors serve at once: the bound on calls in flight to it
+
+
+class RemotePool:
+    """One operator's pool of actors, seen from a generation actor: calls go round robin, at most
+    `backend.max_parallel_calls` in flight (the others wait here, not in the actors' queues)."""
+
+    def __init__(self, handles: Sequence[Any], backend: str, width: int) -> None:
+        self.handles = list(handles)
+        self.backend = PoolBackend(backend, width)
+        self._turn = itertools.cycle(range(len(self.handles)))
+        self._lock = threading.Lock()
+        self._slots: Optional[asyncio.Semaphore] = None
+
+    def _next(self) -> Any:
+        with self._lock:
+            return self.handles[next(self._turn)]
+
+    async def call(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.backend.max_parallel_calls)
+        async with self._slots:
+            return _returned(await self._next().run.remote([im.data for im in images], args))
+
+    def run(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        import ray
+
+        return _returned(ray.get(self._next().run.remote([im.data for im in images], args)))
 
 
 class PooledOperators:
-    """`OperatorSet` for a generation actor: pooled operators go to their actors (round robin), the
-    others run in this process."""
+    """The `OperatorRunner` of a generation actor: pooled operators go to their actors, the others run
+    in this process (`local`, an `OperatorSet`)."""
 
     def __init__(self, local: Any, pools: dict[str, list[Any]], pool_info: dict[str, dict[str, Any]],
                  unavailable: dict[str, str]) -> None:
         self.local = local
-        self.pools = pools
-        self._remote = {n: _RemoteOperator(pool_info[n]["backend"], pool_info[n]["width"]) for n in pools}
-        self._turn = {n: itertools.cycle(range(len(handles))) for n, handles in pools.items()}
-        self._lock = threading.Lock()
+        self.pools = {n: RemotePool(handles, pool_info[n]["backend"], pool_info[n]["width"])
+                      for n, handles in pools.items()}
         self.available = [n for n in OPERATOR_NAMES if n in pools or n in local.available]
         self.unavailable = {n: why for n, why in unavailable.items() if n not in self.available}
 
     def get(self, name: str) -> Any:
-        return self._remote[name] if name in self._remote else self.local.get(name)
+        return self.pools[name] if name in self.pools else self.local.get(name)
+
+    async def call(self, name: str, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        if name in self.pools:
+            return await self.pools[name].call(images, **args)
+        return await self.local.call(name, images, **args)
 
     def run(self, name: str, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
-        if name not in self.pools:
-            return self.local.run(name, images, **args)
-        import ray
-
-        with self._lock:
-            handle = self.pools[name][next(self._turn[name])]
-        out = ray.get(handle.run.remote([im.data for im in images], args))
-        if isinstance(out, BaseException):
-            raise out
-        return out
+        if name in self.pools:
+            return self.pools[name].run(images, **args)
+        return self.local.run(name, images, **args)
 
     @property
     def executions(self) -> int:
@@ -207,21 +228,15 @@ class GenerateActor:
 
     async def _build(self, work_dir: str, layout: OperatorLayout, concurrency: int) -> None:
         # Built on the actor's loop: the teacher's client and the VLM caption backend bind to it.
-        from generation.teachers.factory import make_teacher
-        from operators.registry import build_operators
-
         cfg = self.config
-        self.teacher = make_teacher(cfg.teacher)
-        local = build_operators(only_operators(cfg.operators, layout.in_process),
-                                operator_cache_dir(cfg, Path(work_dir)),
-                                caption_client=getattr(self.teacher, "caption_client", None))
+        teacher, local = build_engine_parts(cfg, Path(work_dir), only_operators(cfg.operators, layout.in_process))
         self.operators = PooledOperators(local, layout.pools, layout.pool_info, layout.unavailable)
-        self.processor = SampleProcessor(cfg, self.teacher, self.operators, self.checkpoint)
+        self.processor = SampleProcessor(cfg, teacher, self.operators, self.checkpoint)
         self.semaphore = asyncio.Semaphore(concurrency)
 
     def _fatal(self, sample: Sample) -> dict[str, Any]:
         fatal = self.processor.fatal
-        return {"id": sample.id, "fatal": str(fatal), "fix": getattr(fatal, "fix", "")}
+        return {"id": sample.id, "fatal": str(fatal), "fix": fatal.fix if fatal is not None else ""}
 
     async def _one(self, sample: Sample) -> dict[str, Any]:
         if sample.id in self.done:  # finished by an actor that died before its batch was reported
@@ -249,9 +264,7 @@ class GenerateActor:
 
     def __del__(self) -> None:  # best effort: pending checkpoint writes, the teacher's client, its totals
         try:
-            self.processor.close()
-            asyncio.run_coroutine_threadsafe(self.teacher.aclose(), self.loop).result(timeout=5)
-            log_teacher_stats(self.teacher)
+            asyncio.run_coroutine_threadsafe(self.processor.aclose(), self.loop).result(timeout=5)
         except Exception:  # noqa: BLE001 - the actor is going away
             pass
 
@@ -345,8 +358,7 @@ def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Chec
     try:
         settings = config.runner.ray
         layout = _start_operator_pools(ray, config, checkpoint.dir)
-        concurrency = config.runner.max_concurrency or config.teacher.max_concurrency
-        per_actor = max(1, math.ceil(concurrency / settings.generate_actors))
+        per_actor = max(1, math.ceil(config.samples_in_flight / settings.generate_actors))
         # Twice the batches the semaphore can run: a batch returns only when its slowest sample does, so
         # queued samples must be ready to take each slot it frees (once: 0.54 of the bound, twice: 0.80).
         batches_per_actor = 2 * math.ceil(per_actor / settings.batch_size) + 1
@@ -355,9 +367,7 @@ def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Chec
         # Ray Data's per-dataset INFO lines would break through our bar; its own log folder keeps them.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
-        with RunProgress(len(plan.todo) + len(plan.foundation_failures), options.quiet) as progress:
-            on_done = outcome_recorder(summary, progress)
-            quarantine_foundation_failures(plan, checkpoint, on_done)
+        with recording(plan, checkpoint, summary, options.quiet) as on_done:
             if plan.todo:
                 items = [{"id": s.id, "payload": pickle.dumps(s)} for s in plan.todo]
                 dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / settings.batch_size))

@@ -1,20 +1,25 @@
-"""Secrets never reach shards, cards, logs or error text.
+"""Secrets never reach shards, cards, logs or error text: the one place secrets are masked.
 
-`redact(text, secrets)` replaces the given secrets, every known one (API keys and Hub tokens from the
-environment, plus any registered at run time with `register_secret`) and anything shaped like a key
-(`sk-…`, `hf_…`, `Bearer …`, including the half-masked keys providers quote back, e.g.
-`Incorrect API key provided: sk-abc***xyz`) with `***`, and the credentials of any URL
-(`http://user:password@host` → `http://***@host`). `redact_text(text)` is the same with only the
-known secrets. `install_redaction()` scrubs every log record of the process: it wraps the log-record
-factory (so records of every logger are clean whatever handler prints them) and also puts
-`RedactingFilter` on the root and `mmat` handlers.
+- `redact(text, secrets)` replaces the given secrets, every known one (API keys and Hub tokens from
+  the environment, plus any registered at run time with `register_secret`) and anything shaped like
+  a key (`sk-…`, `hf_…`, `api_…`, `Bearer …`, including the half-masked keys providers quote back,
+  e.g. `Incorrect API key provided: sk-abc***xyz`) with `***`, and the credentials of any URL
+  (`http://user:password@host` → `http://***@host`). For logs, error lines, what a push sends to the
+  Hub. `redact_text(text)` is `redact(text)`.
+- `mask_known(text, secrets)` masks only the given and the known secrets: for rows (the checkpoint's
+  lines), whose text may hold key-shaped strings that are data, not keys.
+- `redact_fields(value)` is `redact` over a JSON-like value, with the values of secret-named keys
+  (`api_key`, `token`, `password`, ...) masked whatever they look like: for the card's run stats.
+- `install_redaction()` scrubs every log record of the process: it wraps the log-record factory (so
+  records of every logger are clean whatever handler prints them) and also puts `RedactingFilter` on
+  the root and `mmat` handlers.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 MASK = "***"
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN",
@@ -25,8 +30,12 @@ _registered: set[str] = set()
 _PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-*.]{5,}[A-Za-z0-9_\-*]"),            # OpenAI keys (sk-…, sk-proj-…), masked too
     re.compile(r"\bhf_[A-Za-z0-9]{8,}"),                                 # Hugging Face tokens
+    re.compile(r"\bapi_[A-Za-z0-9]{16,}\b"),                            # api_… keys
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9_\-.~+/=*]{5,}[A-Za-z0-9_\-~+/=*]"),  # Authorization header values
 )
+# Keys whose value is a secret whatever it looks like.
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authori[sz]ation|credential|^token$|_token$|hf_token|"
+                         r"bearer)", re.I)
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@]+@")  # scheme://user[:password]@
 
 
@@ -41,13 +50,22 @@ def known_secrets() -> set[str]:
     return {v for v in values | _registered if v and len(v) >= _MIN_SECRET_LEN}
 
 
-def redact(text: str, secrets: Iterable[Optional[str]] = ()) -> str:
-    """`text` with the given secrets, every known secret and every key-shaped string masked."""
+def mask_known(text: str, secrets: Iterable[Optional[str]] = ()) -> str:
+    """`text` with the given secrets and every known secret masked (no shapes: see the module docstring)."""
     if not text:
         return text
     values = {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN} | known_secrets()
     for secret in sorted(values, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def redact(text: str, secrets: Iterable[Optional[str]] = ()) -> str:
+    """`text` with the given secrets, every known secret and every key-shaped string masked."""
+    if not text:
+        return text
+    text = mask_known(text, secrets)
     for pattern in _PATTERNS:
         text = pattern.sub(MASK, text)
     return _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
@@ -55,6 +73,17 @@ def redact(text: str, secrets: Iterable[Optional[str]] = ()) -> str:
 
 def redact_text(text: str) -> str:
     return redact(text)
+
+
+def redact_fields(value: Any) -> Any:
+    """`value` (dicts, lists, strings, numbers) with secret-named keys' values masked and strings redacted."""
+    if isinstance(value, dict):
+        return {k: (MASK if _SECRET_KEY.search(str(k)) else redact_fields(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_fields(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
 
 
 def scrub_record(record: logging.LogRecord) -> logging.LogRecord:

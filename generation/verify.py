@@ -19,10 +19,9 @@ sample with `meta.verified = false` in its rows.
 from __future__ import annotations
 
 import re
-import string
 from typing import Any, Optional, Union
 
-from generation.answers import ANSWER_LEAD_IN, normalise_answer, strip_accents
+from generation.answers import ANSWER_LEAD_IN, LETTERS, normalise_answer, strip_accents
 from generation.schema import QA
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?|(?<![\w.])-?\.\d+")
@@ -32,7 +31,6 @@ _WORDS = {w: i for i, w in enumerate(
 _WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
                "hundred": 100, "thousand": 1000, "none": 0})
 _UNIT_TAIL = re.compile(r"^[$€£¥]?\s*(?P<num>[-\d.,/]+)\s*[a-z%°²³ .]*$")
-LETTERS = string.ascii_uppercase
 # The one normal form of answers and choices, shared with every source adapter.
 normalise = normalise_answer
 
@@ -191,6 +189,3 @@ def enforce_policy(trajectory, sample, policy: Union[str, Any]) -> None:
             raise Quarantined(sample.id, "verification",
                               f"final answer {qa.final_answer!r} does not match the reference {qa.reference_answer!r}"
                               f"{where}", "AnswerMismatch")
-
-
-check_trajectory = enforce_policy

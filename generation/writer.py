@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmat_1m import FEATURES, shard_dir
+from mmat_1m import FEATURES, shard_dir, shard_name
 
 SCHEMA = FEATURES.arrow_schema
 
@@ -130,7 +130,7 @@ def _write_tmp(folder: Path, encoded_rows: list[dict], row_group_rows: int, seri
 
 def _names(split: str, count: int, settings: WriterSettings) -> list[str]:
     if settings.num_workers == 1:
-        return [f"{split}-{j:05d}-of-{count:05d}.parquet" for j in range(count)]
+        return [shard_name(split, j, count) for j in range(count)]
     stem = f"{split}-{settings.worker_index:05d}-of-{settings.num_workers:05d}"
     if count == 1:
         return [f"{stem}.parquet"]

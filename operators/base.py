@@ -1,55 +1,80 @@
-"""The operator interface shared by the five tools (DESIGN §3).
+"""The operator interface shared by the five tools (DESIGN §3), and how the engine calls it.
 
 An operator is a named tool (`ocr`, `face_detection`, ...) with one or more backends. The backend
-does the work; the operator wrapper adds the cache, the timing, the image checks and a lock, so every
-backend is small and only knows its library.
+does the work; the operator wrapper (`Operator`) adds the cache, the timing, the image checks and
+the fallback to the next backend, so every backend is small and only knows its library. Two kinds:
 
-Life of a call: `Operator.run(images, **args)` → the backend normalises the args (unknown keys are
-dropped, so a teacher's stray argument never quarantines a sample) → cache lookup by
-(operator, backend, version, image hashes, args, backend settings) → on a miss: decode the images
-(bad pixels raise `ImageDecodeError`, an `OperatorError`), load the model once, run under the
-backend's lock, store the result.
+- `Backend`: a local model or library, run synchronously under its lock. The engine awaits it on the
+  operator's own thread (one per operator name and process, `max_parallel_calls` wide): queueing
+  there, rather than in a shared pool, keeps calls waiting for a busy operator (say OCR) from taking
+  every thread while the others sit idle.
+- `EndpointBackend`: waits on an endpoint (the VLM caption, through the teacher's client). Its
+  `arun` is awaited on the engine's own event loop, as many calls at once as the endpoint's client
+  allows: no thread, no lock.
+
+Life of a call: `await Operator.call(images, **args)` (the engine) or `Operator.run(...)` (plain code)
+→ the backend normalises the args (unknown keys are dropped, so a teacher's stray argument never
+quarantines a sample) → cache lookup by (operator, backend, version, image hashes, args, backend
+settings) → on a miss: decode the images (bad pixels raise `ImageDecodeError`, an `OperatorError`),
+load the model once, run, store the result.
+
+`OperatorRunner` is what the rationale loop needs from a set of operators: `operators.registry.OperatorSet`
+in one process, `generation.ray_engine.PooledOperators` on Ray.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib.metadata
 import importlib.util
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Optional, Sequence, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional, Protocol, Sequence, Union
 
-from pydantic import BaseModel, Field
-
+from generation.errors import one_line
 from generation.sanitize import quote_data  # the one sanitiser, shared with the integration stage
+from operators import OPERATOR_NAMES
+from operators.cache import OperatorCache
 from operators.errors import BackendUnavailable, OperatorError
 from operators.images import ImageDecodeError, LoadedImage
+from operators.result import OperatorResult
 
 log = logging.getLogger("mmat.operators")
-
-OPERATOR_NAMES = ("image_caption", "ocr", "label_bbox", "face_detection", "rag")
 
 __all__ = [
     "OPERATOR_NAMES",
     "Backend",
     "BackendUnavailable",
+    "EndpointBackend",
     "ImageDecodeError",
     "Operator",
     "OperatorError",
     "OperatorResult",
+    "OperatorRunner",
+    "package_version",
     "per_image_text",
     "quote_data",
 ]
 
 
-class OperatorResult(BaseModel):
-    operator: str
-    text: str
-    data: dict[str, Any] = Field(default_factory=dict)
-    backend: str
-    version: str
-    elapsed_s: float = 0.0
-    cached: bool = False
+class OperatorRunner(Protocol):
+    """What the engine needs from the operators of a run."""
+
+    available: list[str]  # names that can run here, in `OPERATOR_NAMES` order (what the teacher is offered)
+    unavailable: dict[str, str]  # name -> one-line reason with the fix
+
+    @property
+    def executions(self) -> int:
+        """Backend calls made so far (cache hits excluded)."""
+
+    async def call(self, name: str, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        """Run operator `name` from the engine's event loop; raises `OperatorError` for this input."""
+
+    def run(self, name: str, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        """The same from plain (non-async) code."""
 
 
 class Backend(ABC):
@@ -69,8 +94,8 @@ class Backend(ABC):
     install_hint: str = ""
     # One short phrase for the log line ("offline default", "PP-OCR ONNX models bundled in the wheel").
     description: str = ""
-    # How many calls may run at once. 1 for local models (one at a time per process, as the lock
-    # enforces); I/O-bound backends that wait on an endpoint (a VLM caption) set more.
+    # How many calls may run at once: the width of the operator's thread. 1 for local models (one at a
+    # time per process, as the lock enforces).
     max_parallel_calls: int = 1
 
     def __init__(self) -> None:
@@ -103,7 +128,7 @@ class Backend(ABC):
                 raise
             except Exception as exc:  # a library failing to load is an availability problem
                 raise BackendUnavailable(
-                    f"{self.operator}/{self.name} failed to load: {type(exc).__name__}: {_one_line(exc)}"
+                    f"{self.operator}/{self.name} failed to load: {type(exc).__name__}: {one_line(exc, 300)}"
                 ) from None
             self._loaded = True
 
@@ -140,6 +165,26 @@ class Backend(ABC):
         return f"<{type(self).__name__} {self.operator}/{self.name} v{self.version}>"
 
 
+class EndpointBackend(Backend):
+    """A backend that waits on an endpoint: subclasses implement `arun`, which the operator awaits on
+    the caller's event loop (many calls at once, no thread, no lock); `run` is not theirs to have."""
+
+    @abstractmethod
+    async def arun(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        """Run on one sample's images with normalised args, every image already decoded."""
+
+    def run(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
+        raise TypeError(f"{self!r} is awaited (Operator.call), not run")
+
+
+def package_version(dist: str) -> str:
+    """The installed version of a distribution, "0" when it is not installed (part of cache keys)."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
 ImagesArg = Sequence[Union[LoadedImage, bytes]]
 
 
@@ -155,26 +200,42 @@ def _as_loaded(images: ImagesArg) -> list[LoadedImage]:
     return out
 
 
+# One thread pool per (operator name, width) and process, shared by every `OperatorSet` in it.
+_THREADS: dict[tuple[str, int], ThreadPoolExecutor] = {}
+_THREADS_LOCK = threading.Lock()
+
+
+def _threads(name: str, width: int) -> ThreadPoolExecutor:
+    with _THREADS_LOCK:
+        pool = _THREADS.get((name, width))
+        if pool is None:
+            pool = _THREADS[(name, width)] = ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"op-{name}")
+        return pool
+
+
 class Operator:
     """A backend plus the content-hash cache, timing and locking; what the rationale stage calls.
 
-    Thread-safe: the rationale loop calls operators from `asyncio.to_thread`, several samples at
-    once. Cache reads run in parallel; backend execution is serialised per backend (the models are
-    not all thread-safe and the machine has few cores anyway).
+    Thread-safe: several samples call it at once, from the event loop (`call`) or from threads (`run`).
+    Cache reads run in parallel; a local backend's execution is serialised by its lock (the models
+    are not all thread-safe and the machine has few cores anyway).
 
-    `fallbacks` are tried in order when the backend passes `check_available` but then fails to load
-    (`auto` mode only); the switch is logged once.
+    `fallbacks` are tried in order when the backend passes `check_available` but then fails to load,
+    or finds out on a call that it cannot run (`auto` mode only); the switch is logged once. `loop`
+    is the event loop an endpoint backend's client belongs to (where `run` sends its calls).
     """
 
     def __init__(
         self,
         backend: Backend,
-        cache: Optional["OperatorCache"] = None,
+        cache: Optional[OperatorCache] = None,
         fallbacks: Sequence[Backend] = (),
+        loop: Optional[asyncio.AbstractEventLoop] = None,
     ) -> None:
         self.backend = backend
         self.cache = cache
         self.fallbacks = list(fallbacks)
+        self.loop = loop
         self.executions = 0  # backend calls actually made (cache misses); tests count these
         self._count_lock = threading.Lock()
         self._switch_lock = threading.Lock()
@@ -183,10 +244,20 @@ class Operator:
     def name(self) -> str:
         return self.backend.operator
 
+    # -- the steps of a call ------------------------------------------------------------------
     def _key(self, backend: Backend, images: Sequence[LoadedImage], args: dict[str, Any]) -> Optional[str]:
         if self.cache is None:
             return None
-        return self.cache.key(backend, images, backend.cache_key_args(args))
+        return self.cache.key(backend.operator, backend.name, backend.version, images, backend.cache_key_args(args))
+
+    def _lookup(self, backend: Backend, images: ImagesArg, args: dict[str, Any]
+                ) -> tuple[list[LoadedImage], dict[str, Any], Optional[str], Optional[OperatorResult]]:
+        """(images, normalised args, cache key, cached result or None)."""
+        loaded = self._prepare(images)
+        norm = backend.normalize_args(dict(args))
+        key = self._key(backend, loaded, norm)
+        hit = self.cache.get(key) if key is not None else None  # type: ignore[union-attr]
+        return loaded, norm, key, (hit.model_copy(update={"cached": True}) if hit is not None else None)
 
     def _loaded_backend(self) -> Backend:
         while True:
@@ -199,6 +270,15 @@ class Operator:
                 nxt = self.fallbacks.pop(0)
                 log.warning("%s: %s failed to load (%s); using %s", self.name, self.backend.name, exc, nxt.name)
                 self.backend = nxt
+
+    def _fall_back(self, backend: Backend, exc: BackendUnavailable) -> None:
+        """`backend` found out on a call that it cannot run (the teacher turned out text-only): the next one."""
+        with self._switch_lock:  # calls in flight on the same backend switch once
+            if self.backend is backend:
+                if not self.fallbacks:
+                    raise exc
+                self.backend = self.fallbacks.pop(0)
+                log.warning("%s: %s is unavailable (%s); using %s", self.name, backend.name, exc, self.backend.name)
 
     def _prepare(self, images: ImagesArg) -> list[LoadedImage]:
         loaded = _as_loaded(images)
@@ -217,15 +297,52 @@ class Operator:
                 where = f"image {index}: " if len(images) > 1 else ""
                 raise ImageDecodeError(f"{where}{exc}") from None
 
-    def run(self, images: ImagesArg, **args: Any) -> OperatorResult:
-        loaded = self._prepare(images)
-        backend = self.backend
-        norm = backend.normalize_args(dict(args))
-        key = self._key(backend, loaded, norm)
+    def _failed(self, backend: Backend, exc: Exception) -> OperatorError:
+        """A library error on one input quarantines that sample only."""
+        return OperatorError(f"{self.name}/{backend.name} failed: {type(exc).__name__}: {one_line(exc, 300)}")
+
+    def _store(self, result: OperatorResult, key: Optional[str], elapsed_s: float, calls: int = 1) -> OperatorResult:
+        with self._count_lock:
+            self.executions += calls
+        result = result.model_copy(update={"elapsed_s": elapsed_s})
         if key is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit.model_copy(update={"cached": True})
+            self.cache.put(key, result)  # type: ignore[union-attr]
+        return result
+
+    # -- calls ------------------------------------------------------------------------------------
+    async def call(self, images: ImagesArg, **args: Any) -> OperatorResult:
+        """The engine's way in: an endpoint backend is awaited right here, a local one on the
+        operator's thread (see the module docstring)."""
+        backend = self.backend
+        if not isinstance(backend, EndpointBackend):
+            pool = _threads(self.name, max(1, backend.max_parallel_calls))
+            return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(self.run, images, **args))
+        loaded, norm, key, hit = self._lookup(backend, images, args)
+        if hit is not None:
+            return hit
+        self._decode(loaded)
+        start = time.perf_counter()
+        if self._loaded_backend() is not backend:
+            return await self.call(images, **args)
+        try:
+            result = await backend.arun(loaded, **norm)
+        except BackendUnavailable as exc:
+            self._fall_back(backend, exc)
+            return await self.call(images, **args)  # another backend: other args and cache key
+        except OperatorError:
+            raise
+        except Exception as exc:
+            raise self._failed(backend, exc) from None
+        return self._store(result, key, time.perf_counter() - start)
+
+    def run(self, images: ImagesArg, **args: Any) -> OperatorResult:
+        """The same as `call`, from plain (non-async) code."""
+        backend = self.backend
+        if isinstance(backend, EndpointBackend):
+            return self._run_awaited(images, args)
+        loaded, norm, key, hit = self._lookup(backend, images, args)
+        if hit is not None:
+            return hit
         self._decode(loaded)
         start = time.perf_counter()
         with backend.lock:
@@ -233,29 +350,28 @@ class Operator:
             if not switched:
                 try:
                     result = backend.run(loaded, **norm)
-                except BackendUnavailable as exc:  # found out on a call (the teacher turned out text-only)
-                    with self._switch_lock:  # calls in flight on the same backend switch once
-                        if self.backend is backend:
-                            if not self.fallbacks:
-                                raise
-                            self.backend = self.fallbacks.pop(0)
-                            log.warning("%s: %s is unavailable (%s); using %s", self.name, backend.name, exc,
-                                        self.backend.name)
+                except BackendUnavailable as exc:
+                    self._fall_back(backend, exc)
                     switched = True
                 except OperatorError:
                     raise
-                except Exception as exc:  # a library error on one input quarantines that sample only
-                    raise OperatorError(
-                        f"{self.name}/{backend.name} failed: {type(exc).__name__}: {_one_line(exc)}"
-                    ) from None
+                except Exception as exc:
+                    raise self._failed(backend, exc) from None
         if switched:  # fell back to another backend: different args and cache key
             return self.run(images, **args)
-        with self._count_lock:
-            self.executions += 1
-        result = result.model_copy(update={"elapsed_s": time.perf_counter() - start})
-        if key is not None:
-            self.cache.put(key, result)
-        return result
+        return self._store(result, key, time.perf_counter() - start)
+
+    def _run_awaited(self, images: ImagesArg, args: dict[str, Any]) -> OperatorResult:
+        """An endpoint backend called from plain code: on the loop its client belongs to when that
+        loop runs in another thread, else on a loop of its own."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self.loop is not None and self.loop.is_running():
+                return asyncio.run_coroutine_threadsafe(self.call(images, **args), self.loop).result()
+            return asyncio.run(self.call(images, **args))
+        raise OperatorError(f"{self.name}/{self.backend.name} waits on an endpoint: await Operator.call from the "
+                            f"event loop instead of calling run on it")
 
     def run_batch(
         self, batch: Sequence[tuple[ImagesArg, dict[str, Any]]]
@@ -267,12 +383,9 @@ class Operator:
         backend = self.backend
         for i, (images, args) in enumerate(batch):
             try:
-                loaded = self._prepare(images)
-                norm = backend.normalize_args(dict(args))
-                key = self._key(backend, loaded, norm)
-                hit = self.cache.get(key) if key is not None else None
+                loaded, norm, key, hit = self._lookup(backend, images, args)
                 if hit is not None:
-                    out[i] = hit.model_copy(update={"cached": True})
+                    out[i] = hit
                     continue
                 self._decode(loaded)
                 todo.append((i, loaded, norm, key))
@@ -298,10 +411,7 @@ class Operator:
                 with self._count_lock:
                     self.executions += len(todo)
                 for (i, _, _, key), result in zip(todo, results):
-                    result = result.model_copy(update={"elapsed_s": each})
-                    if key is not None:
-                        self.cache.put(key, result)
-                    out[i] = result
+                    out[i] = self._store(result, key, each, calls=0)
         return out  # type: ignore[return-value]
 
     def _safe_run(self, images: ImagesArg, args: dict[str, Any]) -> Union[OperatorResult, OperatorError]:
@@ -318,11 +428,3 @@ def per_image_text(parts: Sequence[str]) -> str:
     if len(parts) == 1:
         return parts[0]
     return "\n".join(f"Image {i}: {part}" for i, part in enumerate(parts, 1))
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-from operators.cache import OperatorCache  # noqa: E402  (cycle: the cache stores OperatorResult)

@@ -11,27 +11,24 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-if TYPE_CHECKING:
-    from operators.base import Backend, OperatorResult
-    from operators.images import LoadedImage
+from operators.images import LoadedImage
+from operators.result import OperatorResult
 
 
 class OperatorCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.hits = 0
-        self.misses = 0
 
     @staticmethod
-    def key(backend: "Backend", images: Sequence["LoadedImage"], args: dict[str, Any]) -> str:
+    def key(operator: str, backend: str, version: str, images: Sequence[LoadedImage], args: dict[str, Any]) -> str:
         payload = json.dumps(
             {
-                "operator": backend.operator,
-                "backend": backend.name,
-                "version": backend.version,
+                "operator": operator,
+                "backend": backend,
+                "version": version,
                 "images": [im.sha256 for im in images],
                 "args": args,
             },
@@ -43,20 +40,13 @@ class OperatorCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> Optional["OperatorResult"]:
-        from operators.base import OperatorResult
-
-        path = self._path(key)
+    def get(self, key: str) -> Optional[OperatorResult]:
         try:
-            text = path.read_text()
-            result = OperatorResult.model_validate_json(text)
+            return OperatorResult.model_validate_json(self._path(key).read_text())
         except (FileNotFoundError, ValueError):
-            self.misses += 1
             return None
-        self.hits += 1
-        return result
 
-    def put(self, key: str, result: "OperatorResult") -> None:
+    def put(self, key: str, result: OperatorResult) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")

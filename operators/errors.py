@@ -1,8 +1,10 @@
 """The two errors every operator speaks. Kept apart so `images` and `base` can both raise them."""
 from __future__ import annotations
 
+from generation.errors import MmatError
 
-class OperatorError(Exception):
+
+class OperatorError(MmatError):
     """One clear reason why an operator cannot handle this input; quarantines the sample."""
 
 

@@ -9,15 +9,13 @@ image never reports a face.
 """
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from operators.base import Backend, BackendUnavailable, OperatorResult, per_image_text
+from operators.base import Backend, BackendUnavailable, OperatorResult, package_version, per_image_text
 from operators.images import LoadedImage
 
 NO_FACE = "No face detected."
@@ -43,11 +41,7 @@ class DeepFaceBackend(Backend):
         super().__init__()
         self.detector = detector
         self.min_confidence = float(min_confidence)
-        try:
-            lib = importlib.metadata.version("deepface")
-        except importlib.metadata.PackageNotFoundError:
-            lib = "0"
-        self.version = f"1/deepface-{lib}"
+        self.version = f"1/deepface-{package_version('deepface')}"
         self._extract = None
 
     def settings(self) -> dict[str, Any]:

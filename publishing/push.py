@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
+from generation.errors import MmatError, one_line
+from generation.redact import mask_known, redact
 from mmat_1m import CONFIGS_BY_NAME, card_configs
-from publishing.card import (CARD_FILENAME, FIGURE_PATH, normalise_version, read_card_metadata, render_card_terminal,
-                             write_card)
+from publishing.card import CARD_FILENAME, FIGURE_PATH, render_card_terminal, write_card
+from publishing.changelog import normalise_version, read_card_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
-class PushError(RuntimeError):
+class PushError(MmatError, RuntimeError):
     """A push that cannot go on; the message is one line meant for the user."""
 
 
@@ -116,9 +118,7 @@ def _check_card(root: Path) -> None:
 
 def _redacted(text: Optional[str], token: Optional[str]) -> Optional[str]:
     """What may reach the Hub of a user's text: one line, secrets masked (see the module docstring)."""
-    from generation.redact import redact
-
-    return None if text is None else redact(" ".join(str(text).split()), [token])
+    return None if text is None else redact(one_line(text), [token])
 
 
 def _token_or_fail(token: Optional[str]) -> Optional[str]:
@@ -135,11 +135,7 @@ def _safe(message: str, token: Optional[str]) -> str:
     """One line, and never the token (whatever an underlying error put into its message)."""
     from huggingface_hub import get_token
 
-    line = " ".join(str(message).split())
-    for secret in {token, get_token()}:
-        if secret:
-            line = line.replace(secret, "***")
-    return line
+    return mask_known(one_line(message), [token, get_token()])
 
 
 def _existing_refs(api, repo_id: str):

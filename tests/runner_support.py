@@ -146,7 +146,7 @@ def card_mismatches(out: Path) -> list[str]:
     """Where the card's `dataset_info` split sizes differ from the rows in the shards its configs name."""
     import pyarrow.parquet as pq
 
-    from publishing.card import read_card_metadata
+    from publishing.changelog import read_card_metadata
 
     meta = read_card_metadata(Path(out) / "README.md")
     if not meta:

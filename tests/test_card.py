@@ -9,14 +9,9 @@ import pytest
 import yaml
 
 from mmat_1m import CONFIGS, FEATURES, SOURCES
-from publishing.card import (
-    FIGURE_PATH,
-    collect_stats,
-    read_card_metadata,
-    render_card_terminal,
-    split_front_matter,
-    write_card,
-)
+from publishing.card import FIGURE_PATH, render_card_terminal, write_card
+from publishing.card_stats import collect_stats
+from publishing.changelog import read_card_metadata, split_front_matter
 from tests.dataset_factory import make_dataset_folder, make_dialogue
 
 

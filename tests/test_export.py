@@ -141,6 +141,24 @@ def test_rows_that_cannot_be_exported_faithfully_are_skipped_and_counted(tmp_pat
     assert len(_lines(result.out_path)) == 1
 
 
+def test_rows_whose_messages_are_not_the_layout_are_skipped_with_the_parsers_reason(tmp_path, caplog):
+    # Export reads rows with the project's one dialogue parser (as `mmat view` does): an RR row whose
+    # image blocks moved out of the first user turn still alternates user/assistant and still has one
+    # block per image, yet is not the RR layout, so it is skipped with the parser's reason.
+    good = make_dialogue("tabmwp", "train", 0)["rr"]
+    bad = make_dialogue("tabmwp", "train", 1)["rr"]
+    users = [m for m in bad["messages"] if m["role"] == "user"]
+    images = [b for b in users[0]["content"] if b["type"] == "image"]
+    assert images and len(users) > 1
+    users[0]["content"] = [b for b in users[0]["content"] if b["type"] != "image"]
+    users[-1]["content"] = images + users[-1]["content"]
+    ds = datasets.Dataset.from_list([good, bad], features=FEATURES)
+    with caplog.at_level("WARNING", logger="trainer.export"):
+        result = export(ds, "sharegpt", tmp_path / "x.jsonl", config="rr")
+    assert result.rows == 1 and result.skipped == 1 and result.skipped_ids == [bad["id"]]
+    assert "not the rr layout" in caplog.text and "image blocks outside the first user turn" in caplog.text
+
+
 def test_identical_images_are_written_once_and_unknown_formats_fail(folder, tmp_path):
     rr = export(folder, "swift", tmp_path / "a.jsonl", config="rr", images_dir=tmp_path / "imgs")
     orr = export(folder, "swift", tmp_path / "b.jsonl", config="orr", images_dir=tmp_path / "imgs")

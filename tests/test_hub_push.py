@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from publishing.card import read_card_metadata
+from publishing.changelog import read_card_metadata
 from publishing.push import PushError, TagExistsError, published_files, push_dataset, show_card
 from tests.dataset_factory import make_dataset_folder
 
@@ -99,7 +99,7 @@ def test_push_two_versions_and_load_each_by_revision(hub_server, hub_client, tmp
 
 
 def read_card_metadata_text(text: str) -> dict:
-    from publishing.card import split_front_matter
+    from publishing.changelog import split_front_matter
 
     return split_front_matter(text)[0]
 

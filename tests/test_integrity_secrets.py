@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from generation.runner import out_lock_path
+from generation.folder_lock import out_lock_path
 from publishing.push import PushError, push_dataset
 from tests.dataset_factory import make_dataset_folder
 from tests.runner_support import REPO, mmat, mmat_cmd, mmat_env, source, write_config

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from generation.checkpoint import Checkpoint, CheckpointLocked
-from publishing.card import read_card_metadata
+from publishing.changelog import read_card_metadata
 from tests.runner_support import (
     FORMATS,
     default_work_dir,

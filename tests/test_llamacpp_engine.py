@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from generation.config import parse_config
-from generation.runner import RunOptions, run_generation
+from generation.dialogue_format import parse_row
+from generation.plan import RunOptions
+from generation.runner import run_generation
 from generation.teachers.llamacpp import LlamaCppServer, ServerSettings
 from tests.llamacpp_support import SMOLLM2_NAME, require_local_teacher, smollm2_teacher
 from tests.recording_proxy import Exchange, RecordingProxy
@@ -147,8 +149,12 @@ STEP = re.compile(r"<THOUGHT>.*</THOUGHT>(<OPERATOR>[a-z_, ]+</OPERATOR>)?(<RAG>
 
 
 def test_rows_have_the_rr_and_orr_layouts(local_run):
-    # After the merge with issue 13: also assert that every row parses back with
-    # generation.dialogue_format (the strict RR/ORR parser) — see the report of issue 14.
+    for row in local_run.rows["rr"] + local_run.rows["orr"]:  # the strict RR/ORR parser reads every row back
+        dialogue = parse_row(row)
+        if row["format"] == "rr":
+            assert [s.signal for q in dialogue.questions for s in q.steps] == [s["signal"] for s in row["steps"]]
+        else:
+            assert dialogue.questions[-1].answer == _final_answer(row)
     for row in local_run.rows["rr"]:
         messages = row["messages"]
         roles = [m["role"] for m in messages]

@@ -130,7 +130,7 @@ def test_yes_no_answers_need_evidence_about_what_is_asked():
 
 def test_the_reflection_prompt_shows_the_same_leak_definition():
     from generation.schema import Step
-    from generation.teachers.openai_teacher import render_prompt
+    from generation.teachers.prompts import render_prompt
 
     system, _ = render_prompt("reflection_general", question="Q?", choices=[], answer="a", source_rationale=None,
                               steps=[Step(thought="t", signal="end")], previous=[])

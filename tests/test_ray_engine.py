@@ -57,7 +57,8 @@ def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local
                                                                                        monkeypatch):
     from generation.config import load_config
     from generation.ray_engine import run_generation_ray
-    from generation.runner import RunOptions, run_generation
+    from generation.plan import RunOptions
+    from generation.runner import run_generation
 
     monkeypatch.chdir(REPO)
     config = load_config(REPO / "configs/demo.yaml")
@@ -84,7 +85,7 @@ def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local
 def test_a_generation_actor_killed_mid_run_is_restarted_and_no_id_is_lost_or_duplicated(local_ray, tmp_path):
     from generation.config import load_config
     from generation.ray_engine import run_generation_ray
-    from generation.runner import RunOptions
+    from generation.plan import RunOptions
 
     config_path = write_config(tmp_path / "kill.yaml", [source("tabmwp"), source("cauldron"), source("visual_cot")],
                                ocr="rapidocr", runner={"max_concurrency": 2, "ray": {"batch_size": 2}})

@@ -18,7 +18,7 @@ from generation.checkpoint import Checkpoint
 from generation.config import PipelineConfig, PriceTable, RationaleConfig, TeacherConfig
 from generation.integration import NO_RESULTS_TURN, REFLECTION_TURN, SUMMARY_TURN, rr_system_prompt
 from generation.redact import install_redaction, uninstall_redaction
-from generation.runner import SampleProcessor
+from generation.processor import SampleProcessor
 from generation.schema import QA, ImageRef, Sample
 from generation.teachers.factory import make_teacher
 from operators.config import OperatorsConfig

@@ -15,19 +15,10 @@ from generation.config import ConfigError, TeacherConfig
 from generation.schema import Observation, QATrajectory, Step
 from generation.teachers.factory import apply_teacher_overrides, make_teacher, resolve_api_key
 from generation.teachers.limiter import RateLimiter
-from generation.teachers.openai_teacher import (
-    MAX_RETRY_AFTER_S,
-    AnswerReply,
-    ReasonReply,
-    StepReply,
-    backoff_seconds,
-    image_data_url,
-    parse_json_reply,
-    render_prompt,
-    retry_after_seconds,
-    step_schema,
-    TOOL_DESCRIPTIONS,
-)
+from generation.teachers.http_errors import MAX_RETRY_AFTER_S, backoff_seconds, retry_after_seconds
+from generation.teachers.payloads import image_data_url, parse_json_reply
+from generation.teachers.prompts import TOOL_DESCRIPTIONS, render_prompt
+from generation.teachers.replies import AnswerReply, ReasonReply, StepReply, step_schema
 from operators.images import LoadedImage
 
 

@@ -17,7 +17,8 @@ from tests.tiny_vlm import (
     qwen2_5_vl_training_chat_template,
     shared_tiny_vlm,
 )
-from trainer.data import IGNORE_INDEX, MmatCollator, message_text, spans_to_token_mask
+from generation.dialogue_format import message_text
+from trainer.data import IGNORE_INDEX, MmatCollator, spans_to_token_mask
 
 END_OF_TURN = "<|im_end|>\n"
 TOKENS_PER_IMAGE = 4

@@ -15,7 +15,8 @@ import torch
 
 from tests.dataset_factory import make_dataset_folder
 from tests.tiny_vlm import assistant_runs, shared_tiny_vlm
-from trainer.data import MmatCollator, message_text
+from generation.dialogue_format import message_text
+from trainer.data import MmatCollator
 
 pytestmark = pytest.mark.slow
 

@@ -239,7 +239,7 @@ def hostile(demo_folder, tmp_path_factory):
     """The demo's TabMWP rows, one of them hostile, written by the engine's shard writer; its work folder
     holds a quarantine record with a hostile reason."""
     from generation.checkpoint import Checkpoint, QuarantineRecord
-    from generation.runner import default_work_dir
+    from generation.plan import default_work_dir
     from generation.writer import write_group
 
     folder = tmp_path_factory.mktemp("hostile") / "mmat-1m"

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from generation.errors import MmatError
+from generation.strict import StrictModel
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 # LoRA on the language model's attention and MLP projections only (the vision tower and projector stay
@@ -34,14 +37,14 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(MmatError, ValueError):
     """A bad training config, in one line that names the key."""
 
 
-class TrainConfig(BaseModel):
-    """Everything `train(cfg)` needs. Unknown keys are errors (extra="forbid")."""
+class TrainConfig(StrictModel):
+    """Everything `train(cfg)` needs. Unknown keys are errors (a `StrictModel`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(validate_assignment=True)
 
     # ---- data -------------------------------------------------------------------------------------
     repo: Optional[str] = Field(None, description="Hub dataset repo id NS/NAME (uses HF_ENDPOINT / HF_TOKEN)")
@@ -137,7 +140,7 @@ class TrainConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _one_line(err: ValidationError) -> str:
+def _describe_errors(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(config)"
@@ -151,7 +154,7 @@ def make_train_config(**fields: Any) -> TrainConfig:
     try:
         return TrainConfig(**fields)
     except ValidationError as e:
-        raise TrainConfigError(_one_line(e)) from None
+        raise TrainConfigError(_describe_errors(e)) from None
 
 
 def load_train_config(path: Optional[Union[str, Path]] = None, **overrides: Any) -> TrainConfig:

@@ -40,10 +40,8 @@ _GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 def _local_data_files(folder: Path, dataset_config: str, split: str) -> Optional[list[str]]:
     """Shards of one config/split in a dataset folder without a card (mmat_1m's layout)."""
-    try:
-        from mmat_1m import CONFIGS_BY_NAME
-    except ImportError:  # pragma: no cover - the repo root is always importable in practice
-        return None
+    from mmat_1m import CONFIGS_BY_NAME
+
     spec = CONFIGS_BY_NAME.get(dataset_config)
     if spec is None:
         return None
@@ -154,14 +152,6 @@ def clean_messages(messages: Iterable[dict]) -> list[dict]:
             content = [{k: v for k, v in block.items() if v is not None} for block in content]
         out.append({"role": m["role"], "content": content})
     return out
-
-
-def message_text(message: dict) -> str:
-    """The plain text of a message (its text blocks joined)."""
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(b.get("text") or "" for b in content if b.get("type") == "text")
 
 
 # ---------------------------------------------------------------------------------------------------

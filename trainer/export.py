@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from generation.dialogue_format import FormatError, message_text, parse_messages
+
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("swift", "sharegpt")
@@ -171,17 +173,19 @@ def flatten_content(content: Any) -> str:
     return "".join(parts)
 
 
-def _check(messages: list[dict], n_images: int) -> Optional[str]:
-    """Why this row can't be exported faithfully (None when it can)."""
-    n_blocks = sum(
-        1 for m in messages if not isinstance(m["content"], str) for b in m["content"] if b.get("type") == "image"
-    )
+def _check(messages: list[dict], n_images: int, fmt: str) -> Optional[str]:
+    """Why this row can't be exported faithfully (None when it can): its messages must be the `fmt`
+    layout as the project's one parser reads rows as written (`generation.dialogue_format`,
+    `strict=False`, as `mmat view` does), with one image block per image."""
+    try:
+        dialogue = parse_messages(messages, fmt, strict=False)
+    except FormatError as exc:
+        return f"not the {fmt} layout: {exc}"
+    n_blocks = sum(q.n_images for q in dialogue.questions)
     if n_blocks != n_images:
         return f"{n_blocks} image blocks for {n_images} images"
     for m in messages:
-        content = m["content"]
-        text = content if isinstance(content, str) else "".join(b.get("text") or "" for b in content if b.get("type") == "text")
-        if IMAGE_PLACEHOLDER in text:
+        if IMAGE_PLACEHOLDER in message_text(m):
             return f"a {m['role']} turn already contains the text {IMAGE_PLACEHOLDER}"
     return None
 
@@ -263,7 +267,7 @@ def export(
         for row in _load(dataset_or_dir, config, split, revision, max_rows):
             messages = list(row["messages"])
             images = list(row.get("images") or [])
-            why = _check(messages, len(images))
+            why = _check(messages, len(images), row.get("format") or config.split("-")[0])
             record = None
             if why is None:
                 paths = []

@@ -106,10 +106,6 @@ class TrainResult:
     log_history: list[dict] = field(default_factory=list)
     trainer: Any = field(default=None, repr=False, compare=False)  # the FrobeniusLoraTrainer (trained model: .model)
 
-    @property
-    def adapter_dir(self) -> str:
-        return self.output_dir
-
 
 def _use_bf16(cfg: TrainConfig) -> bool:
     if cfg.bf16 is not None:

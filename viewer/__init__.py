@@ -7,8 +7,8 @@ Guarantees:
 - Rows are untrusted text: the page builds every element with `textContent` (never `innerHTML` with
   row data), so a `<script>` or a `</THOUGHT>` in a row shows as text.
 
-Modules: `parsed` (a row → its questions, steps and answers; the one place that reads a row's dialogue
-structure), `view` (the JSON the page draws), `store` (shards, pages, filters), `workfolder`
-(quarantine records and operator backends from the run's work folder), `server` (HTTP + JSON API),
+Modules: `parsed` (a row → its questions, steps and answers, through the project's one RR/ORR
+parser, `generation.dialogue_format`), `view` (the JSON the page draws), `store` (shards, pages,
+filters), `workfolder` (quarantine records, and operator backends for rows that do not record them), `server` (HTTP + JSON API),
 `export` (the same page as static files), `static/` (HTML, JS, CSS).
 """

@@ -38,7 +38,7 @@ def default_work_folder(dataset: str) -> Optional[Path]:
     """The work folder `mmat generate` used for a local dataset folder (None for a Hub repo)."""
     if not Path(dataset).is_dir():
         return None
-    from generation.runner import default_work_dir
+    from generation.plan import default_work_dir
 
     return default_work_dir(Path(dataset))
 

@@ -22,10 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from generation.errors import MmatError
+
 VERIFIED_VALUES = ("yes", "no", "unknown")
 
 
-class FilterError(ValueError):
+class FilterError(MmatError, ValueError):
     """A filter value the viewer cannot apply (one line naming the parameter)."""
 
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from generation.errors import MmatError
 from mmat_1m import FORMATS, SOURCES, SPLITS
 from viewer.filters import Filter
 
@@ -47,7 +48,7 @@ _CACHED_SELECTIONS = 16
 _OPEN_FILES = 32
 
 
-class ViewerError(Exception):
+class ViewerError(MmatError):
     """What `mmat view` reports as one line: a missing folder or repo, no shards, a bad request."""
 
 

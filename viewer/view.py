@@ -7,19 +7,22 @@ every string in them is row data that the page inserts as text. Turn kinds:
   outputs of its user turn as `cards`;
 - `step` (assistant): labelled blocks THOUGHT / OPERATOR / RAG / SIGNAL; `mark` is `reflection` for
   the step that asks for a reflection and `repaired` for the step that follows it;
-- `results` (user): one card per operator result, naming the operator and its backend;
+- `results` (user): one card per operator result, naming the operator and its backend (as the row
+  records it, `steps[*].observations[*].backend`; for older rows without it, `backend_of`: the run's
+  operator cache, `viewer.workfolder`);
 - `note` (user): a turn with no results (`no_results`), the reflection request (`reflection_request`)
   or the request to summarise (`summary_request`), as written in the row;
 - `answer` (assistant): the short answer beside the reference answer and the verification result
   (ORR: with the one-turn THOUGHT block);
-- `raw`: a row whose messages do not match its steps (`viewer.parsed.LayoutMismatch`) is shown
-  message by message, with the reason in `layout_error`.
+- `raw`: a row whose messages are not the RR/ORR layout (`FormatError`) is shown message by message,
+  with the reason in `layout_error`.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from viewer.parsed import Dialogue, LayoutMismatch, Question, Step, message_text, parse_row
+from generation.dialogue_format import RRStep
+from viewer.parsed import Dialogue, FormatError, Question, message_text, parse_row
 
 BackendOf = Callable[[str, str], Optional[str]]  # (operator, result text) -> backend name
 ImageUrl = Callable[[int, str], str]  # (image index, "thumb" | "full") -> URL
@@ -49,7 +52,7 @@ def summary(row: dict[str, Any], split: str, image_url: Optional[ImageUrl] = Non
     }
 
 
-def _step_blocks(step: Step) -> list[dict[str, Any]]:
+def _step_blocks(step: RRStep) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"label": "THOUGHT", "text": step.thought}]
     if step.operators:
         blocks.append({"label": "OPERATOR", "items": list(step.operators)})
@@ -97,10 +100,21 @@ def _orr_turns(dialogue: Dialogue, row: dict[str, Any], backend_of: BackendOf) -
     return turns
 
 
+def recorded_backends(row: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(operator, result text) → the backend the row records for it (rows before the field have none)."""
+    return {(o.get("operator") or "", o.get("text") or ""): o["backend"]
+            for s in row.get("steps") or () for o in s.get("observations") or () if o.get("backend")}
+
+
 def dialogue_view(row: dict[str, Any], split: str, *, backend_of: Optional[BackendOf] = None,
                   image_url: Optional[ImageUrl] = None, dialogue: Optional[Dialogue] = None) -> dict[str, Any]:
-    """The whole dialogue of one row (all columns) as the page draws it."""
-    backend_of = backend_of or (lambda op, text: None)
+    """The whole dialogue of one row (all columns) as the page draws it. A result's backend is the
+    row's own record of it, else `backend_of(operator, text)` (older rows), else unknown."""
+    recorded = recorded_backends(row)
+
+    def backend(op: str, text: str) -> Optional[str]:
+        return recorded.get((op, text)) or (backend_of(op, text) if backend_of else None)
+
     teacher = row.get("teacher") or {}
     meta = row.get("meta") or {}
     reflection = row.get("reflection") or {}
@@ -117,10 +131,10 @@ def dialogue_view(row: dict[str, Any], split: str, *, backend_of: Optional[Backe
     }
     try:
         dialogue = dialogue or parse_row(row)
-    except LayoutMismatch as exc:
+    except FormatError as exc:
         out["layout_error"] = str(exc)
         out["turns"] = [{"role": m.get("role"), "kind": "raw", "text": message_text(m)} for m in row.get("messages") or ()]
         return out
     out["system"] = dialogue.system
-    out["turns"] = (_rr_turns if dialogue.format == "rr" else _orr_turns)(dialogue, row, backend_of)
+    out["turns"] = (_rr_turns if dialogue.format == "rr" else _orr_turns)(dialogue, row, backend)
     return out

@@ -3,8 +3,9 @@
 - Quarantine: the records `generation.checkpoint.Checkpoint.quarantined` reads (every worker's
   `quarantine*.jsonl`, the latest record per id), minus ids that have a row in the dataset (a retry
   that worked). Those samples have no row; the list shows them with stage, error type and reason.
-- Backends: a row's observations say which operator ran, not which backend (rapidocr, PaddleOCR, a
-  template caption...). The run's operator cache (`<work>/operator-cache/results/**.json`, one
+- Backends, for rows written before rows recorded them (`steps[*].observations[*].backend`, which
+  the view reads first): such a row's observations say which operator ran, not which backend
+  (rapidocr, PaddleOCR, a template caption...). The run's operator cache (`<work>/operator-cache/results/**.json`, one
   `OperatorResult` per file) holds each result text with its backend, so `(operator, text) → backend`
   is exact for results this work folder produced. The index is built on first use from at most
   `MAX_CACHE_FILES` files; past that, or with no work folder (a Hub repo), a card says the backend was

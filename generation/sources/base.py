@@ -11,9 +11,10 @@ Two guarantees live here:
   (absolute paths, `..`, symlinks) and quarantines one that leaves the folder with the reason "image
   path outside the source folder", unless the source sets `allow_outside_paths: true` (then the
   resolved folder is logged once).
-- **A bad byte costs one record.** `iter_jsonl` and `iter_json_container` decode each record on its
-  own: invalid UTF-8, a line that is not a JSON object, or a file cut off mid-record becomes one
-  error for that record, never an exception for the whole source.
+- **A bad byte costs one record.** `iter_jsonl` and `iter_json_container` (defined in
+  `generation.sources.records`, re-exported here with `SourceError` and `RecordError`) decode each
+  record on its own: invalid UTF-8, a line that is not a JSON object, or a file cut off mid-record
+  becomes one error for that record, never an exception for the whole source.
 """
 from __future__ import annotations
 
@@ -23,12 +24,23 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Literal, NamedTuple, Optional, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from generation.answers import normalise_answer
+from generation.answers import LETTERS, normalise_answer
 from generation.schema import ImageRef, Quarantined, Sample
+from generation.strict import StrictModel
+from generation.sources.records import (
+    RecordError,
+    SourceError,
+    field_text,
+    id_text,
+    iter_json_container,
+    iter_jsonl,
+    json_kind,
+    parsed,
+)
 from generation.sources.instructions import (
     BREVITY_SUFFIXES,
     LEADING_INSTRUCTIONS,
@@ -45,8 +57,9 @@ from operators.images import ImageDecodeError, decode_rgb
 
 log = logging.getLogger("mmat.sources")
 
+# The one list of sources, in the order the dataset's configs, cards and viewer show them (`mmat_1m.SOURCES`).
 SOURCE_IDS = ("visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek")
-SourceKind = Literal["visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek"]
+SourceKind = Literal[SOURCE_IDS]  # type: ignore[valid-type]
 STAGE = "foundation"
 # The degenerate-QA filters (`SourceConfig.drop_qas`):
 #   empty_answer  a QA pair whose answer is empty (after the upstream's decorations are removed)
@@ -56,17 +69,8 @@ DEFAULT_QA_FILTERS: tuple[str, ...] = ("empty_answer", "table_dump")
 OUTSIDE_REASON = "image path outside the source folder"
 
 
-class SourceError(ValueError):
-    """The source as a whole cannot be read (missing folder, unrecognised layout, Hub unreachable).
-
-    Unlike a bad record, this stops the run: the message is one line that names the fix.
-    """
-
-
-class SourceConfig(BaseModel):
+class SourceConfig(StrictModel):
     """Where one source's native data lives and how much of it to read."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: SourceKind
     path: Optional[Path] = None  # a local folder in the upstream's native layout
@@ -136,15 +140,6 @@ def require(record: Any, field: str, sid: str, where: str = "") -> Any:
     return value
 
 
-def json_kind(value: Any) -> str:
-    """How JSON names a parsed value's type: 'an array', 'a string', ..."""
-    for kind, name in ((dict, "an object"), (list, "an array"), (str, "a string"), (bool, "a boolean"),
-                       ((int, float), "a number"), (type(None), "null")):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
 def guarded(sid: str, build: Callable[[], Sample]) -> Sample | Quarantined:
     """One record in, one Sample or one Quarantined out, never an exception: a malformed record
     (wrong types, missing keys deep inside) costs that record only."""
@@ -156,7 +151,6 @@ def guarded(sid: str, build: Callable[[], Sample]) -> Sample | Quarantined:
         return quarantine(sid, f"malformed record: {type(exc).__name__}: {exc}", exc)
 
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NUMBER = re.compile(r"^[-+]?[$€£]?\s*(\d[\d,]*(\.\d+)?|\.\d+|\d+\s*/\s*\d+)\s*(%|°)?$")
 
 
@@ -395,153 +389,6 @@ def hub_error(cfg: SourceConfig, exc: BaseException) -> SourceError:
     return SourceError(
         f"{cfg.kind}: cannot read Hub dataset '{cfg.hub_id}' ({type(exc).__name__}: {first}); this machine may be "
         f"offline: download it where there is network and set `path:` to the local copy, or unset HF_HUB_OFFLINE")
-
-
-_SURROGATE = re.compile(r"[\udc80-\udcff]")
-
-
-class RecordError(ValueError):
-    """One native record that cannot be used as it is (invalid UTF-8, not JSON, not an object, cut off).
-
-    `value` is what could still be parsed (bad bytes as lone surrogates), so the record keeps the id
-    it would have had: fixing the bytes and running `mmat retry` then finds the same id."""
-
-    def __init__(self, message: str, value: Any = None) -> None:
-        super().__init__(message)
-        self.value = value
-
-
-def parsed(record: Any) -> Any:
-    """The record, or what could be parsed of a `RecordError` (for its id)."""
-    return record.value if isinstance(record, RecordError) else record
-
-
-def id_text(value: Any) -> Optional[str]:
-    """`value` as part of an id: a non-empty string or integer with no undecodable bytes, else None."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return None
-    text = str(value).strip()
-    return text if text and not _SURROGATE.search(text) else None
-
-
-def field_text(record: Any, field: str) -> Optional[str]:
-    """`id_text` of `record[field]`, for building ids defensively from any (parsed) record."""
-    return id_text(record.get(field)) if isinstance(record, dict) else None
-
-
-def _decode_record(raw: bytes) -> Any:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        try:
-            value = json.loads(raw.decode("utf-8", errors="surrogateescape"))
-        except ValueError:
-            value = None
-        raise RecordError(f"invalid UTF-8 at byte {exc.start}", value) from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise RecordError(f"not valid JSON ({exc})") from None
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object or a `RecordError`) per non-blank line: one bad line is one record.
-
-    Lines are read as bytes and decoded one by one, so invalid UTF-8, a line that is not JSON, a JSON
-    value that is not an object, or a last line cut off by a truncated download costs that line only.
-    """
-    with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                value = _decode_record(raw)
-            except RecordError as exc:
-                truncated = " (the file ends inside it: truncated?)" if not raw.endswith(b"\n") else ""
-                yield n, RecordError(f"line {n}: {exc}{truncated}", exc.value if isinstance(exc.value, dict) else None)
-                continue
-            yield n, value if isinstance(value, dict) else RecordError(
-                f"line {n} is {json_kind(value)}, not a JSON object")
-
-
-def _has_bad_bytes(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(_SURROGATE.search(value))
-    if isinstance(value, dict):
-        return any(_has_bad_bytes(k) or _has_bad_bytes(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_bad_bytes(v) for v in value)
-    return False
-
-
-def iter_json_container(path: Path, kind: str) -> Iterator[tuple[Union[str, int], Any]]:
-    """The members of a JSON file holding one object `{key: record}` or one list `[record, ...]`, one
-    at a time: (key or index, record or `RecordError`).
-
-    A record with invalid UTF-8 is an error for that record; a file cut off mid-record (a truncated
-    download) ends with one error for the record it cuts, after every complete record before it.
-    Only a file that is not a JSON object or list at all raises `SourceError` (the layout is wrong).
-    """
-    try:
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    except FileNotFoundError:
-        raise SourceError(f"{kind}: file not found: {path}") from None
-    except OSError as exc:
-        raise SourceError(f"{kind}: cannot read {path}: {exc}") from None
-    decoder = json.JSONDecoder()
-    pos = _skip_ws(text, 0)
-    opener = text[pos:pos + 1]
-    if opener not in ("{", "["):
-        raise SourceError(f"{kind}: {path.name} must hold one JSON object or list, found "
-                          f"{repr(text[pos:pos + 20]) if text[pos:].strip() else 'nothing'}")
-    closer = "}" if opener == "{" else "]"
-    pos = _skip_ws(text, pos + 1)
-    index = 0
-    while pos < len(text) and text[pos] != closer:
-        key: Union[str, int] = index
-        try:
-            if opener == "{":
-                key, pos = decoder.raw_decode(text, pos)
-                pos = _skip_ws(text, pos)
-                if text[pos:pos + 1] != ":":
-                    raise ValueError(f"expected ':' after key at char {pos}")
-                pos = _skip_ws(text, pos + 1)
-            value, pos = decoder.raw_decode(text, pos)
-        except ValueError as exc:
-            cut = "the file ends inside this record (truncated?)" if _ends_inside(text, pos) else str(exc)
-            yield key, RecordError(f"{path.name}: {cut}")
-            return
-        yield key, RecordError(f"{path.name}: invalid UTF-8 in this record", value) if _has_bad_bytes(value) else value
-        index += 1
-        pos = _skip_ws(text, pos)
-        if text[pos:pos + 1] == ",":
-            pos = _skip_ws(text, pos + 1)
-    if pos >= len(text):
-        log.warning("%s: %s ends before its closing '%s' (truncated download?); every complete record was read",
-                    kind, path, closer)
-
-
-def _skip_ws(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _ends_inside(text: str, pos: int) -> bool:
-    """Whether a parse error at `pos` is the end of the file (a cut-off record), not bad syntax."""
-    depth, in_string, escaped = 0, False, False
-    for ch in text[pos:]:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth > 0 or in_string
 
 
 # MULTIPLE_CHOICE_PROMPT and SHORT_ANSWER_PROMPT are re-exported: adapters and tests import them from here.

@@ -61,7 +61,7 @@ OVEN_EXTENSIONS = (".jpg", ".JPEG", ".jpeg", ".JPG", ".png", ".PNG")
 LOOSE_IMAGE = "images/{image_id}.jpg"
 FIELDS = {"id": "data_id", "image_id": "image_id", "question": "question", "answer": "answer",
           "answer_eval": "answer_eval", "split": "data_split"}
-CORPUS_FILE = "corpus/passages.jsonl"  # {"id", "title", "text"}; read by the RAG operator, not here
+# corpus/passages.jsonl ({"id", "title", "text"}) is read by the RAG operator, not here
 HUB_FILES = [*ANNOTATION_FILES, "*_withkb.jsonl", ID2IMAGE_FILE, "oven_images/*", "images/*", "corpus/*"]
 # ---------------------------------------------------------------------------------------------------
 

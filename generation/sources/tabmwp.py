@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from generation.schema import QA, Quarantined, Sample
+from generation.schema import QA, Sample
 from generation.sources.base import (
     ImageFolder,
     Located,

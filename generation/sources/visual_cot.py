@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from generation.schema import QA, Quarantined, Sample
+from generation.schema import QA, Sample
 from generation.sources.base import (
     ImageFolder,
     Located,

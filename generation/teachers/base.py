@@ -2,19 +2,24 @@
 
 The loop never imports `openai`: it asks a `Teacher` for the next step, for a reflection verdict and
 for the final short answer. Every call returns its own token usage, which travels with the row.
+Everything else the engine reads of a teacher is declared on `Teacher` too (its mode, its way to the
+model for the caption operator, the judge pass, the endpoint check, its run totals): a teacher that
+lacks a capability says so (None, a no-op), so no caller probes for attributes.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Protocol, runtime_checkable
+from typing import Any, Awaitable, Callable, Literal, Optional, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from generation.schema import QATrajectory, Sample, Step, TeacherUsage
+from generation.errors import MmatError
+from generation.schema import QATrajectory, Sample, Step, TeacherUsage, Trajectory
 from operators.images import LoadedImage
 
 
-class TeacherError(Exception):
+class TeacherError(MmatError):
     """The teacher could not produce a usable reply for this sample (garbage, refusals, HTTP errors
     after retries). The runner quarantines the sample with this message."""
 
@@ -92,9 +97,41 @@ class FinalAnswer(BaseModel):
     usage: TeacherUsage = Field(default_factory=TeacherUsage)
 
 
+@dataclass
+class TeacherStats:
+    """What the teacher did over the whole run, quarantined samples included."""
+
+    requests: int = 0
+    retries: int = 0
+    repairs: int = 0
+    failures: Counter = field(default_factory=Counter)  # by kind: rate_limit, server, timeout, unparsable, ...
+    downgrades: list[str] = field(default_factory=list)
+    usage: TeacherUsage = field(default_factory=TeacherUsage)
+    context_trims: int = 0  # prompts re-sent with older results omitted to fit the model's context
+
+    def summary(self) -> str:
+        u = self.usage
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
+        return (f"teacher {u.model}: {self.requests} requests, {self.retries} retries, {self.repairs} repairs, "
+                f"{self.context_trims} context trims, failed: {failed}; {u.prompt_tokens:,} prompt + "
+                f"{u.completion_tokens:,} completion tokens, ${u.cost_usd:.4f}")
+
+
+# What the VLM caption operator awaits to reach the teacher's model: `(messages, model=..., **params)`
+# → a chat completion (see `generation.teachers.chat_client.CaptionClient`).
+CaptionCall = Callable[..., Awaitable[Any]]
+
+
 @runtime_checkable
 class Teacher(Protocol):
     model_name: str
+    # What rows record as `meta.teacher_mode`: `vision` or `text_only`; None for a teacher with no model
+    # (the offline teacher reads annotations, not images). Read after each sample: it may change mid-run.
+    mode: Optional[str]
+    # The caption operator's way to the teacher's model; None when there is no VLM to caption with.
+    caption_client: Optional[CaptionCall]
+    # The run's totals (requests, retries, repairs, failures, tokens); None when the teacher keeps none.
+    stats: Optional[TeacherStats]
 
     async def next_step(self, ctx: TeacherContext) -> StepDecision: ...
 
@@ -104,11 +141,14 @@ class Teacher(Protocol):
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer: ...
 
+    async def judge(self, trajectory: Trajectory, sample: Sample) -> Optional[tuple[float, TeacherUsage]]:
+        """The optional quality pass (`teacher.judge: true`): (score in [0, 1], its usage), or None when
+        this teacher cannot judge."""
+        ...
+
+    async def preflight(self) -> None:
+        """Check the endpoint and the key before the first paid call (one free request); raises
+        `TeacherFatalError` when the run cannot go on. A no-op for a teacher without an endpoint."""
+        ...
+
     async def aclose(self) -> None: ...
-
-
-@runtime_checkable
-class SupportsPreflight(Protocol):
-    """A teacher that can check its endpoint and key before the first paid call (one cheap request)."""
-
-    async def preflight(self) -> None: ...

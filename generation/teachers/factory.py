@@ -17,13 +17,12 @@ from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
-from generation.config import ConfigError, TeacherConfig
+from generation.config import TEACHER_KINDS, ConfigError, TeacherConfig
 from generation.teachers.base import Teacher
 
 log = logging.getLogger("mmat.teacher")
 
 NO_KEY_PLACEHOLDER = "EMPTY"  # what vLLM's docs use for servers started without --api-key
-TEACHER_KINDS = ("offline", "openai", "llamacpp")
 
 
 def resolve_base_url(cfg: TeacherConfig) -> Optional[str]:
@@ -55,7 +54,7 @@ def make_teacher(cfg: TeacherConfig) -> Teacher:
     if cfg.kind == "offline":
         from generation.teachers.offline import OfflineTeacher
 
-        return OfflineTeacher(model_name="offline-annotations")
+        return OfflineTeacher()
     if cfg.kind == "openai":
         from generation.teachers.openai_teacher import OpenAITeacher
 

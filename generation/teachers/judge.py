@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Optional
 
 from generation.schema import Sample, TeacherUsage, Trajectory
-from generation.teachers.openai_teacher import SCHEMAS, ChatClient, JudgeReply, render_prompt
+from generation.teachers.chat_client import ChatClient
+from generation.teachers.prompts import render_prompt
+from generation.teachers.replies import SCHEMAS, JudgeReply
 from operators.images import LoadedImage
 
 
@@ -32,12 +34,3 @@ async def judge_dialogue(chat: ChatClient, trajectory: Trajectory, sample: Sampl
     system, user = render_prompt("judge", qas=_qa_view(trajectory, sample))
     reply, usage = await chat.complete_json("judge", system, user, images, SCHEMAS["judge"], JudgeReply, model=model)
     return reply.score, usage
-
-
-async def judge(trajectory: Trajectory, sample: Sample, chat: ChatClient,
-                model: Optional[str] = None) -> float:
-    """Score one dialogue; sets `trajectory.judge_score` and adds the judge's tokens to its usage."""
-    score, usage = await judge_dialogue(chat, trajectory, sample, model=model)
-    trajectory.judge_score = score
-    trajectory.usage = trajectory.usage.add(usage)
-    return score

@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
+from generation.errors import MmatError
+
 if TYPE_CHECKING:  # the child process imports this module too: it must stay light
     from generation.config import TeacherConfig
 
@@ -55,7 +57,7 @@ STOP_GRACE_S = 15.0
 LOG_TAIL_CHARS = 1500
 
 
-class LlamaCppError(RuntimeError):
+class LlamaCppError(MmatError, RuntimeError):
     """The server could not start or answer (one line: what failed and what to do)."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 from generation.schema import Step
 from generation.teachers.base import TeacherError
+from generation.teachers.http_errors import error_body, error_message, status_of
 
 OMITTED_OBSERVATION = "[result omitted: the prompt did not fit the model's context]"
 
@@ -59,26 +60,12 @@ class ContextOverflow(TeacherError):
         return total - self.context
 
 
-def _body_error(exc: BaseException) -> dict[str, Any]:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return inner
-    return {}
-
-
-def _message(exc: BaseException) -> str:
-    error = _body_error(exc)
-    return str(error.get("message") or getattr(exc, "message", None) or exc)
-
-
 def context_overflow(exc: BaseException) -> Optional[ContextOverflow]:
     """The overflow a 400 reports (llama.cpp, OpenAI, vLLM wording), else None."""
-    if getattr(exc, "status_code", None) not in (400, 413, 422):
+    if status_of(exc) not in (400, 413, 422):
         return None
-    error = _body_error(exc)
-    message = _message(exc)
+    error = error_body(exc)
+    message = error_message(exc)
     code = str(error.get("code") or getattr(exc, "code", None) or "")
     kind = str(error.get("type") or "")
     known = (kind == "exceed_context_size_error" or code == "context_length_exceeded"
@@ -104,10 +91,10 @@ def context_overflow(exc: BaseException) -> Optional[ContextOverflow]:
 
 def refuses_images(exc: BaseException) -> bool:
     """Did the server refuse the request because it cannot take images?"""
-    status = getattr(exc, "status_code", None)
+    status = status_of(exc)
     if status is None or status < 400:
         return False
-    message = _message(exc).lower()
+    message = error_message(exc).lower()
     return any(phrase in message for phrase in _IMAGE_REFUSALS)
 
 

@@ -42,8 +42,9 @@ from generation.quality.definitions import (
     states_answer,
 )
 from generation.reflection import leak_verdict
-from generation.schema import TeacherUsage, is_math
-from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext
+from generation.schema import Sample, TeacherUsage, Trajectory, is_math
+from generation.sources.instructions import MULTIPLE_CHOICE_PROMPT, SHORT_ANSWER_PROMPT
+from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherStats
 
 MODEL_NAME = "offline-annotations"
 
@@ -63,8 +64,7 @@ _KNOWLEDGE_WORDS = ("which country", "what country", "when was", "what year", "w
 _LABELLED_WORDS = ("diagram", "figure", "chart", "graph", "label", "labelled", "labeled", "map", "table", "arrow")
 _PURPOSES = {"image_caption": "a description of the image", "ocr": "the text in the image",
              "face_detection": "where the people's faces are", "label_bbox": "the location of the relevant objects"}
-_CONSTRAINT = re.compile(r"\s*(Answer the question using a single word or phrase\.|Answer with the option's letter "
-                         r"from the given choices directly\.)\s*$")
+_CONSTRAINT = re.compile(r"\s*(" + "|".join(map(re.escape, (SHORT_ANSWER_PROMPT, MULTIPLE_CHOICE_PROMPT))) + r")\s*$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$])")
 _QUOTE_CHARS = 220
 
@@ -113,7 +113,12 @@ def _pieces(text: str) -> list[tuple[str, str]]:
 
 
 class OfflineTeacher:
-    """Implements `generation.teachers.base.Teacher` without a model."""
+    """Implements `generation.teachers.base.Teacher` without a model: no images seen (`mode` None), no
+    VLM to caption with, no judge, no endpoint to check, no totals beyond the rows' own."""
+
+    mode: Optional[str] = None
+    caption_client = None
+    stats: Optional[TeacherStats] = None
 
     def __init__(self, model_name: str = MODEL_NAME) -> None:
         self.model_name = model_name
@@ -375,6 +380,12 @@ class OfflineTeacher:
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer:
         return FinalAnswer(answer=self._answer(ctx, self._evidence(ctx)), usage=self._usage())
+
+    async def judge(self, trajectory: Trajectory, sample: Sample) -> None:
+        return None
+
+    async def preflight(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,442 @@
+"""The HTTP layer every teacher call goes through: one chat client, shared by the teacher, the judge
+and the VLM caption operator.
+
+`ChatClient` speaks an OpenAI-compatible `/chat/completions`: one `AsyncOpenAI` client (its own
+retries off), a bound on requests in flight, an RPM/TPM limiter, retries with exponential backoff
+and full jitter on 429/5xx/timeouts that honour `Retry-After` (a 429 pauses every request, not just
+the one that got it; `generation.teachers.http_errors` says what a failure means), structured
+output (`json_schema` → `json_object` → plain JSON, stepping down once when the server refuses a
+format), one repair round for an unparsable reply (a reply cut off at `max_tokens` counts as
+unparsable), and token/latency/USD accounting per call. Every failure becomes a one-line
+`TeacherError` with the key redacted; a failure that dooms the run (401/403/quota) is a
+`TeacherFatalError` and no request is sent after it.
+
+Text-only mode (`teacher.vision: false`, or `auto` once the server refuses an image): no image parts
+in any request from then on (`CaptionClient` then tells the caption operator to fall back).
+
+What goes into a request and comes out of one (an image as a data URL, the JSON object in a reply)
+is in `generation.teachers.payloads`, which the caption operator reads too.
+
+Latency per call is its wall time, from rendering the request to the parsed reply: retries, backoff,
+the repair round and any wait for a concurrency slot or the rate limiter included.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Optional, Sequence
+
+from pydantic import ValidationError
+
+from generation.config import TeacherConfig
+from generation.errors import one_line
+from generation.redact import redact, register_secret
+from generation.schema import TeacherUsage
+from generation.teachers.base import TeacherError, TeacherFatalError, TeacherStats
+from generation.teachers.http_errors import (MAX_RETRY_AFTER_S, backoff_seconds, classify, error_message,
+                                             is_retryable, retry_after_seconds, status_of, unsupported_param)
+from generation.teachers.limiter import RateLimiter
+from generation.teachers.model_limits import (ContextOverflow, context_overflow, has_images, refuses_images,
+                                              without_images)
+from generation.teachers.payloads import as_namespace, image_data_url, parse_json_reply, validation_summary
+from generation.teachers.replies import ReplyT
+from operators.errors import BackendUnavailable
+from operators.images import LoadedImage
+
+log = logging.getLogger("mmat.teacher")
+
+MAX_ERROR_CHARS = 300
+FORMAT_ORDER = ("json_schema", "json_object", "none")
+HTTP_TRANSPORT = "auto"  # auto (aiohttp when installed) | aiohttp | httpx
+
+
+# -- the client ------------------------------------------------------------------------------------
+def _retry_worthy(exc: BaseException) -> bool:
+    """Retryable, unless it is a refusal of the images (llama.cpp sends those as HTTP 500)."""
+    return is_retryable(exc) and not refuses_images(exc)
+
+
+class ChatClient:
+    """JSON-in, JSON-out chat calls with limits, retries and accounting. Shared by teacher and judge."""
+
+    def __init__(self, cfg: TeacherConfig, api_key: str, base_url: Optional[str] = None) -> None:
+        import openai
+
+        self.cfg = cfg
+        self.model = cfg.model
+        self.base_url = base_url
+        self._secrets = [api_key]
+        register_secret(api_key)
+        for name in ("httpx", "httpx2"):  # one INFO line per request is noise at a million samples
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=cfg.timeout_s,
+                                         max_retries=0, http_client=_http_client(cfg))
+        self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        self._slots: Optional[asyncio.Semaphore] = None
+        self.format = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
+        self._params: dict[str, Any] = {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
+        if cfg.stop:
+            self._params["stop"] = list(cfg.stop)
+        self.vision = cfg.vision is not False  # auto: until the server refuses an image
+        self.stats = TeacherStats(usage=TeacherUsage(model=cfg.model))
+        self._urls: OrderedDict[str, str] = OrderedDict()
+        # Set by the first error that dooms the run (401/403/quota): no request is sent after it.
+        self.fatal: Optional[TeacherFatalError] = None
+
+    # -- accounting ------------------------------------------------------------------------------
+    def usage_of(self, prompt_tokens: int, completion_tokens: int, latency_s: float,
+                 model: Optional[str] = None) -> TeacherUsage:
+        prices = self.cfg.prices
+        cost = prompt_tokens * prices.prompt_per_1m / 1e6 + completion_tokens * prices.completion_per_1m / 1e6
+        return TeacherUsage(model=model or self.model, prompt_tokens=prompt_tokens,
+                            completion_tokens=completion_tokens, latency_s=latency_s, cost_usd=cost)
+
+    def _error(self, kind: str, message: str, fix: Optional[str] = None) -> TeacherError:
+        """A one-line, redacted error; with `fix`, a `TeacherFatalError` that stops the run."""
+        self.stats.failures[kind] += 1
+        text = redact(one_line(message, MAX_ERROR_CHARS), self._secrets)
+        if fix is None:
+            return TeacherError(text)
+        self.fatal = self.fatal or TeacherFatalError(text, fix)
+        return TeacherFatalError(text, fix)
+
+    # -- one JSON call ---------------------------------------------------------------------------
+    async def complete_json(self, task: str, system: str, user: str, images: Sequence[LoadedImage],
+                            schema: dict[str, Any], reply_type: type[ReplyT],
+                            model: Optional[str] = None) -> tuple[ReplyT, TeacherUsage]:
+        """Ask, parse into `reply_type`, repair once if needed. Raises TeacherError."""
+        start = time.perf_counter()
+        messages = self._messages(system, user, images)
+        prompt = completion = 0
+        completion_obj = await self._request(task, messages, schema, model)
+        prompt, completion = self._count(completion_obj, prompt, completion)
+        text, problem = self._read(completion_obj, reply_type)
+        if problem is not None and not isinstance(problem, TeacherError):
+            self.stats.repairs += 1
+            repair = messages + [
+                {"role": "assistant", "content": text or ""},
+                {"role": "user", "content": f"Your reply could not be used: {one_line(str(problem), MAX_ERROR_CHARS)}. Reply again "
+                                            f"with only the JSON object, following the schema exactly."},
+            ]
+            try:
+                completion_obj = await self._request(task, repair, schema, model)
+            except ContextOverflow as overflow:  # the repair round itself does not fit: it failed
+                completion_obj = {}
+                problem = ValueError(f"{problem}; the repair request does not fit the model context ({overflow})")
+            else:
+                prompt, completion = self._count(completion_obj, prompt, completion)
+                text, problem = self._read(completion_obj, reply_type)
+            if problem is not None and not isinstance(problem, TeacherError):
+                problem = self._error("unparsable", f"teacher reply for {task} unusable after one repair retry: "
+                                                    f"{problem}")
+        usage = self.usage_of(prompt, completion, time.perf_counter() - start, model)
+        self.stats.usage = self.stats.usage.add(usage)
+        if problem is not None:
+            raise problem
+        return text, usage  # type: ignore[return-value]
+
+    def _count(self, completion: dict[str, Any], prompt: int, done: int) -> tuple[int, int]:
+        p, c = _tokens(completion)
+        return prompt + p, done + c
+
+    def _read(self, completion: dict[str, Any], reply_type: type[ReplyT]) -> tuple[Any, Optional[Exception]]:
+        """(parsed reply, None) or (raw text, what is wrong with it)."""
+        try:
+            choice = completion["choices"][0]
+            message = choice["message"]
+        except (KeyError, IndexError, TypeError):
+            return None, ValueError("reply has no choices")
+        refusal = message.get("refusal")
+        if refusal:
+            return None, self._error("refusal", f"teacher refused: {refusal}")
+        text = message.get("content")
+        if isinstance(text, list):  # some servers return content blocks
+            text = "".join(block.get("text", "") for block in text if isinstance(block, dict))
+        if text:
+            text = redact(text, self._secrets)  # nothing key-shaped may reach a row, whatever the model says
+        if choice.get("finish_reason") == "length":  # even when what came parses: it was cut short
+            return text, ValueError(f"reply cut off at max_tokens={self.cfg.max_tokens}")
+        try:
+            return reply_type.model_validate(parse_json_reply(text)), None
+        except (ValueError, ValidationError) as exc:
+            reason = str(exc) if not isinstance(exc, ValidationError) else validation_summary(exc)
+            return text, ValueError(reason)
+
+    def _messages(self, system: str, user: str, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
+        if not self.vision:
+            return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        content: list[dict[str, Any]] = []
+        for image in images:
+            url: dict[str, Any] = {"url": self.data_url(image)}
+            if self.cfg.image_detail != "auto":
+                url["detail"] = self.cfg.image_detail
+            content.append({"type": "image_url", "image_url": url})
+        content.append({"type": "text", "text": user})
+        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+    def data_url(self, image: LoadedImage) -> str:
+        """Data URLs are cached by content hash: a sample's k calls encode its images once."""
+        url = self._urls.get(image.sha256)
+        if url is None:
+            url = image_data_url(image)
+            self._urls[image.sha256] = url
+            while len(self._urls) > max(64, 2 * self.cfg.max_concurrency):
+                self._urls.popitem(last=False)
+        else:
+            self._urls.move_to_end(image.sha256)
+        return url
+
+    def _estimate_tokens(self, messages: list[dict[str, Any]]) -> int:
+        chars, images = 0, 0
+        for message in messages:
+            content = message["content"]
+            if isinstance(content, str):
+                chars += len(content)
+                continue
+            for block in content:
+                if block["type"] == "text":
+                    chars += len(block["text"])
+                else:
+                    images += 1
+        per_image = 85 if self.cfg.image_detail == "low" else 765
+        return chars // 4 + images * per_image + self.cfg.max_tokens
+
+    def _response_format(self, schema: dict[str, Any]) -> Optional[dict[str, Any]]:
+        if self.format == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": schema["title"], "schema": schema, "strict": True}}
+        if self.format == "json_object":
+            return {"type": "json_object"}
+        return None
+
+    def _with_schema_text(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+        """Without server-side schemas the prompt carries the schema itself."""
+        if self.format == "json_schema":
+            return messages
+        system = dict(messages[0])
+        system["content"] = (f"{system['content']}\n\nReply with only a JSON object that follows this JSON schema:\n"
+                             f"{json.dumps(schema)}")
+        return [system, *messages[1:]]
+
+    async def _request(self, task: str, messages: list[dict[str, Any]], schema: dict[str, Any],
+                       model: Optional[str]) -> Any:
+        """One completion, stepping down a structured-output format or a parameter the server refuses."""
+        import openai
+
+        while True:
+            if not self.vision and has_images(messages):
+                messages = without_images(messages)  # built before the switch to text-only mode
+            used_format = self.format
+            used_params = dict(self._params)
+            kwargs: dict[str, Any] = dict(used_params)
+            response_format = self._response_format(schema)
+            if response_format is not None:
+                kwargs["response_format"] = response_format
+            if self.cfg.extra_body:
+                kwargs["extra_body"] = dict(self.cfg.extra_body)
+            try:
+                return await self._with_retries(task, self._with_schema_text(messages, schema), kwargs, model)
+            except openai.APIStatusError as exc:  # a 400/422, or a refusal of the images
+                if refuses_images(exc) and has_images(messages):
+                    self._text_only_after(exc)
+                    continue
+                overflow = context_overflow(exc)
+                if overflow is not None:
+                    raise overflow from None
+                refused = unsupported_param(exc)
+                if refused == "response_format" and response_format is not None \
+                        and self.cfg.structured_output == "auto":
+                    self._step_down_format(used_format, exc)
+                    continue
+                if refused == "max_tokens" and "max_tokens" in used_params:
+                    self._swap_param("max_tokens", "max_completion_tokens")
+                    continue
+                if refused == "temperature" and "temperature" in used_params:
+                    self._swap_param("temperature", None)
+                    continue
+                hint = ("; set teacher.structured_output: auto to fall back to plain JSON"
+                        if refused == "response_format" else "")
+                raise self._error("bad_request", f"teacher rejected the request (HTTP {status_of(exc)}): "
+                                                 f"{error_message(exc)}{hint}") from None
+
+    def _text_only_after(self, exc: BaseException) -> None:
+        """The server refused an image: text-only mode from now on (`vision: auto`), else a clear error."""
+        if self.cfg.vision is True:
+            raise self._error("vision", f"teacher refused the images ({one_line(error_message(exc), MAX_ERROR_CHARS)}); set "
+                                        f"teacher.vision: auto or false for a text-only model") from None
+        if self.vision:
+            self.vision = False
+            self.stats.downgrades.append("vision->text_only")
+            log.warning("teacher %s takes no images (%s): text-only mode from now on, the images reach it only "
+                        "through the operators", self.model, redact(one_line(error_message(exc), MAX_ERROR_CHARS), self._secrets))
+
+    def _step_down_format(self, used: str, exc: BaseException) -> None:
+        if self.format != used:
+            return  # another request already stepped down
+        nxt = FORMAT_ORDER[FORMAT_ORDER.index(used) + 1]
+        self.format = nxt
+        self.stats.downgrades.append(f"{used}->{nxt}")
+        log.warning("teacher endpoint refused response_format %s (%s); using %s from now on", used,
+                    redact(one_line(error_message(exc), MAX_ERROR_CHARS), self._secrets), nxt)
+
+    def _swap_param(self, old: str, new: Optional[str]) -> None:
+        if old not in self._params:
+            return
+        value = self._params.pop(old)
+        if new:
+            self._params[new] = value
+        self.stats.downgrades.append(f"{old}->{new or 'dropped'}")
+        log.warning("teacher endpoint refused %s; %s from now on", old, f"sending {new}" if new else "omitting it")
+
+    async def _with_retries(self, task: str, messages: list[dict[str, Any]], kwargs: dict[str, Any],
+                            model: Optional[str]) -> Any:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        if self.fatal is not None:  # the endpoint already refused this run: send nothing more
+            raise self.fatal
+        attempts = self.cfg.max_retries + 1
+        estimate = self._estimate_tokens(messages)
+
+        def wait(state) -> float:
+            exc = state.outcome.exception()
+            response = getattr(exc, "response", None)
+            hint = retry_after_seconds(getattr(response, "headers", None)) if response is not None else None
+            if hint is not None and status_of(exc) == 429:
+                self.limiter.pause(min(hint, MAX_RETRY_AFTER_S))
+            return backoff_seconds(state.attempt_number, self.cfg.backoff_base_s, self.cfg.backoff_max_s, hint)
+
+        def before_sleep(state) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception()
+            log.debug("teacher %s: attempt %d failed (%s); retrying in %.2f s", task, state.attempt_number,
+                      type(exc).__name__, state.next_action.sleep if state.next_action else 0.0)
+
+        try:
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait,
+                                               retry=retry_if_exception(_retry_worthy), reraise=True,
+                                               before_sleep=before_sleep):
+                with attempt:
+                    return await self._attempt(messages, kwargs, estimate, model)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one clean line
+            import openai
+
+            if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)) or refuses_images(exc):
+                raise
+            raise self._http_error(exc, task, attempts) from None
+        raise self._error("internal", f"teacher {task}: no attempt was made")  # pragma: no cover
+
+    async def _attempt(self, messages: list[dict[str, Any]], kwargs: dict[str, Any], estimate: int,
+                       model: Optional[str]) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
+        async with self._slots:
+            await self.limiter.acquire(estimate)
+            self.stats.requests += 1
+            completion = await self._post({"model": model or self.model, "messages": messages, **kwargs})
+        prompt, done = _tokens(completion)
+        if prompt or done:
+            self.limiter.settle(estimate, prompt + done)
+        return completion
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /chat/completions` through the SDK's low-level `post` (auth, base URL, timeouts and its
+        error classes), skipping its per-request parameter transform and response models: plain dicts
+        cost a fraction of the CPU, which is what bounds throughput at hundreds of requests in flight."""
+        extra = body.pop("extra_body", None)
+        if extra:
+            body.update(extra)
+        reply = await self.client.post("/chat/completions", body=body, cast_to=object)
+        if not isinstance(reply, dict):
+            raise ValueError(f"teacher endpoint returned {type(reply).__name__}, not a JSON object")
+        return reply
+
+    def _http_error(self, exc: BaseException, task: str, attempts: int) -> TeacherError:
+        failure = classify(exc, task=task, attempts=attempts, endpoint=self.base_url or "api.openai.com",
+                           timeout_s=self.cfg.timeout_s, api_key_env=self.cfg.api_key_env, model=self.model)
+        return self._error(failure.kind, failure.message, fix=failure.fix)
+
+    async def complete_raw(self, messages: list[dict[str, Any]], model: Optional[str] = None,
+                           **params: Any) -> Any:
+        """A plain chat completion (no JSON handling) through the same slots, limiter and retries."""
+        start = time.perf_counter()
+        if "max_completion_tokens" in self._params and "max_tokens" in params:
+            params["max_completion_tokens"] = params.pop("max_tokens")
+        if "temperature" not in self._params:
+            params.pop("temperature", None)
+        kwargs = {**self._params, **params}
+        if self.cfg.extra_body:
+            kwargs["extra_body"] = dict(self.cfg.extra_body)
+        completion = await self._with_retries("raw", messages, kwargs, model)
+        prompt, done = self._count(completion, 0, 0)
+        self.stats.usage = self.stats.usage.add(self.usage_of(prompt, done, time.perf_counter() - start, model))
+        for choice in completion.get("choices") or []:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                message["content"] = redact(message["content"], self._secrets)
+        return as_namespace(completion)
+
+    async def preflight(self) -> None:
+        """Check the endpoint and the key before a long run: one `GET /models` (free on OpenAI)."""
+        import openai
+
+        try:
+            listing = await self.client.models.list()
+        except openai.APIError as exc:
+            raise self._http_error(exc, "preflight", 1) from None
+        names = {m.id for m in getattr(listing, "data", [])}
+        if names and self.model not in names:
+            log.warning("teacher model %r is not in the endpoint's model list (%s)", self.model,
+                        ", ".join(sorted(names)[:8]))
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _http_client(cfg: TeacherConfig, transport: Optional[str] = None) -> Any:
+    """The SDK's aiohttp transport when aiohttp is installed (less CPU per request than httpx's pool at
+    hundreds of connections), else its httpx client; one pooled connection per request in flight."""
+    import openai
+
+    try:  # openai ≥ 3 ships httpx2; older releases use httpx
+        import httpx2 as httpx_module  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover
+        import httpx as httpx_module  # type: ignore[no-redef]
+    size = max(cfg.max_concurrency, 1) + 8
+    limits = httpx_module.Limits(max_connections=size, max_keepalive_connections=size)
+    transport = transport or HTTP_TRANSPORT
+    if transport in ("auto", "aiohttp") and hasattr(openai, "DefaultAioHttpClient"):
+        try:
+            import aiohttp  # noqa: F401
+
+            return openai.DefaultAioHttpClient(limits=limits, timeout=cfg.timeout_s)
+        except (ImportError, RuntimeError):
+            if transport == "aiohttp":
+                raise
+    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout_s)
+
+
+def _tokens(completion: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a reply dict; zeros when the server sent no usage."""
+    usage = completion.get("usage") if isinstance(completion, dict) else None
+    if not isinstance(usage, dict):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class CaptionClient:
+    """What `image_caption`'s VLM backend calls: `await client(messages, model=..., max_tokens=...,
+    temperature=...)` → a chat completion. It rides on the teacher's slots, limiter and retries, and
+    its tokens count in the teacher's run totals."""
+
+    def __init__(self, chat: ChatClient) -> None:
+        self._chat = chat
+        self.model_name = chat.model
+
+    async def __call__(self, messages: list[dict[str, Any]], model: Optional[str] = None, **params: Any) -> Any:
+        if not self._chat.vision:  # the operator falls back to its template caption
+            raise BackendUnavailable(f"image_caption/vlm: the teacher {self.model_name} takes no images "
+                                     f"(text-only mode)")
+        return await self._chat.complete_raw(messages, model=model, **params)
