@@ -233,6 +233,27 @@ def show(
 
 
 @app.command()
+def audit(
+    dataset: str = typer.Argument("mmat-1m", help="dataset folder or Hub repo id (NS/NAME)"),
+    config: str = typer.Option("rr", "--config", help="rr | orr (or a per-source config such as rr-tabmwp)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the whole report as JSON here"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="a tag or branch of a Hub repo"),
+) -> None:
+    """Measure data quality: verified, grounded and leaked rates, reflections, operators, lengths and
+    duplicates per source and subset, with example ids of each failing kind (generation/quality)."""
+    from generation.quality.audit import audit_dataset, write_json
+    from generation.quality.report import print_report
+
+    try:
+        report = audit_dataset(dataset, config, revision=revision)
+    except (ValueError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    print_report(report, console)
+    if json_path is not None:
+        console.print(f"report: {write_json(report, json_path)}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def view(
     dataset: str = typer.Argument("mmat-1m", help="dataset folder or Hub repo id (NS/NAME)"),
     config: str = typer.Option("rr", "--config", help="rr | orr (or a per-source config such as orr-tabmwp)"),

@@ -170,11 +170,21 @@ def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
     return _text_match(predicted, reference, rel_tol)
 
 
+GROUNDING_REASON = "answer not supported by tool evidence"
+
+
 def enforce_policy(trajectory, sample, policy: Union[str, Any]) -> None:
     """`on_mismatch: quarantine` turns a wrong final answer into a quarantined sample; `keep` keeps
-    it with `meta.verified = false`. `policy` is the `on_mismatch` value or the `TeacherConfig`."""
+    it with `meta.verified = false`. `policy` is the `on_mismatch` value or the `TeacherConfig`, whose
+    `require_grounding: true` also quarantines a sample with an answer its evidence does not support
+    (`QATrajectory.grounded`, see `generation.quality`)."""
     from generation.schema import Quarantined
 
+    if getattr(policy, "require_grounding", False):
+        for index, qa in enumerate(trajectory.qas):
+            if qa.grounded is False:
+                where = f" (question {index + 1})" if len(trajectory.qas) > 1 else ""
+                raise Quarantined(sample.id, "verification", f"{GROUNDING_REASON}{where}", "NotGrounded")
     policy = getattr(policy, "on_mismatch", policy)
     if policy != "quarantine":
         return
