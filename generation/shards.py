@@ -5,7 +5,8 @@ rerun after a crash). Each (source, split) group of this worker's slice is writt
 `generation.writer` (atomically per file; a group whose shards already hold exactly its rows is left
 alone), reading finished records one at a time from the checkpoint, so memory does not grow with the
 dataset. The run's resolved config is written beside them (`mmat_config.yaml`,
-`generation.config_snapshot`), then the card is re-rendered from every shard in the folder.
+`generation.config_snapshot`); the folder is then audited (`generation.quality.audit`: the numbers go
+to run.log and the card's Quality section) and the card re-rendered from every shard in the folder.
 
 Shards and card are written under the dataset folder's lock (`generation.folder_lock`), so the
 workers of a sharded run take turns and every card describes a folder no worker is rewriting; the
@@ -63,6 +64,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
     id, every quarantined record not finished since), over the whole checkpoint."""
     from mmat_1m import card_configs
     from generation.config_snapshot import write_config_snapshot
+    from generation.quality.audit import audit_run
     from publishing.card import CARD_FILENAME, write_card
 
     out_dir = Path(options.out_dir)
@@ -78,7 +80,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
                 "quarantined_total": len(quarantined),
                 "quarantine_by_stage": dict(Counter(r.stage for r in quarantined.values())),
                 "elapsed_s": round(elapsed_s, 2),
-            })
+            }, quality_report=audit_run(out_dir))  # the audit's numbers go to run.log and the card
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)
     return rows, finished, quarantined

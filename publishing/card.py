@@ -31,6 +31,7 @@ from publishing.changelog import (auto_changes, changelog_entry, merge_changelog
 CARD_FILENAME = "README.md"
 LICENSE_FILENAME = "LICENSE.md"
 FIGURE_PATH = "figures/stats.png"
+QUALITY_FIGURE_PATH = "figures/quality.png"
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "cards"
 TEMPLATE_NAME = "dataset_card.md.j2"
 
@@ -238,10 +239,12 @@ def render_card(
     stats: Optional[CardStats] = None,
     previous_card: str | Path | None = None,
     examples: Optional[list[dict]] = None,
+    quality: Optional[str] = None,
 ) -> str:
     """The card text for the folder. `figure` is the PNG's path relative to the folder (None: no figure);
     `examples` the example dialogues (default: `publishing.examples.example_dialogues`, linking the
-    example images already in the folder)."""
+    example images already in the folder); `quality` the Quality section's body (default: the audit of
+    the folder's shards, `quality_section`)."""
     from publishing.examples import example_dialogues
 
     root = Path(dataset_dir)
@@ -339,7 +342,27 @@ def render_card(
         source_names={s: SOURCE_LICENSES[s].name for s in SOURCE_LICENSES},
         generation_config=CONFIG_FILENAME if config_file else None,
         license_file=LICENSE_FILENAME,
+        quality=quality if quality is not None else quality_section(root),
     )
+
+
+def quality_section(root: Path, report: Any = None, write_figure: bool = False) -> str:
+    """The Quality section (`generation.quality`): the audit of the folder's RR rows (ORR when it has none)
+    as a table, with `figures/quality.png` (written with `write_figure`, else linked when present). An audit
+    that fails leaves the card without the section, with a warning, rather than without a card."""
+    from generation.quality.audit import audit_dataset
+    from generation.quality.report import render_figure as render_quality_figure
+
+    try:
+        if report is None:
+            report = audit_dataset(root, "rr" if any((root / "data" / "rr").glob("*/*.parquet")) else "orr")
+        if write_figure:
+            render_quality_figure(report, root / QUALITY_FIGURE_PATH)
+        return report.markdown(figure=QUALITY_FIGURE_PATH if (root / QUALITY_FIGURE_PATH).is_file() else None)
+    except Exception as exc:  # the card matters more than its Quality section
+        logging.getLogger(__name__).warning("no Quality section in the card: %s: %s", type(exc).__name__, exc,
+                                            exc_info=True)
+        return ""
 
 
 def _quarantine_line(run: dict) -> Optional[str]:
@@ -361,6 +384,7 @@ def write_card(
     run_stats: dict | None = None,
     repo_id: str | None = None,
     previous_card: str | Path | None = None,
+    quality_report: Any = None,
 ) -> Path:
     """Render `dataset_dir/README.md` (with `figures/stats.png` and the example dialogues' images under
     `figures/examples/`) from the shards in the folder.
@@ -370,7 +394,8 @@ def write_card(
     of an existing card are kept. Without `version` the existing version and changelog are kept as they
     are. `run_stats` (quarantine counts, wall time, ...) is shown as given, with secret-looking keys and
     values redacted. `repo_id` goes into the card's loading example; `previous_card` (a path to another
-    copy of the card, e.g. the one on the Hub) adds its changelog to the history. Returns the card's path.
+    copy of the card, e.g. the one on the Hub) adds its changelog to the history; `quality_report` an
+    `AuditReport` of the folder already computed (default: audited here). Returns the card's path.
     """
     root = Path(dataset_dir)
     if not card_configs(root):
@@ -386,7 +411,8 @@ def write_card(
 
     examples = example_dialogues(root, write_images=True)
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
-                       figure=figure, stats=stats, previous_card=previous_card, examples=examples)
+                       figure=figure, stats=stats, previous_card=previous_card, examples=examples,
+                       quality=quality_section(root, quality_report, write_figure=True))
     _write_atomically(root / LICENSE_FILENAME, render_license_file(sources_present(stats)))
     out = root / CARD_FILENAME
     _write_atomically(out, text)
