@@ -1,7 +1,11 @@
 """`mmat`: the command line (typer). Each command parses flags and calls one plain function.
 
-Errors a user can fix (a bad config key, a missing backend, a missing key or token: every
-`generation.errors.MmatError`) end as one red line and a non-zero exit, never as a stack trace.
+Every command, including ones added later, runs inside `MmatGroup`, which makes a user's mistake one
+red line and exit 2, never a stack trace: a bad flag or value (click's usage errors, with the command's
+`--help` named), an error a user can fix (`generation.errors.MmatError`: a bad config key, a missing
+backend, key or token), a missing file or permission. A bug still shows its (redacted) traceback and
+exits 1. Boolean flags show in `--help` as `--dry-run`, not `--dry-run <bool>`. `--quiet` also
+silences other libraries' warnings and progress bars (`generation.logs.quiet_third_party`).
 """
 from __future__ import annotations
 
@@ -15,12 +19,18 @@ from typing import Annotated, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from generation.errors import MmatError
+from generation.errors import MmatError, did_you_mean
 
-# No locals in tracebacks: they can hold API keys and tokens.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
+try:  # typer >= 0.2x vendors click; before, it used click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+# How a command ends on purpose (typer.Exit, Ctrl-C): passed through as they are.
+_ENDINGS = (typer.Exit, typer.Abort, getattr(click_exceptions, "Exit", typer.Exit),
+            getattr(click_exceptions, "Abort", typer.Abort), SystemExit, KeyboardInterrupt)
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -39,6 +49,49 @@ def fail(message: str, code: int = 2) -> None:
 USER_ERRORS: tuple[type[BaseException], ...] = (MmatError, FileNotFoundError, PermissionError)
 
 
+def _flags_without_metavar(params: list) -> list:
+    """`--dry-run`, not `--dry-run <bool>`: a flag takes no value, so its help shows none."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class MmatGroup(TyperGroup):
+    """The `mmat` group: every subcommand's user mistakes end as one line (see the module docstring)."""
+
+    def get_params(self, ctx):  # the group's own --help
+        return _flags_without_metavar(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_without_metavar(command.get_params(ctx))
+        return command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click_exceptions.NoArgsIsHelpError:
+            raise
+        except click_exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            fail(f"{exc.format_message()} (see `{where} --help`)")
+        except click_exceptions.ClickException as exc:
+            fail(exc.format_message())
+        except _ENDINGS:
+            raise
+        except USER_ERRORS as exc:
+            fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: show it, secrets redacted
+            _unexpected(exc)
+
+
+# No locals in tracebacks: they can hold API keys and tokens.
+app = typer.Typer(cls=MmatGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it.")
+
+
 def _unexpected(exc: BaseException, work_dir_hint: str = "") -> None:
     """A bug, not a user error: the traceback (secrets redacted) on stderr, exit 1."""
     import traceback
@@ -49,6 +102,30 @@ def _unexpected(exc: BaseException, work_dir_hint: str = "") -> None:
     sys.stderr.write(text)
     fail(f"unexpected {type(exc).__name__}: {redact(str(exc))}"
          + (f" (the run log in {work_dir_hint} has details)" if work_dir_hint else ""), 1)
+
+
+class UsageProblem(MmatError):
+    """A flag value that names nothing (a config, a split, a folder): one line with the closest match."""
+
+
+def check_dataset_choice(dataset: str, config: str, split: str, *, local: Optional[bool] = None) -> None:
+    """Before `datasets` gets them: `config` and `split` are mmat-1m's, and a local `dataset` is a folder.
+    `local=None`: a path that does not exist and reads as NS/NAME is a Hub repo, anything else is local."""
+    from mmat_1m import CONFIGS_BY_NAME, SPLITS
+
+    if config not in CONFIGS_BY_NAME:
+        raise UsageProblem(f"--config {config!r} is not a config of mmat-1m{did_you_mean(config, CONFIGS_BY_NAME)} "
+                           f"(configs: {', '.join(CONFIGS_BY_NAME)})")
+    if split not in SPLITS:
+        raise UsageProblem(f"--split {split!r} is not a split of mmat-1m{did_you_mean(split, SPLITS)} "
+                           f"(splits: {', '.join(SPLITS)})")
+    path = Path(dataset).expanduser()
+    if local is None:
+        parts = dataset.split("/")
+        local = path.exists() or len(parts) != 2 or not all(parts) or dataset.startswith((".", "~"))
+    if local and not path.is_dir():
+        raise UsageProblem(f"{dataset}: no such dataset folder; pass the folder `mmat generate --out` wrote, "
+                           f"or a Hub repo NS/NAME")
 
 
 def _interrupted() -> None:
@@ -84,6 +161,14 @@ def _run_failures_reported() -> Iterator[None]:
         _unexpected(exc, "the work folder")
 
 
+def _quiet(quiet: bool) -> None:
+    """`--quiet`: no other library's warnings or bars either, from the first import on."""
+    if quiet:
+        from generation.logs import quiet_third_party
+
+        quiet_third_party()
+
+
 def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], base_url: Optional[str],
                    mmproj: Optional[str] = None):
     from generation.config import load_config
@@ -95,7 +180,9 @@ def _load_pipeline(config: Path, teacher: Optional[str], model: Optional[str], b
     return cfg
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, cfg) -> None:
+    from generation.teachers.prices import teacher_prices
+
     table = Table(title=f"dataset: {summary.out_dir}")
     table.add_column("config/split")
     table.add_column("rows", justify="right")
@@ -103,10 +190,11 @@ def _print_summary(summary) -> None:
         table.add_row(key, str(count))
     console.print(table)
     usage = summary.usage
+    cost = f"${usage.cost_usd:.4f}" if teacher_prices(cfg.teacher) is not None else "cost unknown (set teacher.prices)"
     console.print(
         f"samples: {summary.finished} finished, {summary.quarantined} quarantined, {summary.skipped} done before "
         f"(of {summary.total}); teacher {usage.model}: {usage.prompt_tokens + usage.completion_tokens:,} tokens, "
-        f"${usage.cost_usd:.4f}; operator executions: {summary.operator_executions}; {summary.elapsed_s:.1f} s",
+        f"{cost}; operator executions: {summary.operator_executions}; {summary.elapsed_s:.1f} s",
         highlight=False,
     )
     if summary.quarantine_by_stage:
@@ -155,6 +243,7 @@ def generate(
         fail(f"--limit must be 0 or more, not {limit}")
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, not {engine!r}")
+    _quiet(quiet)
     with _run_failures_reported():
         if engine == "ray" and not dry_run:
             from generation.ray_engine import require_ray
@@ -177,12 +266,12 @@ def generate(
             from generation.runner import run_generation
 
             summary = run_generation(cfg, options)
-    _finish(summary, quiet)
+    _finish(summary, quiet, cfg)
 
 
-def _finish(summary, quiet: bool) -> None:
+def _finish(summary, quiet: bool, cfg) -> None:
     if not quiet:
-        _print_summary(summary)
+        _print_summary(summary, cfg)
     if summary.exit_code:
         fail(summary.exit_message, summary.exit_code)
 
@@ -205,13 +294,14 @@ def retry(
     from generation.plan import RunOptions
     from generation.runner import run_generation
 
+    _quiet(quiet)
     with _run_failures_reported():
         cfg = _load_pipeline(config, teacher, model, base_url, mmproj)
         summary = run_generation(cfg, RunOptions(out_dir=out, quiet=quiet, retry=True,
                                                  max_quarantine_rate=max_quarantine_rate))
     if summary.total == 0:
         console.print("nothing to retry: no quarantined samples", highlight=False)
-    _finish(summary, quiet)
+    _finish(summary, quiet, cfg)
 
 
 @app.command()
@@ -225,6 +315,7 @@ def show(
     """Print rows of a generated dataset, loaded the way users load it (`datasets.load_dataset`)."""
     import datasets
 
+    check_dataset_choice(dataset, config, split)
     ds = datasets.load_dataset(dataset, config, split=split, streaming=True, revision=revision)
     for row in ds.take(n):
         row = dict(row)
@@ -368,6 +459,7 @@ def train(
                                 model=model, output=output, max_steps=max_steps, frobenius_lambda=frobenius_lambda,
                                 learning_rate=learning_rate, lora_r=lora_r, lora_alpha=lora_alpha,
                                 resume_from_checkpoint=resume_from_checkpoint)
+        check_dataset_choice(cfg.dataset_source, cfg.dataset_config, cfg.split, local=cfg.is_local)
         from trainer.lora import train as run_training
 
         result = run_training(cfg)
@@ -400,6 +492,7 @@ def export(
     from trainer.export import export as run_export
 
     try:
+        check_dataset_choice(dataset, config, split)
         result = run_export(dataset, format, out, config=config, split=split, revision=revision,
                             images_dir=images_dir, relative_paths=relative_paths)
     except (ValueError, *USER_ERRORS) as exc:

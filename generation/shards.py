@@ -4,8 +4,9 @@ The checkpoint is the truth; the folder is derived from it at the end of every r
 rerun after a crash). Each (source, split) group of this worker's slice is written by
 `generation.writer` (atomically per file; a group whose shards already hold exactly its rows is left
 alone), reading finished records one at a time from the checkpoint, so memory does not grow with the
-dataset. The folder is then audited (`generation.quality.audit`: the numbers go to run.log and the
-card's Quality section) and the card re-rendered from every shard in the folder.
+dataset. The run's resolved config is written beside them (`mmat_config.yaml`,
+`generation.config_snapshot`); the folder is then audited (`generation.quality.audit`: the numbers go
+to run.log and the card's Quality section) and the card re-rendered from every shard in the folder.
 
 Shards and card are written under the dataset folder's lock (`generation.folder_lock`), so the
 workers of a sharded run take turns and every card describes a folder no worker is rewriting; the
@@ -62,6 +63,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
     """Shards and card (see the module docstring). Returns (rows per `format/split`, every finished
     id, every quarantined record not finished since), over the whole checkpoint."""
     from mmat_1m import card_configs
+    from generation.config_snapshot import write_config_snapshot
     from generation.quality.audit import audit_run
     from publishing.card import CARD_FILENAME, write_card
 
@@ -73,6 +75,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
         rows = write_shards(checkpoint, out_dir, config, options, refs)
         (out_dir / CARD_FILENAME).with_suffix(".md.tmp").unlink(missing_ok=True)  # a killed card write
         if card_configs(out_dir):
+            write_config_snapshot(config, out_dir)
             write_card(out_dir, run_stats={
                 "quarantined_total": len(quarantined),
                 "quarantine_by_stage": dict(Counter(r.stage for r in quarantined.values())),
