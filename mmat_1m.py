@@ -43,7 +43,7 @@ FEATURES = Features(
         ),
         "question": Value("string"),
         "answer": Value("string"),
-        "reflection": {"kind": Value("string"), "reason": Value("string")},
+        "reflection": {"kind": Value("string"), "reason": Value("string"), "origin": Value("string")},
         "teacher": {
             "model": Value("string"),
             "prompt_tokens": Value("int64"),
@@ -57,6 +57,8 @@ FEATURES = Features(
             "judge_score": Value("float64"),
             "dropped_qas": Value("int64"),  # QA pairs the foundation's drop_qas filters removed from the dialogue
             "teacher_mode": Value("string"),  # vision | text_only | null (offline teacher)
+            "grounded": Value("bool"),  # every answer is supported by the evidence shown (generation.quality)
+            "math_questions": Value("int64"),  # questions the source marks as math (they get the math check)
         },
         "engine_version": Value("string"),
     }

@@ -64,7 +64,7 @@ def demo_folder(path: Path | None, workdir: Path) -> Path:
     out = workdir / "demo" / "mmat-1m"
     if not (out / "README.md").exists():
         config = workdir / "demo.yaml"
-        config.write_text((REPO / "configs/demo.yaml").read_text().replace("samples/", f"{REPO}/samples/"))
+        config.write_text((REPO / "configs/demo.yaml").read_text().replace("../samples/", f"{REPO}/samples/"))
         print(f"generating the demo dataset in {out} (once) ...", flush=True)
         subprocess.run(mmat_cmd("generate", "--config", config, "--out", out, "--quiet"), env=mmat_env(), check=True)
     return out

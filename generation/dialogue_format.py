@@ -20,6 +20,7 @@ What the parser returns (plain frozen dataclasses):
     parse_messages(messages, "rr" | "orr")        # either, by name
     parse_step("<THOUGHT>…</THOUGHT><SIGNAL>end</SIGNAL>")   # one assistant step (an agent's reply)
     parse_orr_reply("<THOUGHT>…</THOUGHT><ANSWER>The answer is: X</ANSWER>")  # -> (thought, "X")
+    parse_answer("42")                                                       # an RR short answer
 
 `messages` are the row schema's content-block messages (`{"role", "content": [{"type", "text"}]}`);
 a message whose content is a plain string is read as one text block (exported and chat-API forms).
@@ -62,6 +63,17 @@ RESULTS_TAIL = " Please continue your reasoning."
 ORR_API_INTRO = "Use the following API outputs to help answer the question:"
 ORR_API_BLOCK = "<|begin_api_invoke|>{name}<|end_api_invoke|><|begin_result_of_api|>{result}<|end_result_of_api|>"
 ORR_ANSWER = "<THOUGHT>{thought}</THOUGHT><ANSWER>The answer is: {answer}</ANSWER>"
+# What an agent runtime (`agent/`) says once when a tuned model's reply does not parse; not part of any row.
+STEP_FORMAT_REMINDER = (
+    "Your previous reply was not in the required format. Reply with one step: <THOUGHT>your reasoning</THOUGHT>, "
+    "then optionally <OPERATOR>operator names, comma separated</OPERATOR> and <RAG>search query</RAG>, then "
+    "<SIGNAL>continue, reflection or end</SIGNAL>."
+)
+ANSWER_FORMAT_REMINDER = "Your previous reply was not in the required format. Reply with the short answer only, without tags."
+ORR_FORMAT_REMINDER = (
+    "Your previous reply was not in the required format. Reply with <THOUGHT>your reasoning</THOUGHT>"
+    "<ANSWER>The answer is: your answer</ANSWER>."
+)
 
 
 class FormatError(ValueError):
@@ -227,6 +239,13 @@ def parse_step(text: str, index: Optional[int] = None, strict: bool = True) -> R
         raise FormatError("empty <RAG></RAG>", index)
     return RRStep(thought=_data(match.group("thought"), "thought", index, strict), operators=operators,
                   rag_query=None if rag is None else _data(rag, "rag query", index, strict), signal=signal)
+
+
+def parse_answer(text: str, index: Optional[int] = None) -> str:
+    """An RR short answer (the assistant turn after the summary turn): non-empty text without markup."""
+    if not text.strip():
+        raise FormatError("empty answer", index)
+    return _data(text, "answer", index)
 
 
 def parse_results_turn(text: str, index: Optional[int] = None, strict: bool = True) -> tuple[tuple[str, str], ...]:
@@ -397,10 +416,11 @@ def parse_row(row: dict[str, Any], strict: bool = True) -> RRDialogue | ORRDialo
 
 
 __all__ = [
-    "FormatError", "RRStep", "RRQuestion", "RRDialogue", "ORRQuestion", "ORRDialogue",
-    "SIGNALS", "START_SUFFIX", "NO_RESULTS_TURN", "REFLECTION_TURN", "SUMMARY_TURN", "ORR_API_INTRO",
-    "ORR_API_BLOCK", "text_block", "image_block", "message", "render_step", "render_results_turn",
-    "render_first_turn", "render_summary_turn", "render_turn_after", "render_orr_question", "render_orr_reply",
-    "message_text", "parse_step", "parse_results_turn", "parse_orr_reply", "parse_rr", "parse_orr", "parse_messages",
+    "FormatError", "RRStep", "RRQuestion", "RRDialogue", "ORRQuestion", "ORRDialogue", "SIGNALS",
+    "START_SUFFIX", "NO_RESULTS_TURN", "REFLECTION_TURN", "SUMMARY_TURN", "ORR_API_INTRO", "ORR_API_BLOCK",
+    "STEP_FORMAT_REMINDER", "ANSWER_FORMAT_REMINDER", "ORR_FORMAT_REMINDER", "text_block", "image_block",
+    "message", "render_step", "render_results_turn", "render_first_turn", "render_summary_turn",
+    "render_turn_after", "render_orr_question", "render_orr_reply", "message_text", "parse_step",
+    "parse_answer", "parse_results_turn", "parse_orr_reply", "parse_rr", "parse_orr", "parse_messages",
     "parse_row",
 ]

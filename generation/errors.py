@@ -11,7 +11,7 @@ whitespace collapsed to single spaces, cut at `limit` characters with an ellipsi
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 
 class MmatError(Exception):
@@ -24,3 +24,11 @@ def one_line(text: object, limit: Optional[int] = None) -> str:
     if limit is not None and len(line) > limit:
         line = line[: limit - 1].rstrip() + "…"
     return line
+
+
+def did_you_mean(word: object, options: Iterable[object]) -> str:
+    """"; did you mean 'x'?" for the option closest to `word` (difflib), or "" when none is close."""
+    import difflib
+
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""

@@ -42,7 +42,7 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     text_block,
 )
 from generation.sanitize import as_data
-from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory
+from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory, is_math
 
 PROMPTS = Path(__file__).parent / "prompts"
 STAGE = "integration"
@@ -242,6 +242,7 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes],
     check_lengths(sample, trajectory, limits or TextLimits())
     sample, trajectory = sanitise(sample, trajectory)
     verified = [qa.verified for qa in trajectory.qas if qa.verified is not None]
+    grounded = [qa.grounded for qa in trajectory.qas if qa.grounded is not None]
     common = {
         "id": sample.id,
         "source": sample.source,
@@ -258,6 +259,8 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes],
             "judge_score": trajectory.judge_score,
             "teacher_mode": trajectory.teacher_mode,
             "dropped_qas": int(sample.meta.get("dropped_qas", 0)),
+            "grounded": all(grounded) if grounded else None,
+            "math_questions": sum(1 for qa in sample.qas if is_math(sample, qa)),
         },
         "engine_version": ENGINE_VERSION,
     }

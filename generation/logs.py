@@ -6,12 +6,20 @@ key or a token to the console or the file.
 Records passed `extra={"data": {...}}` keep those fields as JSON in the file (progress: samples/s,
 ETA, tokens, USD; quarantines: id, stage, error type, message). The per-sample and periodic loggers
 (`mmat.samples`, `mmat.progress`) write to the file only: the console has the progress bar.
+
+`--quiet` means the console shows mmat's warnings and errors only: `quiet_third_party` also silences
+what other libraries print on their own (Python warnings, RapidOCR's and other libraries' log lines
+below ERROR, the progress bars of transformers, huggingface_hub, datasets and tqdm), in this process
+and, through environment variables, in the processes it starts.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+import os
+import sys
+import warnings
 from pathlib import Path
 
 
@@ -59,7 +67,50 @@ def setup_console_logging(quiet: bool = False) -> None:
         root.addHandler(handler)
         _installed["console"] = handler
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    if quiet:
+        quiet_third_party()
     _install_redaction()
+
+
+# Libraries that log (or print bars) on their own; their records below ERROR are dropped under --quiet.
+THIRD_PARTY_LOGGERS = ("RapidOCR", "rapidocr", "ppocr", "paddle", "paddlex", "deepface", "transformers",
+                       "datasets", "huggingface_hub", "httpx", "urllib3", "onnxruntime", "PIL", "ray",
+                       "xllamacpp", "ddgs", "primp", "matplotlib")
+# Read at import by these libraries (and by the processes a run starts): no bars, errors only.
+_QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1",
+              "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+              "TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2", "PYTHONWARNINGS": "ignore"}
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def quiet_third_party() -> None:
+    """Silence other libraries' warnings and progress bars (see the module docstring). A filter, not a
+    level, on their loggers: RapidOCR sets its logger's level itself when an engine is built."""
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore")
+    if logging.lastResort is not None:  # what prints a library's records when nobody handles them
+        logging.lastResort.setLevel(logging.ERROR)
+    for name in THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _errors_only not in logger.filters:
+            logger.addFilter(_errors_only)
+    if "transformers" in sys.modules:  # imported already: the env variables came too late for it
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
 
 
 def setup_run_logging(log_path: Path, quiet: bool = False) -> None:

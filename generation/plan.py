@@ -183,6 +183,8 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
 def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     """`mmat generate --dry-run`: the plan, the operators available here, the teacher and an upper
     bound of its calls and cost, before any teacher call is paid for (see the module docstring)."""
+    from generation.teachers.factory import missing_api_key
+    from generation.teachers.prices import how_to_set_prices, teacher_prices
     from operators.registry import build_operators
 
     work_dir = resolve_work_dir(config, Path(options.out_dir))
@@ -198,10 +200,16 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     calls_per_question = config.rationale.max_steps + (2 if config.rationale.reflection else 0) + 1
     calls = questions * calls_per_question + (len(todo) if config.teacher.judge else 0)
     teacher = config.teacher
-    cost = 0.0
-    if teacher.kind == "openai":
-        cost = calls * (EST_PROMPT_TOKENS * teacher.prices.prompt_per_1m
-                        + EST_COMPLETION_TOKENS * teacher.prices.completion_per_1m) / 1e6
+    prices = teacher_prices(teacher)
+    if prices is None:
+        cost_line = f"estimated cost: unknown ({how_to_set_prices(teacher)})"
+    else:
+        cost = calls * (EST_PROMPT_TOKENS * prices.prompt_per_1m + EST_COMPLETION_TOKENS * prices.completion_per_1m) / 1e6
+        cost_line = f"estimated cost: up to ${cost:,.2f}" + (
+            " (offline teacher: free)" if teacher.kind == "offline" else
+            " (local model: free)" if teacher.kind == "llamacpp" and teacher.prices is None else
+            f" at ~{EST_PROMPT_TOKENS}+{EST_COMPLETION_TOKENS} tokens per call, "
+            f"${prices.prompt_per_1m:g}/${prices.completion_per_1m:g} per 1M prompt/completion tokens")
     operators = build_operators(config.operators, None)  # no cache: a dry run creates no folder
     lines = [
         f"plan for {options.out_dir} (worker {options.shard_index + 1} of {options.num_shards})",
@@ -222,9 +230,10 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
         f"concurrency {config.samples_in_flight}",
         f"estimated teacher calls: up to {calls:,} ({questions} questions x {calls_per_question}"
         + (f" + {len(todo)} judge calls)" if config.teacher.judge else ")"),
-        f"estimated cost: up to ${cost:,.2f}" + (" (offline teacher: free)" if teacher.kind == "offline" else
-                                                  " (local model: free)" if teacher.kind == "llamacpp" else
-                                                  f" at ~{EST_PROMPT_TOKENS}+{EST_COMPLETION_TOKENS} tokens per call"),
-        f"work folder: {work_dir}",
+        cost_line,
     ]
+    key_problem = missing_api_key(teacher)
+    if key_problem:
+        lines.append(f"API key: missing: {key_problem}; the run would stop before its first call")
+    lines.append(f"work folder: {work_dir}")
     return "\n".join(lines)

@@ -149,7 +149,8 @@ class SampleProcessor:
         self.operators = operators
         self.checkpoint = checkpoint
         self.settings = RationaleSettings(max_steps=config.rationale.max_steps,
-                                          reflection=config.rationale.reflection)
+                                          reflection=config.rationale.reflection,
+                                          staged_rate=config.reflection.staged_rate)
         # Checkpoint appends fsync; on the event loop each would stall every sample in flight, so they
         # go to one writer thread (one thread: appends to a file never interleave), which commits the
         # samples that finished meanwhile together (one write, one fsync: `GroupCommit`).
@@ -172,7 +173,7 @@ class SampleProcessor:
         for image in images:
             image.rgb  # decode now: a broken image quarantines here, before any teacher call
         trajectory = await generate_trajectory(sample, images, self.teacher, self.operators, self.settings)
-        enforce_policy(trajectory, sample, self.config.teacher.on_mismatch)
+        enforce_policy(trajectory, sample, self.config.teacher)  # on_mismatch, require_grounding
         if self.config.teacher.judge:
             judged = await self.teacher.judge(trajectory, sample)
             if judged is not None:

@@ -2,19 +2,27 @@
 
 The loop is the same for every teacher (offline annotations, GPT-4o, a vLLM server): ask for a step,
 run the operators it chose (only those available here), feed the results back, stop at
-`final_answer` or the step limit, run the reflection checks, then ask for the short answer.
+`final_answer` or the step limit, run the reflection checks, then ask for the short answer. Each
+answer is then judged `grounded` or not by `generation.quality` (the definition the audit uses).
+
+An operator's arguments may hold a `region` (`[x1, y1, x2, y2]` in pixels of the first image): the
+operator then runs on that crop (`operators.images.crop_region`), e.g. OCR on Visual CoT's annotated box.
+A fraction `staged_rate` of questions (by a hash of the id) ask the teacher to stage a defect for the
+reflection checks to find (`TeacherContext.staged`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from generation.quality.definitions import equations, evidence_of, judge_question
 from generation.reflection import run_reflection
-from generation.schema import Observation, QATrajectory, Sample, Step, TeacherUsage, Trajectory
+from generation.schema import Observation, QATrajectory, Sample, Step, TeacherUsage, Trajectory, is_math
+from generation.splits import hash_fraction
 from generation.teachers.base import StepDecision, Teacher, TeacherContext
 from generation.verify import answers_match
 from operators.base import OperatorResult, OperatorRunner
-from operators.images import LoadedImage
+from operators.images import LoadedImage, crop_region
 
 
 async def _call(operators: OperatorRunner, name: str, images: Sequence[LoadedImage], **args) -> OperatorResult:
@@ -27,6 +35,17 @@ async def _call(operators: OperatorRunner, name: str, images: Sequence[LoadedIma
 class RationaleSettings:
     max_steps: int = 5
     reflection: bool = True
+    staged_rate: float = 0.0  # `reflection.staged_rate`
+
+
+def staged_defect(sample: Sample, qa_index: int, rate: float) -> Optional[str]:
+    """Which defect this question stages, if any: `math` for a math question whose native solution has a
+    calculation to leave out, else `general`; chosen by a hash of the id (every worker and rerun agree)
+    for a fraction `rate` of questions."""
+    if rate <= 0 or hash_fraction(f"{sample.id}#{qa_index}#staged") >= rate:
+        return None
+    qa = sample.qas[qa_index]
+    return "math" if is_math(sample, qa) and equations(qa.source_rationale or "") else "general"
 
 
 async def _observe(decision: StepDecision, images: list[LoadedImage], operators: OperatorRunner,
@@ -36,9 +55,11 @@ async def _observe(decision: StepDecision, images: list[LoadedImage], operators:
     observations: list[Observation] = []
     for name in chosen:
         args = dict(decision.operator_args.get(name, {}))
+        region = args.pop("region", None)
         if name == "image_caption":
             args.setdefault("context", [o.text for o in so_far + observations])
-        result = await _call(operators, name, images, **args)
+        inputs = [crop_region(images[0], region)] if region is not None and images else images
+        result = await _call(operators, name, inputs, **args)
         observations.append(Observation(operator=name, text=result.text, backend=result.backend))
     rag_query = decision.rag_query if decision.rag_query and "rag" in operators.available else None
     if rag_query:
@@ -51,9 +72,12 @@ async def reason_about_question(ctx: TeacherContext, teacher: Teacher, operators
                                 settings: RationaleSettings) -> tuple[QATrajectory, TeacherUsage]:
     usage = TeacherUsage(model=teacher.model_name)
     observed: list[Observation] = [o for qa in ctx.previous for s in qa.steps for o in s.observations]
+    if ctx.staged is None:
+        ctx.staged = staged_defect(ctx.sample, ctx.qa_index, settings.staged_rate if settings.reflection else 0.0)
     for index in range(settings.max_steps):
         decision = await teacher.next_step(ctx)
         usage = usage.add(decision.usage)
+        ctx.staged_written = ctx.staged_written or decision.staged
         if decision.next_action == "final_answer" or index == settings.max_steps - 1:
             ctx.steps.append(Step(thought=decision.thought, signal="end"))
             break
@@ -75,6 +99,8 @@ async def reason_about_question(ctx: TeacherContext, teacher: Teacher, operators
         steps=list(ctx.steps),
         final_answer=answer,
         verified=answers_match(answer, ctx.qa),
+        grounded=judge_question(ctx.qa.question, ctx.steps, answer, ctx.qa.choices,
+                                prior=evidence_of(ctx.previous))[0].grounded,
     )
     if reflection is not None:
         trajectory.reflection = reflection

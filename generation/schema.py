@@ -77,6 +77,11 @@ class Sample(BaseModel):
         return self.qas[0].source_rationale
 
 
+def is_math(sample: Sample, qa: QA) -> bool:
+    """Does this question get the math check? (the source marks it, per question or for the sample)"""
+    return bool(qa.meta.get("math") or sample.meta.get("math"))
+
+
 class Observation(BaseModel):
     """What one operator (or RAG) returned in a step, as the dialogue shows it, and which backend produced
     it (e.g. `paddle` or `rapidocr` for `ocr`): the dialogue text is the same whichever backend ran."""
@@ -97,6 +102,9 @@ class Step(BaseModel):
 class Reflection(BaseModel):
     kind: Literal["none", "general", "math"] = "none"
     reason: str = ""
+    # `check`: a check found the defect in what the teacher wrote; `staged`: the teacher wrote the defect
+    # on purpose (`reflection.staged_rate`) and a check found it; None when there is no reflection.
+    origin: Optional[Literal["check", "staged"]] = None
 
 
 class TeacherUsage(BaseModel):
@@ -127,6 +135,8 @@ class QATrajectory(BaseModel):
     final_answer: str
     reflection: Reflection = Field(default_factory=Reflection)
     verified: Optional[bool] = None
+    # The answer is supported by the evidence the steps show (`generation.quality.definitions`).
+    grounded: Optional[bool] = None
 
 
 class Trajectory(BaseModel):

@@ -4,8 +4,11 @@ The checkpoint is the truth; the folder is derived from it at the end of every r
 rerun after a crash). Each (source, split) group of this worker's slice is written by
 `generation.writer` (atomically per file; a group whose shards already hold exactly its rows is left
 alone), reading finished records one at a time from the checkpoint, so memory does not grow with the
-dataset. The card is then re-rendered from every shard in the folder, unless neither the shard files
-nor the quarantine changed since it was last written (a rerun with nothing to do keeps it).
+dataset. The run's resolved config is written beside them (`mmat_config.yaml`,
+`generation.config_snapshot`); the folder is then audited (`generation.quality.audit`: the numbers go
+to run.log and the card's Quality section) and the card re-rendered from every shard in the folder,
+unless neither the shard files, the config snapshot nor the quarantine changed since the card was
+last written (a rerun with nothing to do keeps it, and skips the audit).
 
 Shards and card are written under the dataset folder's lock (`generation.folder_lock`), so the
 workers of a sharded run take turns and every card describes a folder no worker is rewriting; the
@@ -161,12 +164,16 @@ class RollingShards:
 
 
 def card_inputs(out_dir: Path, quarantine_by_stage: dict[str, int]) -> str:
-    """What the card is rendered from: every parquet file of the folder (name, size, mtime) and the
-    quarantine counts. A rerun that finds them as the last card saw them (`CARD_STAMP` in the work
+    """What the card is rendered from: every parquet file of the folder (name, size, mtime), the config
+    snapshot and the quarantine counts. A rerun that finds them as the last card saw them (`CARD_STAMP` in the work
     folder) keeps the card instead of reading every shard again."""
+    from generation.config_snapshot import CONFIG_FILENAME
+
     files = sorted((str(p.relative_to(out_dir)), p.stat().st_size, p.stat().st_mtime_ns)
                    for p in (out_dir / "data").rglob("*.parquet"))
-    return json.dumps({"files": files, "quarantine_by_stage": quarantine_by_stage}, sort_keys=True)
+    snapshot = out_dir / CONFIG_FILENAME
+    config = snapshot.read_text(encoding="utf-8") if snapshot.is_file() else None
+    return json.dumps({"files": files, "config": config, "quarantine_by_stage": quarantine_by_stage}, sort_keys=True)
 
 
 def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions, elapsed_s: float
@@ -174,6 +181,8 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
     """Shards and card (see the module docstring). Returns (rows per `format/split`, every finished
     id, every quarantined record not finished since), over the whole checkpoint."""
     from mmat_1m import card_configs
+    from generation.config_snapshot import write_config_snapshot
+    from generation.quality.audit import audit_run
     from publishing.card import CARD_FILENAME, write_card
 
     out_dir = Path(options.out_dir)
@@ -184,14 +193,16 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
         rows = write_shards(checkpoint, out_dir, config, options, refs)
         (out_dir / CARD_FILENAME).with_suffix(".md.tmp").unlink(missing_ok=True)  # a killed card write
         if card_configs(out_dir):
+            write_config_snapshot(config, out_dir)
             by_stage = dict(Counter(r.stage for r in quarantined.values()))
             inputs = card_inputs(out_dir, by_stage)
             stamp = Path(checkpoint.dir) / CARD_STAMP
             if (out_dir / CARD_FILENAME).is_file() and stamp.is_file() and stamp.read_text() == inputs:
-                log.info("dataset folder up to date (same shards, same quarantine): card kept")
+                log.info("dataset folder up to date (same shards, config and quarantine): card kept")
             else:
                 write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
-                                               "quarantine_by_stage": by_stage, "elapsed_s": round(elapsed_s, 2)})
+                                               "quarantine_by_stage": by_stage, "elapsed_s": round(elapsed_s, 2)},
+                           quality_report=audit_run(out_dir))  # the audit's numbers go to run.log and the card
                 _replace_atomically(stamp, inputs.encode("utf-8"), checkpoint.tmp_prefix)
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)

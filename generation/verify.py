@@ -30,6 +30,7 @@ _WORDS = {w: i for i, w in enumerate(
     "seventeen eighteen nineteen twenty".split())}
 _WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
                "hundred": 100, "thousand": 1000, "none": 0})
+_OPTION_LETTER = re.compile(r"\(?[A-Za-z]\)?[.:)]?")
 _UNIT_TAIL = re.compile(r"^[$€£¥]?\s*(?P<num>[-\d.,/]+)\s*[a-z%°²³ .]*$")
 # The one normal form of answers and choices, shared with every source adapter.
 normalise = normalise_answer
@@ -151,6 +152,12 @@ def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
         p, r = choice_index(predicted, qa.choices), choice_index(reference, qa.choices)
         if p is not None and r is not None:
             return p == r
+    elif _OPTION_LETTER.fullmatch(reference.strip()):
+        # a letter whose options live only in the question text (a dataset row keeps no choices):
+        # compare letters, or "A" would vanish as an article and match nothing
+        p, r = choice_index(predicted, list(LETTERS)), choice_index(reference, list(LETTERS))
+        if p is not None and r is not None:
+            return p == r
     answer_eval = qa.meta.get("answer_eval")
     if answer_eval is not None:
         aliases, ranges = _answer_eval(answer_eval)
@@ -163,11 +170,21 @@ def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
     return _text_match(predicted, reference, rel_tol)
 
 
+GROUNDING_REASON = "answer not supported by tool evidence"
+
+
 def enforce_policy(trajectory, sample, policy: Union[str, Any]) -> None:
     """`on_mismatch: quarantine` turns a wrong final answer into a quarantined sample; `keep` keeps
-    it with `meta.verified = false`. `policy` is the `on_mismatch` value or the `TeacherConfig`."""
+    it with `meta.verified = false`. `policy` is the `on_mismatch` value or the `TeacherConfig`, whose
+    `require_grounding: true` also quarantines a sample with an answer its evidence does not support
+    (`QATrajectory.grounded`, see `generation.quality`)."""
     from generation.schema import Quarantined
 
+    if getattr(policy, "require_grounding", False):
+        for index, qa in enumerate(trajectory.qas):
+            if qa.grounded is False:
+                where = f" (question {index + 1})" if len(trajectory.qas) > 1 else ""
+                raise Quarantined(sample.id, "verification", f"{GROUNDING_REASON}{where}", "NotGrounded")
     policy = getattr(policy, "on_mismatch", policy)
     if policy != "quarantine":
         return

@@ -88,3 +88,28 @@ def to_rgb(im: Image.Image) -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return im.convert("RGB")
+
+
+def crop_region(image: LoadedImage, box, pad: float = 0.1, min_side: int = 64) -> LoadedImage:
+    """The part of `image` inside `box` (`[x1, y1, x2, y2]` in pixels of the upright image), widened by
+    `pad` of its size on each side and clipped to the image, upscaled so its shorter side is at least
+    `min_side` (text models read small crops badly), as PNG bytes: an image like any other for the
+    operators and their cache. A box that is not four numbers inside the image is an OperatorError."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise OperatorError(f"region must be [x1, y1, x2, y2] in pixels, got {box!r:.80}") from None
+    width, height = image.size
+    dx, dy = max(4.0, (x2 - x1) * pad), max(4.0, (y2 - y1) * pad)
+    left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
+    right, bottom = min(width, int(round(x2 + dx))), min(height, int(round(y2 + dy)))
+    if right - left < MIN_SIDE or bottom - top < MIN_SIDE:
+        raise OperatorError(f"region {box!r:.80} is outside the {width}x{height} image")
+    crop = image.rgb.crop((left, top, right, bottom))
+    short = min(crop.size)
+    if short < min_side:
+        scale = min_side / short
+        crop = crop.resize((max(1, round(crop.size[0] * scale)), max(1, round(crop.size[1] * scale))), Image.LANCZOS)
+    buffer = io.BytesIO()
+    crop.save(buffer, format="PNG")
+    return LoadedImage(buffer.getvalue())

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml
 
+from generation.config_snapshot import CONFIG_FILENAME
 from generation.redact import redact_fields
 from mmat_1m import CONFIGS, FEATURES, FORMATS, SOURCES, SPLITS, card_configs
 from operators import OPERATOR_NAMES
@@ -29,7 +29,9 @@ from publishing.changelog import (auto_changes, changelog_entry, merge_changelog
                                   split_counts_from_meta, split_front_matter)
 
 CARD_FILENAME = "README.md"
+LICENSE_FILENAME = "LICENSE.md"
 FIGURE_PATH = "figures/stats.png"
+QUALITY_FIGURE_PATH = "figures/quality.png"
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "cards"
 TEMPLATE_NAME = "dataset_card.md.j2"
 
@@ -37,49 +39,109 @@ TEMPLATE_NAME = "dataset_card.md.j2"
 @dataclass(frozen=True)
 class SourceLicense:
     name: str
-    upstream: str
+    upstream: str  # the upstream's repo id (Hub) or owner/name (GitHub)
     url: str
     license_id: str  # Hub license identifier
     license: str  # human-readable
+    license_link: str  # where the upstream states its license
     note: str = ""
 
 
+# Each upstream's license as its own repository states it (checked against the repos' LICENSE files and
+# READMEs): Visual CoT's and InfoSeek's repos are Apache 2.0 (their LICENSE files), LLaVA-CoT's README
+# says Apache 2.0, The Cauldron's card licenses its prompts CC BY 4.0, TabMWP's README licenses the
+# dataset CC BY-NC-SA 4.0 (the PromptPG code is MIT).
 SOURCE_LICENSES: dict[str, SourceLicense] = {
     "visual_cot": SourceLicense("Visual CoT", "deepcs233/Visual-CoT", "https://huggingface.co/datasets/deepcs233/Visual-CoT",
-                                "apache-2.0", "Apache 2.0", "images keep the licenses of the datasets Visual CoT draws on"),
+                                "apache-2.0", "Apache 2.0", "https://github.com/deepcs233/Visual-CoT/blob/main/LICENSE",
+                                "images keep the licenses of the datasets Visual CoT draws on"),
     "llava_cot": SourceLicense("LLaVA-CoT", "Xkev/LLaVA-CoT-100k", "https://huggingface.co/datasets/Xkev/LLaVA-CoT-100k",
-                               "apache-2.0", "Apache 2.0", "images keep the licenses of the datasets LLaVA-CoT draws on"),
+                               "apache-2.0", "Apache 2.0", "https://github.com/PKU-YuanGroup/LLaVA-CoT#-acknowledgement",
+                               "images keep the licenses of the datasets LLaVA-CoT draws on"),
     "cauldron": SourceLicense("The Cauldron", "HuggingFaceM4/the_cauldron", "https://huggingface.co/datasets/HuggingFaceM4/the_cauldron",
-                              "cc-by-4.0", "CC BY 4.0 (prompts)", "each sub-dataset keeps its own, often more restrictive, license"),
+                              "cc-by-4.0", "CC BY 4.0 (prompts)",
+                              "https://huggingface.co/datasets/HuggingFaceM4/the_cauldron#licensing-information",
+                              "each sub-dataset keeps its own, often more restrictive, license"),
     "tabmwp": SourceLicense("TabMWP", "lupantech/PromptPG", "https://github.com/lupantech/PromptPG",
-                            "cc-by-nc-sa-4.0", "CC BY-NC-SA 4.0", "non-commercial, share-alike: rows from this source inherit it"),
+                            "cc-by-nc-sa-4.0", "CC BY-NC-SA 4.0", "https://github.com/lupantech/PromptPG#license",
+                            "non-commercial, share-alike: rows from this source inherit it"),
     "infoseek": SourceLicense("InfoSeek", "open-vision-language/infoseek", "https://github.com/open-vision-language/infoseek",
-                              "apache-2.0", "Apache 2.0", "images come from OVEN / Wikipedia and keep their licenses"),
+                              "apache-2.0", "Apache 2.0", "https://github.com/open-vision-language/infoseek/blob/main/LICENSE",
+                              "images come from OVEN / Wikipedia and keep their licenses"),
 }
 
-
-class _NoAliasDumper(yaml.SafeDumper):
-    """Writes the (shared) features list in full under every config, as `datasets` does: no &anchors."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+# Who made what: the questions and answers come from the sources (found), the rationales, operator
+# calls and reflections are the teacher's (machine-generated).
+ANNOTATIONS_CREATORS = ["machine-generated"]
+LANGUAGE_CREATORS = ["found", "machine-generated"]
 
 
 # -------------------------------------------------------------------------------------- yaml
-def dataset_info_yaml(config_counts: dict[str, dict[str, tuple[int, int, int]]]) -> list[dict]:
-    """The card's `dataset_info:` list, as `datasets.DatasetInfosDict.to_dataset_card_data` writes it."""
-    features = FEATURES._to_yaml_list()
-    infos = []
+def dataset_infos(config_counts: dict[str, dict[str, tuple[int, int, int]]]):
+    """`datasets.DatasetInfosDict` of the folder: `FEATURES` and the split sizes of every config."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+
+    infos = DatasetInfosDict()
     for name in sorted(config_counts):
         splits = config_counts[name]
-        infos.append({
-            "config_name": name,
-            "features": features,
-            "splits": [{"name": s, "num_bytes": b, "num_examples": r} for s, (r, b, _) in splits.items()],
-            "download_size": sum(d for _, _, d in splits.values()),
-            "dataset_size": sum(b for _, b, _ in splits.values()),
-        })
+        split_dict = SplitDict()
+        for split, (rows, num_bytes, _) in splits.items():
+            split_dict.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=rows))
+        infos[name] = DatasetInfo(features=FEATURES, splits=split_dict, config_name=name,
+                                  download_size=sum(d for _, _, d in splits.values()),
+                                  dataset_size=sum(b for _, b, _ in splits.values()))
     return infos
+
+
+def card_metadata(root: Path, stats: CardStats, counts: dict, present_sources: list[str], *,
+                  version: Optional[str], changelog: list[dict], extra: Optional[dict] = None):
+    """The card's YAML front matter as `huggingface_hub.DatasetCardData`: the Hub's fields, then the
+    `configs:` and `dataset_info:` that `datasets` writes itself (`MetadataConfigs`, `DatasetInfosDict`).
+    `extra` adds fields (e.g. `generation_config`)."""
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    known = [s for s in present_sources if s in SOURCE_LICENSES]
+    data = DatasetCardData(
+        pretty_name="MMAT-1M (open reimplementation)",
+        language=["en"],
+        license="other",
+        license_name="mixed-per-source",
+        license_link=LICENSE_FILENAME,
+        license_details="Each row keeps the license of its source dataset; see the Licenses section.",
+        annotations_creators=list(ANNOTATIONS_CREATORS),
+        language_creators=list(LANGUAGE_CREATORS),
+        multilinguality=["monolingual"],
+        source_datasets=[f"extended|{SOURCE_LICENSES[s].upstream}" for s in known],
+        source_licenses={s: (SOURCE_LICENSES[s].license_id if s in SOURCE_LICENSES else "unknown") for s in present_sources},
+        source_license_links={s: SOURCE_LICENSES[s].license_link for s in known},
+        task_categories=["image-text-to-text", "visual-question-answering"],
+        tags=["multimodal", "agent", "tool-use", "chain-of-thought", "reflection", "rag", "synthetic", "mmat-1m"],
+        size_categories=[size_category(max(stats.formats[f].rows for f in FORMATS))],
+        **(extra or {}),
+    )
+    MetadataConfigs({c["config_name"]: {k: v for k, v in c.items() if k != "config_name"}
+                     for c in card_configs(root)}).to_dataset_card_data(data)
+    dataset_infos(counts).to_dataset_card_data(data)
+    if version:
+        data["version"] = version
+    if changelog:
+        data["changelog"] = changelog
+    return data
+
+
+def render_license_file(present_sources: list[str]) -> str:
+    """`LICENSE.md` (the card's `license_link`): each source's license and where its upstream states it."""
+    lines = ["# Licenses of MMAT-1M (open reimplementation)", "",
+             "Each row keeps the license of its source dataset (column `source`); the generated rationales "
+             "add no further restriction.", "",
+             "| source | upstream | license | stated at | note |", "|---|---|---|---|---|"]
+    for s in present_sources:
+        lic = SOURCE_LICENSES.get(s)
+        lines.append(f"| `{s}` | [{lic.name}]({lic.url}) | {lic.license} | {lic.license_link} | {lic.note} |" if lic
+                     else f"| `{s}` | – | unknown | – | not a known mmat-1m source |")
+    return "\n".join(lines) + "\n"
 
 
 def size_category(n: int) -> str:
@@ -88,6 +150,12 @@ def size_category(n: int) -> str:
         if n < limit:
             return label
     return "100M<n<1B"
+
+
+def sources_present(stats: CardStats) -> list[str]:
+    """The sources the shards hold: the known ones in their canonical order, then any other."""
+    seen = {source for (_, source, _) in stats.rows}
+    return [s for s in SOURCES if s in seen] + sorted(seen - set(SOURCES))
 
 
 def operator_order(stats: CardStats) -> list[str]:
@@ -171,10 +239,12 @@ def render_card(
     stats: Optional[CardStats] = None,
     previous_card: str | Path | None = None,
     examples: Optional[list[dict]] = None,
+    quality: Optional[str] = None,
 ) -> str:
     """The card text for the folder. `figure` is the PNG's path relative to the folder (None: no figure);
     `examples` the example dialogues (default: `publishing.examples.example_dialogues`, linking the
-    example images already in the folder)."""
+    example images already in the folder); `quality` the Quality section's body (default: the audit of
+    the folder's shards, `quality_section`)."""
     from publishing.examples import example_dialogues
 
     root = Path(dataset_dir)
@@ -198,28 +268,12 @@ def render_card(
     auto = auto_changes(split_counts_from_meta(released), current, stats)
     card_version, log = changelog_entry(meta, version, changelog, auto)
 
-    present_sources = [s for s in SOURCES if any(k[1] == s for k in stats.rows)] + sorted(
-        {k[1] for k in stats.rows} - set(SOURCES))
+    present_sources = sources_present(stats)
     licenses = [(s, SOURCE_LICENSES.get(s)) for s in present_sources]
-    metadata: dict[str, Any] = {
-        "pretty_name": "MMAT-1M (open reimplementation)",
-        "language": ["en"],
-        "license": "other",
-        "license_name": "mixed-per-source",
-        "license_details": "Each row keeps the license of its source dataset; see the Licenses section.",
-        "source_licenses": {s: (lic.license_id if lic else "unknown") for s, lic in licenses},
-        "task_categories": ["image-text-to-text", "visual-question-answering"],
-        "tags": ["multimodal", "agent", "tool-use", "chain-of-thought", "reflection", "rag", "synthetic", "mmat-1m"],
-        "size_categories": [size_category(max(stats.formats[f].rows for f in FORMATS))],
-        "source_datasets": [SOURCE_LICENSES[s].upstream for s in present_sources if s in SOURCE_LICENSES],
-        "configs": configs,
-        "dataset_info": dataset_info_yaml(counts),
-    }
-    if card_version:
-        metadata["version"] = card_version
-    if log:
-        metadata["changelog"] = log
-    front = yaml.dump(metadata, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=120)
+    config_file = (root / CONFIG_FILENAME).is_file()
+    metadata = card_metadata(root, stats, counts, present_sources, version=card_version, changelog=log,
+                             extra={"generation_config": CONFIG_FILENAME} if config_file else None)
+    front = metadata.to_yaml() + "\n"
 
     fmt_rows = {}
     for fmt in FORMATS:
@@ -286,7 +340,29 @@ def render_card(
         has_tabmwp="tabmwp" in present_sources,
         examples=examples if examples is not None else example_dialogues(root),
         source_names={s: SOURCE_LICENSES[s].name for s in SOURCE_LICENSES},
+        generation_config=CONFIG_FILENAME if config_file else None,
+        license_file=LICENSE_FILENAME,
+        quality=quality if quality is not None else quality_section(root),
     )
+
+
+def quality_section(root: Path, report: Any = None, write_figure: bool = False) -> str:
+    """The Quality section (`generation.quality`): the audit of the folder's RR rows (ORR when it has none)
+    as a table, with `figures/quality.png` (written with `write_figure`, else linked when present). An audit
+    that fails leaves the card without the section, with a warning, rather than without a card."""
+    from generation.quality.audit import audit_dataset
+    from generation.quality.report import render_figure as render_quality_figure
+
+    try:
+        if report is None:
+            report = audit_dataset(root, "rr" if any((root / "data" / "rr").glob("*/*.parquet")) else "orr")
+        if write_figure:
+            render_quality_figure(report, root / QUALITY_FIGURE_PATH)
+        return report.markdown(figure=QUALITY_FIGURE_PATH if (root / QUALITY_FIGURE_PATH).is_file() else None)
+    except Exception as exc:  # the card matters more than its Quality section
+        logging.getLogger(__name__).warning("no Quality section in the card: %s: %s", type(exc).__name__, exc,
+                                            exc_info=True)
+        return ""
 
 
 def _quarantine_line(run: dict) -> Optional[str]:
@@ -308,6 +384,7 @@ def write_card(
     run_stats: dict | None = None,
     repo_id: str | None = None,
     previous_card: str | Path | None = None,
+    quality_report: Any = None,
 ) -> Path:
     """Render `dataset_dir/README.md` (with `figures/stats.png` and the example dialogues' images under
     `figures/examples/`) from the shards in the folder.
@@ -317,7 +394,8 @@ def write_card(
     of an existing card are kept. Without `version` the existing version and changelog are kept as they
     are. `run_stats` (quarantine counts, wall time, ...) is shown as given, with secret-looking keys and
     values redacted. `repo_id` goes into the card's loading example; `previous_card` (a path to another
-    copy of the card, e.g. the one on the Hub) adds its changelog to the history. Returns the card's path.
+    copy of the card, e.g. the one on the Hub) adds its changelog to the history; `quality_report` an
+    `AuditReport` of the folder already computed (default: audited here). Returns the card's path.
     """
     root = Path(dataset_dir)
     if not card_configs(root):
@@ -333,12 +411,18 @@ def write_card(
 
     examples = example_dialogues(root, write_images=True)
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
-                       figure=figure, stats=stats, previous_card=previous_card, examples=examples)
+                       figure=figure, stats=stats, previous_card=previous_card, examples=examples,
+                       quality=quality_section(root, quality_report, write_figure=True))
+    _write_atomically(root / LICENSE_FILENAME, render_license_file(sources_present(stats)))
     out = root / CARD_FILENAME
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    _write_atomically(out, text)
     return out
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------- terminal

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
-import yaml
 
 from mmat_1m import SPLITS
 from publishing.card_stats import CardStats
@@ -23,12 +22,16 @@ def normalise_version(version: str) -> str:
 
 
 def split_front_matter(text: str) -> tuple[dict, str]:
-    """(the YAML front matter of a card's text, or {}; the Markdown body after it)."""
-    match = re.match(r"^---\s*\n(.*?)\n---\s*(?:\n|$)", text, re.S)
-    if not match:
+    """(the YAML front matter of a card's text, or {}; the Markdown body after it), as
+    `huggingface_hub.DatasetCard` reads them (YAML that is broken or not a mapping reads as no metadata)."""
+    import yaml
+    from huggingface_hub import DatasetCard
+
+    try:
+        card = DatasetCard(text, ignore_metadata_errors=True)
+    except (ValueError, yaml.YAMLError):
         return {}, text
-    data = yaml.safe_load(match.group(1)) or {}
-    return (data if isinstance(data, dict) else {}), text[match.end():]
+    return card.data.to_dict(), card.text
 
 
 def read_card_metadata(card_path: str | Path) -> dict:

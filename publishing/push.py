@@ -5,7 +5,8 @@
 
 A push is: refuse a tag that exists (before anything is uploaded), create the repo if needed, stamp
 the version and changelog into the card (the Hub's card supplies the earlier history), then ONE commit
-on `main` holding the card, its figure and every shard (plus deletions of shards and figures the
+on `main` holding the card, `LICENSE.md`, `mmat_config.yaml` (how the rows were generated), the figures
+and every shard (plus deletions of shards and figures the
 folder no longer has, so the configs' globs never mix versions), then the tag on exactly that commit.
 An interrupted push leaves `main` at its previous commit (a commit is all or nothing) with no tag;
 running it again re-uploads only what the Hub lacks, commits, and tags. `large_folder=True` first
@@ -36,7 +37,8 @@ from urllib.parse import quote
 from generation.errors import MmatError, one_line
 from generation.redact import mask_known, redact
 from mmat_1m import CONFIGS_BY_NAME, card_configs
-from publishing.card import CARD_FILENAME, FIGURE_PATH, render_card_terminal, write_card
+from generation.config_snapshot import CONFIG_FILENAME
+from publishing.card import CARD_FILENAME, FIGURE_PATH, LICENSE_FILENAME, render_card_terminal, write_card
 from publishing.changelog import normalise_version, read_card_metadata
 
 logger = logging.getLogger(__name__)
@@ -62,11 +64,12 @@ def revision_url(endpoint: str, repo_id: str, revision: str) -> str:
 
 
 def published_files(dataset_dir: Path) -> dict[str, Path]:
-    """path in repo -> local file: README.md, figures/*, data/**/*.parquet."""
+    """path in repo -> local file: README.md, LICENSE.md, mmat_config.yaml, figures/*, data/**/*.parquet."""
     root = Path(dataset_dir)
     files = {}
-    if (root / CARD_FILENAME).is_file():
-        files[CARD_FILENAME] = root / CARD_FILENAME
+    for name in (CARD_FILENAME, LICENSE_FILENAME, CONFIG_FILENAME):
+        if (root / name).is_file():
+            files[name] = root / name
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if not path.is_file() or any(part.startswith(".") for part in rel.split("/")):
@@ -262,7 +265,8 @@ def _push_locked(root: Path, repo_id: str, tag: str, *, token: Optional[str], pr
             else:
                 api.upload_folder(repo_id=repo_id, folder_path=str(root), repo_type=REPO_TYPE, revision=BRANCH,
                                   allow_patterns=patterns, commit_message=f"{message} (shards)")
-            operations = [CommitOperationAdd(CARD_FILENAME, str(local[CARD_FILENAME]))]
+            operations = [CommitOperationAdd(path, str(local[path]))
+                          for path in (CARD_FILENAME, LICENSE_FILENAME, CONFIG_FILENAME) if path in local]
             head = None  # upload_large_folder moved main; commit on whatever it left
         else:
             operations = [CommitOperationAdd(path, str(file)) for path, file in local.items()]

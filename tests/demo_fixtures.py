@@ -25,7 +25,7 @@ def demo(tmp_path_factory, repo_root):
     root = tmp_path_factory.mktemp("demo")
     config = root / "demo.yaml"
     # the same config as `make demo`, with the bundled paths made absolute so it runs from anywhere
-    text = (repo_root / "configs/demo.yaml").read_text().replace("samples/", f"{repo_root}/samples/")
+    text = (repo_root / "configs/demo.yaml").read_text().replace("../samples/", f"{repo_root}/samples/")
     config.write_text(text)
     env_path = os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])
     os.environ["PYTHONPATH"] = env_path

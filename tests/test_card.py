@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmat_1m import CONFIGS, FEATURES, SOURCES
+from mmat_1m import CONFIGS, DEFAULT_CONFIG, FEATURES, SOURCES
 from publishing.card import FIGURE_PATH, render_card_terminal, write_card
 from publishing.card_stats import collect_stats
 from publishing.changelog import read_card_metadata, split_front_matter
@@ -50,6 +50,32 @@ def test_card_round_trips_through_huggingface_hub_dataset_card(folder):
     assert again.data.to_dict() == data
 
 
+def test_card_metadata_by_the_libraries_has_provenance_and_per_source_license_links(folder):
+    """The fields issue 16 asks for, read back by `huggingface_hub.DatasetCard.load`, and the configs read
+    back by `datasets`' own MetadataConfigs (what `load_dataset` uses to find the data files)."""
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    from publishing.card import SOURCE_LICENSES
+
+    card = DatasetCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["annotations_creators"] == ["machine-generated"]
+    assert data["language_creators"] == ["found", "machine-generated"]
+    assert data["source_datasets"] == [f"extended|{SOURCE_LICENSES[s].upstream}" for s in SOURCES]
+    assert data["license_name"] == "mixed-per-source" and data["license_link"] == "LICENSE.md"
+    links = data["source_license_links"]
+    assert set(links) == set(SOURCES) and all(link.startswith("https://") for link in links.values())
+    assert links["tabmwp"] == "https://github.com/lupantech/PromptPG#license"
+    license_md = (folder / "LICENSE.md").read_text()
+    assert all(link in license_md for link in links.values())
+    configs = MetadataConfigs.from_dataset_card_data(card.data)
+    assert set(configs) == {c.name for c in CONFIGS}
+    assert configs["orr-tabmwp"]["data_files"] == [{"split": "train", "path": "data/orr/tabmwp/train-*.parquet"},
+                                                  {"split": "validation", "path": "data/orr/tabmwp/validation-*.parquet"}]
+    assert configs["orr"].get("default") is True
+
+
 def test_dataset_info_declares_the_row_schema_and_exact_split_sizes(folder):
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCard
@@ -69,7 +95,9 @@ def test_dataset_info_declares_the_row_schema_and_exact_split_sizes(folder):
 def test_local_folder_loads_every_config_with_both_splits(folder, tmp_path):
     import datasets
 
-    assert datasets.get_dataset_config_names(str(folder)) == [c.name for c in CONFIGS]
+    names = datasets.get_dataset_config_names(str(folder))
+    # in the order `datasets` writes them itself (MetadataConfigs: by name); `orr`, the default, first
+    assert names == sorted(c.name for c in CONFIGS) and names[0] == DEFAULT_CONFIG
     orr = datasets.load_dataset(str(folder), "orr", cache_dir=str(tmp_path))
     assert {k: v.num_rows for k, v in orr.items()} == {"train": 20, "validation": 5}
     assert orr["train"].features == FEATURES
@@ -154,7 +182,7 @@ def test_card_prose_has_the_tables_the_issue_asks_for(folder):
     lengths = {r[0]: r for r in _body_table(text, "format | rows")}
     assert float(lengths["RR"][2]) > float(lengths["ORR"][2]) >= 1.0
     licenses = {r[0].strip("`"): r for r in _body_table(text, "source | upstream")}
-    assert licenses["tabmwp"][2] == "CC BY-NC-SA 4.0"
+    assert licenses["tabmwp"][2] == "[CC BY-NC-SA 4.0](https://github.com/lupantech/PromptPG#license)"
     assert "gpt-4o-2024-08-06" in text
     assert "@inproceedings{gao2025mmat1m" in text
     assert f"]({FIGURE_PATH})" in text

@@ -154,7 +154,8 @@ def test_operators_rag_and_general_reflection_make_the_rr_and_orr_rows(server, t
     passage = steps[1]["observations"][0]["text"]
     assert steps[1]["observations"][0]["operator"] == "rag" and "Eiffel Tower" in passage
     assert steps[3]["thought"] == "Step 3 states the height without citing the passage."
-    assert rr["reflection"] == {"kind": "general", "reason": "Step 3 states the height without citing the passage."}
+    assert rr["reflection"] == {"kind": "general", "reason": "Step 3 states the height without citing the passage.",
+                                "origin": "check"}  # the model's check found it; nothing was staged
 
     question = tower_sample().question
     assert texts(rr) == [
@@ -233,7 +234,8 @@ def test_math_reflection_writes_the_missing_steps(server, tmp_path):
         ("reflection", "The total is stated without the multiplication."),
         ("end", "Each box holds 12 pencils and there are 3 boxes, so 12 x 3 = 36."),
     ]
-    assert rr["reflection"] == {"kind": "math", "reason": "The total is stated without the multiplication."}
+    assert rr["reflection"] == {"kind": "math", "reason": "The total is stated without the multiplication.",
+                                "origin": "check"}
     assert texts(rr)[-5:] == [
         ("assistant", "<THOUGHT>The total is stated without the multiplication.</THOUGHT><SIGNAL>reflection</SIGNAL>"),
         ("user", REFLECTION_TURN),

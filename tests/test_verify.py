@@ -31,6 +31,12 @@ INFOSEEK_NAME = {"answer_eval": ["Lake Geneva", "Lac Léman", "Lake Leman"]}
     ("dog", "B", {"choices": CHOICES}, True),
     ("A", "dog", {"choices": CHOICES}, False),
     ("D", "D", {"choices": CHOICES}, True),  # not an option index: falls back to plain text
+    # a letter reference without the choices (options only in the question): "A" is a letter, not an article
+    ("A", "A", {}, True),
+    ("(A)", "A", {}, True),
+    ("The answer is: A.", "A", {}, True),
+    ("B", "A", {}, False),
+    ("a dog", "A", {}, False),
     # numbers
     ("1000", "1,000", {}, True),
     ("$5", "5", {}, True),

@@ -26,8 +26,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from generation.errors import MmatError
-from generation.strict import StrictModel
+from generation.errors import MmatError, did_you_mean
+from generation.strict import StrictModel, allowed_keys, yaml_error_message
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 # LoRA on the language model's attention and MLP projections only (the vision tower and projector stay
@@ -144,7 +144,8 @@ def _describe_errors(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(config)"
-        parts.append(f"{where}: {e['msg']}")
+        hint = did_you_mean(e["loc"][-1], allowed_keys(TrainConfig, e["loc"][:-1])) if e["type"] == "extra_forbidden" else ""
+        parts.append(f"{where}: {e['msg']}{hint}")
     return "; ".join(parts)
 
 
@@ -164,8 +165,12 @@ def load_train_config(path: Optional[Union[str, Path]] = None, **overrides: Any)
     """
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise TrainConfigError(f"{path}: no such training config file") from None
+        except yaml.YAMLError as exc:
+            raise TrainConfigError(yaml_error_message(path, exc)) from None
         if not isinstance(loaded, dict):
             raise TrainConfigError(f"{path}: expected a mapping of TrainConfig fields, got {type(loaded).__name__}")
         data.update(loaded)

@@ -60,6 +60,11 @@ class TeacherContext:
     steps: list[Step] = field(default_factory=list)
     previous: list[QATrajectory] = field(default_factory=list)  # earlier questions of this dialogue
     reflection_feedback: Optional[str] = None  # set when asking for the repaired step
+    # A defect the loop asks the teacher to stage in this question (`reflection.staged_rate`): "math" (a
+    # calculation step left out) or "general" (the answer stated before the evidence). A teacher that
+    # writes it says so (`StepDecision.staged`); the reflection that finds it is then `origin: staged`.
+    staged: Optional[Literal["general", "math"]] = None
+    staged_written: bool = False
 
     @property
     def qa(self):
@@ -74,6 +79,7 @@ class StepDecision(BaseModel):
     rag_query: Optional[str] = None
     next_action: Literal["continue", "final_answer"] = "continue"
     usage: TeacherUsage = Field(default_factory=TeacherUsage)
+    staged: bool = False  # this step carries the defect `TeacherContext.staged` asked for
 
 
 class ReflectionVerdict(BaseModel):

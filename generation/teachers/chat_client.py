@@ -39,6 +39,7 @@ from generation.teachers.base import TeacherError, TeacherFatalError, TeacherSta
 from generation.teachers.http_errors import (MAX_RETRY_AFTER_S, backoff_seconds, classify, error_message,
                                              is_retryable, retry_after_seconds, status_of, unsupported_param)
 from generation.teachers.limiter import RateLimiter
+from generation.teachers.prices import FREE, how_to_set_prices, teacher_prices
 from generation.teachers.model_limits import (ContextOverflow, context_overflow, has_images, refuses_images,
                                               without_images)
 from generation.teachers.payloads import as_namespace, image_data_url, parse_json_reply, validation_summary
@@ -83,6 +84,9 @@ class ChatClient:
             self._params["stop"] = list(cfg.stop)
         self.vision = cfg.vision is not False  # auto: until the server refuses an image
         self.stats = TeacherStats(usage=TeacherUsage(model=cfg.model))
+        self.prices = teacher_prices(cfg)
+        if self.prices is None:
+            log.warning("%s: cost_usd is recorded as 0", how_to_set_prices(cfg))
         self._urls: OrderedDict[str, str] = OrderedDict()
         # Set by the first error that dooms the run (401/403/quota): no request is sent after it.
         self.fatal: Optional[TeacherFatalError] = None
@@ -90,7 +94,7 @@ class ChatClient:
     # -- accounting ------------------------------------------------------------------------------
     def usage_of(self, prompt_tokens: int, completion_tokens: int, latency_s: float,
                  model: Optional[str] = None) -> TeacherUsage:
-        prices = self.cfg.prices
+        prices = self.prices or FREE  # unknown: recorded as 0.0 (warned once, in __init__)
         cost = prompt_tokens * prices.prompt_per_1m / 1e6 + completion_tokens * prices.completion_per_1m / 1e6
         return TeacherUsage(model=model or self.model, prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens, latency_s=latency_s, cost_usd=cost)

@@ -36,18 +36,28 @@ def _is_openai_host(base_url: Optional[str]) -> bool:
     return host == "openai.com" or host.endswith(".openai.com")
 
 
+def missing_api_key(cfg: TeacherConfig) -> Optional[str]:
+    """Why an `openai` teacher has no key it needs (one line naming the variable), or None: a key is set,
+    the teacher needs none (offline, llama.cpp), or its server is not OpenAI's (keyless local servers)."""
+    if cfg.kind != "openai" or (os.environ.get(cfg.api_key_env) or "").strip():
+        return None
+    if not _is_openai_host(resolve_base_url(cfg)):
+        return None
+    return (f"teacher.kind is openai but the environment variable {cfg.api_key_env} is not set: export it "
+            f"(or set teacher.api_key_env to the variable that holds the key)")
+
+
 def resolve_api_key(cfg: TeacherConfig) -> str:
     """The key from `$api_key_env`; a placeholder for keyless local servers; else one clear error."""
     key = (os.environ.get(cfg.api_key_env) or "").strip()
     if key:
         return key
-    base_url = resolve_base_url(cfg)
-    if not _is_openai_host(base_url):
-        log.info("no API key in $%s; sending a placeholder to %s (fine for a server without auth)",
-                 cfg.api_key_env, base_url)
-        return NO_KEY_PLACEHOLDER
-    raise ConfigError(f"teacher.kind is openai but the environment variable {cfg.api_key_env} is not set: export it "
-                      f"(or set teacher.api_key_env to the variable that holds the key)")
+    problem = missing_api_key(cfg.model_copy(update={"kind": "openai"}))
+    if problem:
+        raise ConfigError(problem)
+    log.info("no API key in $%s; sending a placeholder to %s (fine for a server without auth)",
+             cfg.api_key_env, resolve_base_url(cfg))
+    return NO_KEY_PLACEHOLDER
 
 
 def make_teacher(cfg: TeacherConfig) -> Teacher:

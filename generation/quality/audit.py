@@ -1,0 +1,459 @@
+"""`mmat audit`: how good a dataset is, per source and subset and in total, from its shards alone.
+
+Guarantee: the report is a function of the parquet shards (a local folder or a Hub repo), read batch by
+batch without the images (image bytes are read only for rows whose text repeats another row's, to
+confirm an exact duplicate), so the card's Quality section, the numbers in `run.log` and `mmat audit`
+agree and describe every worker's rows. Every judgement comes from `generation.quality.definitions`;
+dialogues are read by the one strict parser, `generation.dialogue_format`.
+
+Per dialogue (one row of the audited config, `rr` by default): verified, grounded (every question),
+leaked (an unrepaired leak in any question), reflections by kind and origin (`check` or `staged`),
+whether a dialogue with math questions got a math reflection, operator usage, steps, turns, tokens
+and images. Over the dataset: exact and near-duplicate dialogues, the ORR/RR token ratio, the judge
+score distribution, and for each failing kind the ids of a few examples (open one with `mmat view
+DATASET --config rr` and `#<id>` in the address).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from generation.quality.definitions import (
+    NearDuplicates,
+    QuestionQuality,
+    StepView,
+    judge_dialogue,
+    minhash,
+    question_choices,
+)
+
+log = logging.getLogger("mmat.audit")
+
+FIGURE_PATH = "figures/quality.png"
+EXAMPLES_PER_KIND = 5
+FAILING_KINDS = ("not_verified", "not_grounded", "leaked", "exact_duplicate", "near_duplicate", "unparsable")
+_COLUMNS = ["id", "source", "subset", "format", "messages", "steps", "question", "answer", "reflection"]
+_OPTIONAL = ["meta"]
+_JUDGE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0000001)
+
+
+# ------------------------------------------------------------------------------------------ rows
+@dataclass
+class RowQuality:
+    id: str
+    source: str
+    subset: str
+    questions: int = 0
+    verified: Optional[bool] = None
+    grounded: bool = False
+    leaked: bool = False
+    leaks_repaired: int = 0
+    leak_reason: str = ""
+    reflection_kind: str = "none"
+    reflection_origin: Optional[str] = None
+    math_questions: Optional[int] = None
+    steps: int = 0
+    turns: int = 0
+    tokens: int = 0
+    images: int = 0
+    operators: tuple[str, ...] = ()  # every call (rag: every retrieval)
+    judge_score: Optional[float] = None
+    parsed: bool = True
+    content: str = ""  # the dialogue's questions, thoughts, results and answers (near-duplicates)
+    text_key: str = ""  # every message text (exact duplicates, with the images)
+
+
+def _question_views(row: dict[str, Any]) -> list[Any]:
+    """The row's questions as `.question/.steps/.answer` objects, through the strict parser."""
+    from generation.dialogue_format import parse_orr, parse_rr
+
+    if row["format"] == "orr":
+        views = []
+        for i, q in enumerate(parse_orr(row["messages"]).questions):
+            steps = ([StepView("", "continue", q.api_outputs)] if q.api_outputs else []) + [StepView(q.thought, "end")]
+            views.append(_Question(q.question, tuple(steps), q.answer))
+        return views
+    return list(parse_rr(row["messages"]).questions)
+
+
+@dataclass(frozen=True)
+class _Question:
+    question: str
+    steps: tuple
+    answer: str
+
+
+def _verified(row: dict[str, Any], questions: list[Any]) -> Optional[bool]:
+    """`meta.verified` (the engine's check of every question, against references rows do not keep);
+    else the verifier on the first question, whose reference the row keeps."""
+    from generation.schema import QA
+    from generation.verify import answers_match
+
+    meta = row.get("meta") or {}
+    if meta.get("verified") is not None:
+        return bool(meta["verified"])
+    if not questions or not row.get("answer"):
+        return None
+    qa = QA(question=row["question"], answer=row["answer"], choices=question_choices(row["question"]))
+    return answers_match(questions[0].answer, qa)
+
+
+def _content(questions: list[Any]) -> str:
+    parts = []
+    for q in questions:
+        parts.append(q.question)
+        for step in q.steps:
+            parts.append(step.thought)
+            parts += [text for _, text in getattr(step, "observations", ())]
+        parts.append(q.answer)
+    return "\n".join(parts)
+
+
+def row_quality(row: dict[str, Any], tokens: int = 0) -> RowQuality:
+    """The audit's reading of one row (`tokens`: its text tokens, counted per batch by the caller)."""
+    import xxhash
+
+    meta = row.get("meta") or {}
+    reflection = row.get("reflection") or {}
+    operators: list[str] = []
+    for step in row.get("steps") or []:
+        operators += list(step.get("operators") or [])
+        if step.get("rag_query"):
+            operators.append("rag")
+    out = RowQuality(id=row["id"], source=row["source"], subset=row["subset"], tokens=tokens,
+                     reflection_kind=reflection.get("kind") or "none", reflection_origin=reflection.get("origin"),
+                     math_questions=meta.get("math_questions"), judge_score=meta.get("judge_score"),
+                     operators=tuple(operators))
+    texts = [b.get("text") or "" for m in row["messages"] for b in m["content"] if b.get("type") == "text"]
+    out.images = sum(1 for m in row["messages"] for b in m["content"] if b.get("type") == "image")
+    out.turns = sum(1 for m in row["messages"] if m["role"] == "assistant")
+    out.text_key = xxhash.xxh3_128_hexdigest("\x00".join(texts).encode("utf-8"))
+    try:
+        questions = _question_views(row)
+    except ValueError:  # FormatError: counted, never fatal
+        out.parsed = False
+        out.verified = (meta.get("verified") if meta.get("verified") is not None else None)
+        return out
+    verdicts: list[QuestionQuality] = judge_dialogue(questions)
+    out.questions = len(questions)
+    out.steps = sum(len(q.steps) for q in questions)
+    out.verified = _verified(row, questions)
+    out.grounded = all(v.grounded for v in verdicts)
+    out.leaked = any(v.leaked for v in verdicts)
+    out.leaks_repaired = sum(1 for v in verdicts for leak in v.leaks if leak.repaired)
+    reasons = [leak.reason for v in verdicts for leak in v.leaks if not leak.repaired]
+    out.leak_reason = reasons[0] if reasons else ""
+    out.content = _content(questions)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- groups
+@dataclass
+class GroupStats:
+    """Counts over the dialogues of one source, subset, or the whole dataset."""
+
+    dialogues: int = 0
+    questions: int = 0
+    verified: int = 0
+    verified_known: int = 0
+    grounded: int = 0
+    leaked: int = 0
+    leaks_repaired: int = 0
+    unparsable: int = 0
+    reflections: Counter = field(default_factory=Counter)  # "kind/origin" -> dialogues
+    math_dialogues: int = 0  # dialogues with at least one math question (rows that record it)
+    math_reflected: int = 0  # ... of which got a math reflection
+    operator_calls: Counter = field(default_factory=Counter)
+    operator_dialogues: Counter = field(default_factory=Counter)
+    steps: int = 0
+    turns: int = 0
+    tokens: int = 0
+    images: int = 0
+
+    def add(self, q: RowQuality) -> None:
+        self.dialogues += 1
+        self.questions += q.questions
+        self.unparsable += int(not q.parsed)
+        if q.verified is not None:
+            self.verified_known += 1
+            self.verified += int(q.verified)
+        self.grounded += int(q.grounded)
+        self.leaked += int(q.leaked)
+        self.leaks_repaired += q.leaks_repaired
+        if q.reflection_kind != "none":
+            self.reflections[f"{q.reflection_kind}/{q.reflection_origin or 'unrecorded'}"] += 1
+        if q.math_questions:
+            self.math_dialogues += 1
+            self.math_reflected += int(q.reflection_kind == "math")
+        self.operator_calls.update(q.operators)
+        self.operator_dialogues.update(set(q.operators))
+        self.steps += q.steps
+        self.turns += q.turns
+        self.tokens += q.tokens
+        self.images += q.images
+
+    def rate(self, name: str) -> Optional[float]:
+        if name == "verified":
+            return self.verified / self.verified_known if self.verified_known else None
+        return getattr(self, name) / self.dialogues if self.dialogues else None
+
+    def per_dialogue(self, name: str) -> float:
+        return getattr(self, name) / self.dialogues if self.dialogues else 0.0
+
+    def reflection_count(self, kind: str, origin: Optional[str] = None) -> int:
+        return sum(n for key, n in self.reflections.items()
+                   if key.split("/")[0] == kind and (origin is None or key.split("/")[1] == origin))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dialogues": self.dialogues, "questions": self.questions,
+            "verified": self.rate("verified"), "grounded": self.rate("grounded"), "leaked": self.rate("leaked"),
+            "counts": {"verified": self.verified, "verified_known": self.verified_known, "grounded": self.grounded,
+                       "leaked": self.leaked, "leaks_repaired": self.leaks_repaired, "unparsable": self.unparsable},
+            "reflections": dict(sorted(self.reflections.items())),
+            "reflection_rate": {k: self.reflection_count(k) / self.dialogues if self.dialogues else None
+                                for k in ("general", "math")},
+            "math_dialogues": self.math_dialogues, "math_reflected": self.math_reflected,
+            "operator_calls": dict(self.operator_calls.most_common()),
+            "operator_dialogues": dict(self.operator_dialogues.most_common()),
+            "per_dialogue": {k: round(self.per_dialogue(k), 3) for k in ("steps", "turns", "tokens", "images")},
+        }
+
+
+# ----------------------------------------------------------------------------------------- report
+@dataclass
+class AuditReport:
+    dataset: str
+    config: str
+    groups: dict[str, GroupStats] = field(default_factory=dict)  # "total", "<source>", "<source>/<subset>"
+    examples: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    exact_duplicates: int = 0  # dialogues repeating an earlier one (same text and images)
+    near_duplicates: int = 0  # dialogues in a near-duplicate group, beyond its first
+    token_ratio: Optional[float] = None  # ORR tokens / RR tokens over the dialogues in both
+    judge_scores: list[float] = field(default_factory=list)
+
+    @property
+    def total(self) -> GroupStats:
+        return self.groups.setdefault("total", GroupStats())
+
+    def sources(self) -> list[str]:
+        from mmat_1m import SOURCES
+
+        found = [k for k in self.groups if k != "total" and "/" not in k]
+        return [s for s in SOURCES if s in found] + sorted(set(found) - set(SOURCES))
+
+    def subsets(self, source: str) -> list[str]:
+        return sorted(k for k in self.groups if k.startswith(source + "/"))
+
+    def judge_histogram(self) -> list[tuple[str, int]]:
+        if not self.judge_scores:
+            return []
+        counts, _ = np.histogram(np.clip(self.judge_scores, 0.0, 1.0), bins=_JUDGE_BINS)
+        labels = [f"{lo:.1f}-{min(hi, 1.0):.1f}" for lo, hi in zip(_JUDGE_BINS, _JUDGE_BINS[1:])]
+        return list(zip(labels, counts.tolist()))
+
+    def example(self, kind: str, q: RowQuality, why: str = "") -> None:
+        """Keep a few ids per failing kind, at most two per source (so one source does not fill the list)."""
+        items = self.examples[kind]
+        same_source = sum(1 for item in items if item["id"].split("/", 1)[0] == q.source)
+        if len(items) < EXAMPLES_PER_KIND and same_source < 2:
+            items.append({"id": q.id, "why": why} if why else {"id": q.id})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset, "config": self.config,
+            "total": self.total.to_dict(),
+            "sources": {s: self.groups[s].to_dict() for s in self.sources()},
+            "subsets": {k: g.to_dict() for k, g in sorted(self.groups.items()) if "/" in k},
+            "exact_duplicates": self.exact_duplicates, "near_duplicates": self.near_duplicates,
+            "orr_rr_token_ratio": self.token_ratio,
+            "judge_score_histogram": dict(self.judge_histogram()),
+            "examples": {k: v for k, v in self.examples.items() if v},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What `run.log` records: rates per source and in total, duplicates, reflections."""
+        def rates(g: GroupStats) -> dict[str, Any]:
+            return {"dialogues": g.dialogues, **{k: _round(g.rate(k)) for k in ("verified", "grounded", "leaked")},
+                    "reflections": dict(sorted(g.reflections.items()))}
+
+        return {"config": self.config, "total": rates(self.total), "sources": {s: rates(self.groups[s]) for s in self.sources()},
+                "exact_duplicates": self.exact_duplicates, "near_duplicates": self.near_duplicates,
+                "orr_rr_token_ratio": _round(self.token_ratio)}
+
+    def markdown(self, figure: Optional[str] = None, subsets: bool = False) -> str:
+        from generation.quality.report import report_markdown
+
+        return report_markdown(self, figure=figure, subsets=subsets)
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 4)
+
+
+# ---------------------------------------------------------------------------------------- reading
+def _store(dataset: str | Path, revision: Optional[str] = None) -> Any:
+    """The dataset's shards, a local folder or a Hub repo (the viewer's reader, which lists files lazily)."""
+    from viewer.store import ShardStore, ViewerError
+
+    try:
+        return ShardStore.open(str(dataset), revision=revision)
+    except ViewerError as exc:
+        raise FileNotFoundError(str(exc)) from None
+
+
+def _batches(shard: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    pf = pq.ParquetFile(shard.opener(shard.path))
+    names = pf.schema_arrow.names
+    cols = [c for c in columns if c in names] + [c for c in _OPTIONAL if c in names]
+    yield from pf.iter_batches(batch_size=256, columns=cols)
+
+
+def _tokens_per_row(batch: pa.RecordBatch) -> np.ndarray:
+    """Text tokens per row, counted as the card counts them (`publishing.card.TOKEN_PATTERN`)."""
+    from publishing.card import TOKEN_PATTERN
+
+    messages = batch.column("messages")
+    msg = pc.list_flatten(messages)
+    msg_row = np.asarray(pc.list_parent_indices(messages))
+    content = pc.struct_field(msg, "content")
+    blocks = pc.list_flatten(content)
+    if not len(blocks):
+        return np.zeros(batch.num_rows, dtype=np.int64)
+    block_row = msg_row[np.asarray(pc.list_parent_indices(content))]
+    tok = np.asarray(pc.fill_null(pc.count_substring_regex(pc.struct_field(blocks, "text"), TOKEN_PATTERN), 0))
+    return np.bincount(block_row, weights=tok, minlength=batch.num_rows)[: batch.num_rows].astype(np.int64)
+
+
+def _format_tokens(shards: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for shard in shards:
+        for batch in _batches(shard, ["id", "messages"]):
+            for row_id, n in zip(batch.column("id").to_pylist(), _tokens_per_row(batch).tolist()):
+                out[row_id] = out.get(row_id, 0) + int(n)
+    return out
+
+
+def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[str] = None) -> AuditReport:
+    """The audit of one format of a dataset (a folder or a Hub repo id). Raises FileNotFoundError when
+    it has no shards of that format."""
+    import xxhash
+
+    from mmat_1m import CONFIGS_BY_NAME
+
+    spec = CONFIGS_BY_NAME.get(config)
+    if spec is None:
+        raise ValueError(f"unknown config {config!r}; one of {', '.join(CONFIGS_BY_NAME)}")
+    store = _store(dataset, revision)
+    shards = [s for s in store.shards_of(spec.format) if spec.source is None or s.source == spec.source]
+    if not shards:
+        raise FileNotFoundError(f"no {config} shards in {dataset}")
+    report = AuditReport(dataset=str(dataset), config=config)
+    near = NearDuplicates()
+    near_ids: list[str] = []
+    by_text: dict[str, list[tuple[Any, int, str]]] = defaultdict(list)
+    tokens: dict[str, int] = {}
+    for shard in shards:
+        offset = 0
+        for batch in _batches(shard, _COLUMNS):
+            counts = _tokens_per_row(batch)
+            for i, row in enumerate(batch.to_pylist()):
+                q = row_quality(row, int(counts[i]))
+                tokens[q.id] = q.tokens
+                for key in ("total", q.source, f"{q.source}/{q.subset}"):
+                    report.groups.setdefault(key, GroupStats()).add(q)
+                _examples(report, q)
+                if q.judge_score is not None:
+                    report.judge_scores.append(float(q.judge_score))
+                by_text[q.text_key].append((shard, offset + i, q.id))
+                if q.content:
+                    near.add(minhash(q.content))
+                    near_ids.append(q.id)
+            offset += batch.num_rows
+    exact = _exact_duplicates(report, store, by_text, xxhash)
+    for group in near.groups():
+        ids = [near_ids[i] for i in group if near_ids[i] not in exact]  # an exact duplicate is counted once
+        if len(ids) < 2:
+            continue
+        report.near_duplicates += len(ids) - 1
+        if len(report.examples["near_duplicate"]) < EXAMPLES_PER_KIND:
+            report.examples["near_duplicate"].append({"id": ids[1], "why": f"near-duplicate of {ids[0]}"})
+    other = "orr" if spec.format == "rr" else "rr"
+    other_tokens = _format_tokens([s for s in store.shards_of(other) if spec.source is None or s.source == spec.source])
+    both = [i for i in tokens if i in other_tokens]
+    if both:
+        rr = sum((tokens if spec.format == "rr" else other_tokens)[i] for i in both)
+        orr = sum((other_tokens if spec.format == "rr" else tokens)[i] for i in both)
+        report.token_ratio = orr / rr if rr else None
+    return report
+
+
+def _examples(report: AuditReport, q: RowQuality) -> None:
+    if not q.parsed:
+        report.example("unparsable", q, "the dialogue does not parse as its format")
+        return
+    if q.verified is False:
+        report.example("not_verified", q)
+    if not q.grounded:
+        report.example("not_grounded", q)
+    if q.leaked:
+        report.example("leaked", q, q.leak_reason)
+
+
+def _exact_duplicates(report: AuditReport, store: Any, by_text: dict[str, list[tuple[Any, int, str]]],
+                      xxhash: Any) -> set[str]:
+    """Rows with the same text are exact duplicates when their image bytes match too (read only for them).
+    Returns the ids of the rows that repeat an earlier one."""
+    repeats: set[str] = set()
+    for rows in by_text.values():
+        if len(rows) < 2:
+            continue
+        keys: dict[str, str] = {}
+        for shard, index, row_id in rows:
+            images = store.rows(shard, [index], columns=["images"])[0]["images"] or []
+            key = xxhash.xxh3_128_hexdigest(b"\x00".join((im or {}).get("bytes") or b"" for im in images))
+            if key in keys:
+                report.exact_duplicates += 1
+                repeats.add(row_id)
+                if len(report.examples["exact_duplicate"]) < EXAMPLES_PER_KIND:
+                    report.examples["exact_duplicate"].append({"id": row_id, "why": f"same as {keys[key]}"})
+            else:
+                keys[key] = row_id
+    return repeats
+
+
+def write_json(report: AuditReport, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def audit_run(out_dir: str | Path) -> Optional[AuditReport]:
+    """The end of a generation run: the audit of the folder's RR rows (ORR when it has none), its numbers
+    in the run log (one line, all numbers in the record's data); None, with a warning, if it fails."""
+    root = Path(out_dir)
+    config = "rr" if any((root / "data" / "rr").glob("*/*.parquet")) else "orr"
+    try:
+        report = audit_dataset(root, config)
+    except Exception as exc:  # the run's shards are written; its audit must not take them down
+        log.warning("quality audit failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        return None
+    total = report.total
+    log.info("quality (%s, %d dialogues): verified %s, grounded %s, leaked %s; %d exact and %d near duplicates",
+             config, total.dialogues, *(_percent(total.rate(k)) for k in ("verified", "grounded", "leaked")),
+             report.exact_duplicates, report.near_duplicates, extra={"data": report.summary()})
+    return report
+
+
+def _percent(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

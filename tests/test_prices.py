@@ -1,0 +1,50 @@
+"""Costs come from a price table per model: an unknown model's cost is "unknown" (the dry run says how to
+set `teacher.prices`) instead of GPT-4o's price, a local model is free, and the dry run reports a
+missing API key for a teacher that needs one."""
+from __future__ import annotations
+
+import pytest
+
+from generation.config import PriceTable, TeacherConfig
+from generation.teachers.prices import price_of, teacher_prices
+from tests.runner_support import REPO, mmat, mmat_env
+
+
+def test_price_table_by_model_with_snapshots_and_provider_prefixes():
+    assert price_of("gpt-4o") == PriceTable(prompt_per_1m=2.5, completion_per_1m=10.0)
+    assert price_of("gpt-4o-mini") == PriceTable(prompt_per_1m=0.15, completion_per_1m=0.6)
+    assert price_of("gpt-4.1") == PriceTable(prompt_per_1m=2.0, completion_per_1m=8.0)
+    assert price_of("gpt-4o-2024-08-06") == price_of("gpt-4o") == price_of("openai/gpt-4o")
+    assert price_of("Qwen2.5-VL-72B") is None and price_of("gpt-4o-turbo-preview") is None
+
+
+def test_configured_prices_win_and_local_teachers_are_free():
+    assert teacher_prices(TeacherConfig(kind="openai", model="Qwen2.5-VL-72B")) is None
+    own = PriceTable(prompt_per_1m=1.0, completion_per_1m=2.0)
+    assert teacher_prices(TeacherConfig(kind="openai", model="Qwen2.5-VL-72B", prices=own)) == own
+    assert teacher_prices(TeacherConfig(kind="openai", model="gpt-4o", prices=own)) == own
+    assert teacher_prices(TeacherConfig(kind="offline")).prompt_per_1m == 0.0
+    assert teacher_prices(TeacherConfig(kind="llamacpp", model_path="m.gguf")).completion_per_1m == 0.0
+
+
+def _dry_run(tmp_path, *flags, **env):
+    base = {k: v for k, v in mmat_env().items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    result = mmat("generate", "--config", REPO / "configs/demo.yaml", "--out", tmp_path / "out", "--dry-run",
+                  "--teacher", "openai", *flags, cwd=tmp_path, env={**base, **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_dry_run_prices_an_unknown_model_as_unknown_and_says_how_to_set_prices(tmp_path):
+    out = _dry_run(tmp_path, "--model", "Qwen2.5-VL-72B", "--base-url", "http://127.0.0.1:9/v1")
+    assert "estimated cost: unknown (no price known for model 'Qwen2.5-VL-72B'; set teacher.prices:" in out
+    assert "$4.00" not in out  # GPT-4o's price, which the engine used to charge any model
+    assert "API key" not in out  # a local server needs none
+
+
+@pytest.mark.parametrize("key", [None, "sk-test-key-set-0123456789"])
+def test_dry_run_reports_a_missing_api_key_and_prices_a_known_model(tmp_path, key):
+    out = _dry_run(tmp_path, "--model", "gpt-4o-mini", **({"OPENAI_API_KEY": key} if key else {}))
+    assert "estimated cost: up to $0.24" in out  # 640 calls x (1500 x $0.15 + 250 x $0.60) / 1M
+    missing = "API key: missing: teacher.kind is openai but the environment variable OPENAI_API_KEY is not set"
+    assert (missing in out) == (key is None)

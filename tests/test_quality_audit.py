@@ -1,0 +1,182 @@
+"""`mmat audit` over a folder of hand-made dialogues, one per kind the audit reports (grounded, not
+grounded, leaked, repaired, not verified, exact and near duplicates), rendered into rows by the engine's
+own integration stage and written as parquet shards; the card's Quality section built from the same
+audit; `teacher.require_grounding` end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+from generation.integration import build_rows
+from generation.schema import QA, ImageRef, Observation, QATrajectory, Reflection, Sample, Step, Trajectory
+from mmat_1m import FEATURES, shard_dir, shard_name
+from tests.dataset_factory import png_bytes
+
+CUP = "What is the cup sitting on? Answer the question using a single word or phrase."
+MENU = ("Soup of the day: tomato basil with fresh bread, served until three in the afternoon. Grilled cheese "
+        "sandwich with pickles and a side salad. Chicken noodle bowl with ginger broth and spring onions. "
+        "Lemon cake with whipped cream and berries. Coffee, tea and fresh orange juice at the counter. Breakfast "
+        "is served from seven until eleven every morning, with pancakes, scrambled eggs, toast and jam, porridge "
+        "with honey and apple, and a full plate with beans, mushrooms and grilled tomatoes. Ask our staff about "
+        "gluten free bread, vegan cheese and oat milk. Tables on the terrace open when the weather is warm.")
+MENU_Q = "What is the soup of the day?"
+SOUP = 'The ocr result says "Soup of the day: tomato basil with fresh bread". So the answer is tomato basil.'
+
+
+def dialogue(row_id: str, question: str, answer: str, steps: list[Step], final: str, *, image: int = 1,
+             reflection: Reflection = Reflection(), math: bool = False) -> tuple[Sample, Trajectory, list[bytes]]:
+    source, subset, _ = row_id.split("/")
+    sample = Sample(id=row_id, source=source, subset=subset, split="train", images=[ImageRef(data=png_bytes(image))],
+                    qas=[QA(question=question, answer=answer, meta={"math": math})], meta={"math": math})
+    from generation.quality.definitions import judge_question
+    from generation.verify import answers_match
+
+    qa = QATrajectory(question=question, reference_answer=answer, steps=steps, final_answer=final,
+                      reflection=reflection, verified=answers_match(final, sample.qas[0]),
+                      grounded=judge_question(question, steps, final)[0].grounded)
+    return sample, Trajectory(sample_id=row_id, qas=[qa], operators_available=["image_caption", "ocr"]), [png_bytes(image)]
+
+
+def look(tool: str, text: str, thought: str = "I will look at the image.") -> Step:
+    return Step(thought=thought, operators=[tool], observations=[Observation(operator=tool, text=text, backend="test")])
+
+
+SAUCER = look("image_caption", "a white cup on a small saucer")
+LANDSCAPE = look("image_caption", "A 384x256 landscape photograph-like image, mostly orange and red, bright")
+
+
+def hand_made() -> list[tuple[Sample, Trajectory, list[bytes]]]:
+    conclude = Step(thought='The image_caption result says "a white cup on a small saucer". So the answer is saucer.',
+                    signal="end")
+    return [
+        # grounded, verified, clean
+        dialogue("visual_cot/gqa/good", CUP, "saucer", [SAUCER, conclude], "saucer"),
+        # the issue's example: the evidence says nothing about a saucer
+        dialogue("visual_cot/gqa/ungrounded", CUP, "saucer",
+                 [LANDSCAPE, Step(thought="The region that answers it is around [40, 92, 330, 252].", signal="end")],
+                 "saucer", image=2),
+        # leaked: the first step names the total before reading the table
+        dialogue("tabmwp/tabmwp/leaked", "How many visitors came in all?", "97",
+                 [look("ocr", "Monday | 45\nTuesday | 52", "There were 97 visitors; I will read the table."),
+                  Step(thought="45 + 52 = 97. So the answer is 97.", signal="end")], "97", image=3, math=True),
+        # the same defect, repaired by a staged general reflection: not leaked
+        dialogue("tabmwp/tabmwp/repaired", "How many visitors came in all?", "97",
+                 [look("ocr", "Monday | 45\nTuesday | 52", "There were 97 visitors; I will read the table."),
+                  Step(thought="Wait, I named the answer before reading the table.", signal="reflection"),
+                  Step(thought="45 + 52 = 97. So the answer is 97.", signal="end")], "97", image=4, math=True,
+                 reflection=Reflection(kind="general", reason="named the answer early", origin="staged")),
+        # not verified: the final answer differs from the reference
+        dialogue("infoseek/infoseek/wrong", MENU_Q, "tomato basil",
+                 [look("ocr", MENU), Step(thought="The menu lists a chicken noodle bowl. So the answer is chicken "
+                                                  "noodle.", signal="end")], "chicken noodle", image=5),
+        # exact duplicate of "good": same text, same image
+        dialogue("visual_cot/gqa/copy", CUP, "saucer", [SAUCER, conclude], "saucer"),
+        # near duplicates: the same long dialogue, one word of the menu changed, another image
+        dialogue("infoseek/infoseek/menu1", MENU_Q, "tomato basil",
+                 [look("ocr", MENU), Step(thought=SOUP, signal="end")], "tomato basil", image=6),
+        dialogue("infoseek/infoseek/menu2", MENU_Q, "tomato basil",
+                 [look("ocr", MENU.replace("Lemon", "Carrot")), Step(thought=SOUP, signal="end")], "tomato basil",
+                 image=7),
+    ]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit") / "mmat-1m"
+    by_shard: dict[tuple[str, str], list[dict]] = {}
+    for sample, trajectory, images in hand_made():
+        rows = build_rows(sample, trajectory, images)
+        for fmt in ("rr", "orr"):
+            by_shard.setdefault((fmt, sample.source), []).append(rows[fmt])
+    for (fmt, source), rows in by_shard.items():
+        out = root / shard_dir(fmt, source)
+        out.mkdir(parents=True, exist_ok=True)
+        pq.write_table(datasets.Dataset.from_list(rows, features=FEATURES).data.table, out / shard_name("train", 0, 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(folder):
+    from generation.quality.audit import audit_dataset
+
+    return audit_dataset(folder, "rr")
+
+
+def test_each_kind_is_counted_per_source_and_in_total(report):
+    total = report.total
+    assert total.dialogues == 8
+    assert (total.verified, total.verified_known) == (7, 8)
+    assert total.grounded == 7  # all but "ungrounded"
+    assert total.leaked == 1 and total.leaks_repaired == 1
+    assert report.groups["visual_cot"].grounded == 2 and report.groups["visual_cot"].dialogues == 3
+    assert report.groups["tabmwp"].leaked == 1 and report.groups["tabmwp/tabmwp"].dialogues == 2
+    assert report.groups["infoseek"].verified == 2
+    assert total.reflections == {"general/staged": 1}
+    assert (total.math_dialogues, total.math_reflected) == (2, 0)
+    assert total.operator_calls == {"image_caption": 3, "ocr": 5}
+
+
+def test_failing_kinds_name_their_examples(report):
+    ids = {kind: [item["id"] for item in items] for kind, items in report.examples.items() if items}
+    assert ids["not_grounded"] == ["visual_cot/gqa/ungrounded"]
+    assert ids["leaked"] == ["tabmwp/tabmwp/leaked"]
+    assert "states the answer '97' before any evidence" in report.examples["leaked"][0]["why"]
+    assert ids["not_verified"] == ["infoseek/infoseek/wrong"]
+    assert report.exact_duplicates == 1 and ids["exact_duplicate"] == ["visual_cot/gqa/copy"]
+    assert report.near_duplicates == 1 and ids["near_duplicate"] == ["infoseek/infoseek/menu2"]
+
+
+def test_lengths_and_the_orr_rr_token_ratio(report):
+    total = report.total
+    assert total.per_dialogue("images") == 1.0 and total.per_dialogue("turns") > total.per_dialogue("steps") - 1
+    assert 0 < report.token_ratio < 1  # ORR drops the per-step turns
+
+
+def test_mmat_audit_prints_the_table_and_writes_json(folder, tmp_path):
+    out = tmp_path / "audit.json"
+    result = subprocess.run([sys.executable, "-m", "mmat_cli", "audit", str(folder), "--json", str(out)],
+                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                             "COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    assert "visual_cot/gqa/ungrounded" in result.stdout and "total" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["total"]["grounded"] == pytest.approx(7 / 8) and data["total"]["leaked"] == pytest.approx(1 / 8)
+    assert data["sources"]["tabmwp"]["counts"]["leaks_repaired"] == 1
+    assert data["exact_duplicates"] == 1 and data["near_duplicates"] == 1
+    missing = subprocess.run([sys.executable, "-m", "mmat_cli", "audit", str(tmp_path / "nothing")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+
+
+def test_the_card_has_a_quality_section_with_table_figure_and_ids(folder):
+    from huggingface_hub import DatasetCard
+    from PIL import Image
+
+    from publishing.card import QUALITY_FIGURE_PATH, write_card
+
+    card_path = write_card(folder)
+    text = card_path.read_text()
+    section = text.split("## Quality", 1)[1].split("\n## ", 1)[0]
+    assert "| source | dialogues | verified | grounded | leaked |" in section
+    assert "| total | 8 | 0.88 (7/8) | 0.88 (7/8) | 0.12 (1/8) |" in section
+    assert r"visual\_cot/gqa/ungrounded" in section and r"tabmwp/tabmwp/leaked" in section  # ids as Markdown text
+    assert f"]({QUALITY_FIGURE_PATH})" in section
+    with Image.open(folder / QUALITY_FIGURE_PATH) as figure:
+        assert figure.format == "PNG" and figure.size[0] > 300
+    loaded = DatasetCard.load(card_path)  # the card round-trips through huggingface_hub
+    assert "## Quality" in loaded.text and loaded.data.configs
+
+
+def test_the_orr_rows_are_audited_from_their_api_outputs(folder):
+    from generation.quality.audit import audit_dataset
+
+    orr = audit_dataset(folder, "orr")
+    assert orr.config == "orr" and orr.total.dialogues == 8
+    assert orr.total.grounded == 7 and orr.total.verified == 7  # the API outputs block is the evidence
+    # ORR tokens over RR tokens, whichever format is audited
+    assert orr.exact_duplicates == 1 and orr.token_ratio == pytest.approx(audit_dataset(folder, "rr").token_ratio)

@@ -1,0 +1,179 @@
+"""The quality definitions (`generation.quality.definitions`) on hand-made dialogues, one kind at a time:
+grounded, leaked (and repaired), verified through the audit, duplicates; and the staged-reflection
+rate. Each case is a dialogue a broken definition would misjudge."""
+from __future__ import annotations
+
+import pytest
+
+from generation.quality.definitions import (
+    LEAK_DEFINITION,
+    NearDuplicates,
+    StepView,
+    answer_target,
+    equations,
+    judge_dialogue,
+    judge_question,
+    minhash,
+)
+
+CUP = "What is the cup sitting on? Answer the question using a single word or phrase."
+TQA = "Which label shows the roots?\nA. stem\nB. root\nC. leaf"
+
+
+def ocr(thought: str, text: str) -> StepView:
+    return StepView(thought, "continue", (("ocr", text),))
+
+
+def end(thought: str) -> StepView:
+    return StepView(thought, "end")
+
+
+# ------------------------------------------------------------------------------------ grounded
+def test_an_answer_in_a_tool_result_is_grounded_and_one_in_none_is_not():
+    caption = StepView("I will describe the image.", "continue",
+                       (("image_caption", "A 384x256 landscape photograph-like image, mostly orange and red"),))
+    # the issue's example: a caption that says nothing about saucers, then the answer
+    bad, _ = judge_question(CUP, [caption, end("The region that answers it is around [40, 92, 330, 252].")], "saucer")
+    assert not bad.grounded and not bad.leaked
+    crop = StepView("I will caption the box.", "continue", (("image_caption", "a white cup on a saucer"),))
+    good, _ = judge_question(CUP, [crop, end('The image_caption result says "a white cup on a saucer". So the answer '
+                                             'is saucer.')], "saucer")
+    assert good.grounded and not good.leaked
+
+
+def test_a_choice_answer_is_grounded_by_the_chosen_options_text_not_its_letter():
+    assert answer_target("B", ["stem", "root", "leaf"]).text == "root"
+    read = ocr("I will read the labels.", "stem\nroot\nleaf")
+    verdict, _ = judge_question(TQA, [read, end("The ocr result shows root. This matches option B (root).")], "B")
+    assert verdict.grounded and not verdict.leaked
+    unread = ocr("I will read the labels.", "stem\nleaf")
+    verdict, _ = judge_question(TQA, [unread, end("The labels are stem and leaf.")], "B")
+    assert not verdict.grounded
+
+
+def test_arithmetic_written_out_from_the_evidence_grounds_a_number():
+    table = ocr("I will read the table.", "Day | Visitors\nMonday | 45\nTuesday | 52")
+    question = "How many visitors came on Monday and Tuesday in all?"
+    written, _ = judge_question(question, [table, end("45 + 52 = 97. So the answer is 97.")], "97")
+    assert written.grounded and not written.leaked
+    assert equations("$6.20 × 3 = $18.60") == [([6.2, 3.0], [18.6, 18.6])]
+    wrong, _ = judge_question(question, [table, end("45 + 50 = 97. So the answer is 97.")], "97")
+    assert not wrong.grounded and wrong.leaked  # wrong arithmetic derives nothing
+    unknown, _ = judge_question(question, [table, end("40 + 57 = 97. So the answer is 97.")], "97")
+    assert not unknown.grounded  # operands the evidence never showed
+    stated, _ = judge_question(question, [table, end("So the answer is 97.")], "97")
+    assert not stated.grounded and stated.leaked
+
+
+def test_later_questions_of_a_dialogue_use_the_earlier_questions_evidence():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Q:
+        question: str
+        steps: list
+        answer: str
+
+    first = Q("What does the sign say?", [ocr("I will read it.", "STOP\nMain Street"), end("It says STOP.")], "STOP")
+    second = Q("Which street is it?", [end('The ocr result said "Main Street". So the answer is Main Street.')],
+               "Main Street")
+    verdicts = judge_dialogue([first, second])
+    assert [v.grounded for v in verdicts] == [True, True] and not any(v.leaked for v in verdicts)
+    alone = judge_dialogue([second])
+    assert not alone[0].grounded and alone[0].leaked
+
+
+# ------------------------------------------------------------------------------------- leaked
+def test_a_step_that_names_the_answer_before_any_evidence_leaks():
+    guess = StepView("The cup is on a saucer, I will check with image_caption.", "continue",
+                     (("image_caption", "a white cup on a saucer"),))
+    verdict, _ = judge_question(CUP, [guess, end("So the answer is saucer.")], "saucer")
+    assert verdict.grounded and verdict.leaked  # supported in the end, but named before the evidence
+    assert verdict.leaks[0].step == 0 and "before any evidence" in verdict.leaks[0].reason
+
+
+def test_mentioning_a_reference_answer_leaks_even_with_evidence():
+    read = ocr("I will read the sign.", "STOP")
+    verdict, _ = judge_question("What does the sign say?", [read, end("The standard answer is STOP, which the ocr "
+                                                                        "result shows.")], "STOP")
+    assert verdict.leaked and "standard answer" in verdict.leaks[0].reason
+    asked, _ = judge_question("What is the expected answer format?", [read, end("It says STOP.")], "STOP")
+    assert not asked.leaked  # the question's own words are not a leak
+
+
+def test_quoting_the_question_and_its_options_is_not_stating_the_answer():
+    plan = StepView("The question asks: Which label shows the roots? A. stem B. root C. leaf. I will read the labels.",
+                    "continue", (("ocr", "root"),))
+    verdict, _ = judge_question(TQA, [plan, end("The ocr result says root, option B.")], "B")
+    assert not verdict.leaked and verdict.grounded
+
+
+def test_a_leak_followed_by_a_reflection_is_repaired_not_leaked():
+    steps = [StepView("Before looking, I would say the answer is saucer.", "continue",
+                      (("image_caption", "a white cup on a saucer"),)),
+             StepView("Wait, I named the answer before any tool showed it.", "reflection"),
+             end('The image_caption result says "a white cup on a saucer". So the answer is saucer.')]
+    verdict, _ = judge_question(CUP, steps, "saucer")
+    assert not verdict.leaked and [leak.repaired for leak in verdict.leaks] == [True]
+
+
+def test_yes_no_answers_need_evidence_about_what_is_asked():
+    question = "Is there a dog on the sofa?"
+    about = StepView("I will describe it.", "continue", (("image_caption", "a brown dog lying on a grey sofa"),))
+    verdict, _ = judge_question(question, [about, end("The caption shows a dog on the sofa, so yes.")], "Yes")
+    assert verdict.grounded and not verdict.leaked
+    unrelated = StepView("I will describe it.", "continue", (("image_caption", "a kitchen with a window"),))
+    early = StepView("Yes, I think so.", "continue")
+    verdict, _ = judge_question(question, [early, unrelated, end("So yes.")], "Yes")
+    assert not verdict.grounded and verdict.leaked
+
+
+def test_the_reflection_prompt_shows_the_same_leak_definition():
+    from generation.schema import Step
+    from generation.teachers.prompts import render_prompt
+
+    system, _ = render_prompt("reflection_general", question="Q?", choices=[], answer="a", source_rationale=None,
+                              steps=[Step(thought="t", signal="end")], previous=[])
+    assert LEAK_DEFINITION in system
+    assert "reference" in LEAK_DEFINITION and "Quoting the question" in LEAK_DEFINITION
+
+
+# ---------------------------------------------------------------------------------- duplicates
+def test_near_duplicates_group_texts_that_differ_by_a_word_and_not_different_ones():
+    rows = " ".join(f"On day {d} the shop sold {d * 7 + 3} apples and {d * 11 + 5} pears." for d in range(1, 31))
+    base = f"The question asks how many fruits the shop sold in the month. The table lists: {rows} So I add them up."
+    near = NearDuplicates()
+    for text in (base, base.replace("Thursday", "Friday", 1), "A completely different dialogue about a red bus "
+                 "parked beside a station in the rain while people wait under umbrellas for the next train."):
+        near.add(minhash(text))
+    assert near.groups() == [[0, 1]]
+
+
+# ------------------------------------------------------------------------------- staged rate
+def test_staged_defects_are_chosen_by_id_at_the_configured_rate():
+    from generation.rationale import staged_defect
+    from generation.schema import QA, ImageRef, Sample
+
+    def sample(i: int, math: bool) -> Sample:
+        qa = QA(question="How many in all?", answer="97", source_rationale="45 + 52 = 97.", meta={"math": math})
+        return Sample(id=f"tabmwp/tabmwp/{i}", source="tabmwp", subset="tabmwp", images=[ImageRef(data=b"x")],
+                      qas=[qa], meta={"math": math})
+
+    samples = [sample(i, math=i % 2 == 0) for i in range(4000)]
+    assert all(staged_defect(s, 0, 0.0) is None for s in samples)
+    chosen = [staged_defect(s, 0, 0.05) for s in samples]
+    share = sum(c is not None for c in chosen) / len(samples)
+    assert 0.035 <= share <= 0.065
+    assert all(c == ("math" if s.meta["math"] else "general") for s, c in zip(samples, chosen) if c)
+    assert chosen == [staged_defect(s, 0, 0.05) for s in samples]  # the same on every rerun
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_staged_rate_is_a_fraction(rate):
+    from pydantic import ValidationError
+
+    from generation.config import ReflectionConfig
+
+    with pytest.raises(ValidationError):
+        ReflectionConfig(staged_rate=rate)
+    assert ReflectionConfig().staged_rate <= 57_647 / 1_090_263  # at or below the paper's repair rate
