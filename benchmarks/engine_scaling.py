@@ -46,8 +46,8 @@ def replicate_llava_cot(dest: Path, n: int) -> Path:
     src = REPO / "samples" / "llava_cot"
     dest.mkdir(parents=True)
     for child in src.iterdir():
-        if child.is_dir():
-            (dest / child.name).symlink_to(child)
+        if child.is_dir():  # copied: a symlink out of the source folder is refused as a path escape
+            shutil.copytree(child, dest / child.name)
     records = [json.loads(line) for line in (src / "train.jsonl").read_text().splitlines() if line.strip()]
     with open(dest / "train.jsonl", "w", encoding="utf-8") as fh:
         for i in range(n):

@@ -2,7 +2,14 @@
 
 Layout of a work folder (one per dataset folder; the workers of a sharded run share it):
     rows-{worker}.jsonl     one line per finished sample (its RR and ORR rows without image bytes),
-                            appended and fsync'd before the sample counts as done
+                            appended and fsync'd before the sample counts as done (samples finishing
+                            together share one write and one fsync: a group commit)
+    rows-{worker}.idx       the index of that file: one `[start, end, id, source, split]` line per
+                            rows line, so a resume or a shard write reads ids without the rows. A
+                            cache, never the truth: written after the rows, not fsync'd, checked
+                            against the rows file on every read (offsets contiguous, the last entry's
+                            id at its offset) and extended from the rows file's tail, or rebuilt from
+                            the rows file when missing, torn or stale
     quarantine.jsonl        one line per quarantined sample: id, stage, error type, message
                             (worker `i` of a sharded run writes `quarantine-{worker}.jsonl`)
     blobs/ab/<sha256>       image bytes, content-addressed, written atomically (shared by RR and ORR)
@@ -45,10 +52,14 @@ class CheckpointLocked(MmatError, RuntimeError):
     """Another live process is already running this worker on this work folder."""
 
 
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    """One whole, fsync'd line, or (on a write or fsync error, e.g. a full disk) none at all."""
+def _encode(record: dict[str, Any]) -> bytes:
     # Known secrets (API keys, Hub tokens from the environment) never reach a stored line.
-    data = (mask_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n").encode("utf-8")
+    return (mask_known(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n").encode("utf-8")
+
+
+def _append_bytes(path: Path, data: bytes, sync: bool = True) -> int:
+    """Append whole lines, fsync'd, or (on a write or fsync error, e.g. a full disk) none of them at
+    all. Returns the offset they start at."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         start = os.fstat(fd).st_size
@@ -56,7 +67,8 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except BaseException:
             try:
                 os.ftruncate(fd, start)
@@ -65,6 +77,12 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
             raise
     finally:
         os.close(fd)
+    return start
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    """One whole, fsync'd line, or none at all."""
+    _append_bytes(path, _encode(record))
 
 
 def _complete_lines(path: Path) -> Iterator[str]:
@@ -87,16 +105,6 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             continue
 
 
-def _read_ids(path: Path) -> Iterator[str]:
-    """The ids of a rows file without parsing whole rows (every line starts with `{"id":"…"`)."""
-    for line in _complete_lines(path):
-        match = _ID_PREFIX.match(line)
-        try:
-            yield json.loads(match.group(1)) if match else json.loads(line)["id"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-
-
 def _replace_atomically(path: Path, data: bytes, prefix: str) -> None:
     """`path` holds `data` (fsync'd) or is left as it was; a temp file never survives an error."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
@@ -114,6 +122,83 @@ def _replace_atomically(path: Path, data: bytes, prefix: str) -> None:
 def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
     text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in lines)
     _replace_atomically(path, text.encode("utf-8"), prefix)
+
+
+def index_path(rows_path: Path) -> Path:
+    """`rows-{worker}.idx` beside `rows-{worker}.jsonl`."""
+    return rows_path.with_suffix(".idx")
+
+
+IndexEntry = tuple[int, int, str, str, str]  # start, end, id, source, split
+
+
+def _index_line(entry: IndexEntry) -> str:
+    return json.dumps(list(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _read_index(rows_path: Path, size: int) -> tuple[list[IndexEntry], int]:
+    """The index's entries that the rows file confirms (see the module docstring) and the index bytes
+    they take; ([], 0) when the index must be rebuilt from the rows file."""
+    entries: list[IndexEntry] = []
+    end = used = 0
+    for line in _complete_lines(index_path(rows_path)):
+        try:
+            start, stop, sample_id, source, split = json.loads(line)
+        except (ValueError, TypeError):
+            break  # a torn or garbled tail: what follows is read from the rows file
+        if start != end or stop <= start or stop > size or not isinstance(sample_id, str):
+            return [], 0  # not this rows file's index (stale, or the rows file was cut): rebuild
+        entries.append((start, stop, sample_id, str(source), str(split)))
+        end = stop
+        used += len(line.encode("utf-8"))
+    if entries:
+        start, stop, sample_id = entries[-1][:3]
+        with open(rows_path, "rb") as fh:
+            fh.seek(start)
+            line = fh.read(stop - start)
+        match = _ID_PREFIX.match(line.decode("utf-8", "replace"))
+        if not line.endswith(b"\n") or not match or json.loads(match.group(1)) != sample_id:
+            return [], 0
+    return entries, used
+
+
+def _scan_rows(path: Path, offset: int) -> Iterator[IndexEntry]:
+    """Index entries of a rows file's complete lines from `offset` on (a torn tail ends it)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            start, offset = offset, offset + len(raw)
+            if not raw.endswith(b"\n"):
+                break
+            line = raw.decode("utf-8")
+            match = _REF_PREFIX.match(line)
+            try:
+                if match:
+                    sample_id, source, split = (json.loads(g) for g in match.groups())
+                else:
+                    record = json.loads(line)
+                    sample_id, source, split = record["id"], record["source"], record["split"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            yield start, offset, sample_id, source, split
+
+
+def load_index(rows_path: Path, repair: bool = False) -> list[IndexEntry]:
+    """Every complete line of a rows file as an index entry, read from its index where the rows file
+    confirms it and from the rows file past that; with `repair` (the file's own writer), an index
+    that was missing, torn or stale is rewritten atomically."""
+    if not rows_path.exists():
+        return []
+    size = rows_path.stat().st_size
+    entries, used = _read_index(rows_path, size)
+    covered = entries[-1][1] if entries else 0
+    tail = list(_scan_rows(rows_path, covered)) if covered < size else []
+    entries += tail
+    idx = index_path(rows_path)
+    if repair and (tail or used != (idx.stat().st_size if idx.exists() else 0)):
+        text = "".join(_index_line(e) for e in entries)
+        _replace_atomically(idx, text.encode("utf-8"), f".tmp-{rows_path.stem.removeprefix('rows-')}-")
+    return entries
 
 
 @dataclass(frozen=True)
@@ -291,32 +376,19 @@ class Checkpoint:
                     yield record
 
     def finished_ids(self) -> set[str]:
-        return {sample_id for path in self.rows_files() for sample_id in _read_ids(path)}
+        return {ref.id for ref in self.finished_refs()}
 
-    def finished_refs(self) -> list[RecordRef]:
-        """(id, source, split, file, offset) of every finished record, each id once (first copy wins)."""
+    def finished_refs(self, repair: bool = True) -> list[RecordRef]:
+        """(id, source, split, file, offset) of every finished record, each id once (first copy wins),
+        read from the rows files' indexes (`load_index`; `repair=False` while the writer may append)."""
         seen: set[str] = set()
         refs: list[RecordRef] = []
         for path in self.rows_files():
-            with open(path, "rb") as fh:
-                offset = 0
-                for raw in fh:
-                    start, offset = offset, offset + len(raw)
-                    if not raw.endswith(b"\n"):
-                        break
-                    line = raw.decode("utf-8")
-                    match = _REF_PREFIX.match(line)
-                    try:
-                        if match:
-                            sample_id, source, split = (json.loads(g) for g in match.groups())
-                        else:
-                            record = json.loads(line)
-                            sample_id, source, split = record["id"], record["source"], record["split"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue
-                    if sample_id not in seen:
-                        seen.add(sample_id)
-                        refs.append(RecordRef(sample_id, source, split, path, start))
+            repair = repair and path == self.rows_path and not self.readonly
+            for start, _, sample_id, source, split in load_index(path, repair=repair):
+                if sample_id not in seen:
+                    seen.add(sample_id)
+                    refs.append(RecordRef(sample_id, source, split, path, start))
         return refs
 
     def load(self, ref: RecordRef) -> dict[str, Any]:
@@ -330,14 +402,34 @@ class Checkpoint:
 
         Known secrets are masked in the stored line, so no key reaches a shard even if a model or an
         operator repeated one."""
-        stored: dict[str, Any] = {}
-        image_shas: Optional[list[str]] = None
-        for fmt, row in rows.items():
-            if image_shas is None:
-                image_shas = [self.blobs.put(img["bytes"]) for img in row["images"]]
-            stored[fmt] = {k: v for k, v in row.items() if k != "images"}
-        _append_line(self.rows_path, {"id": sample_id, "source": source, "split": split,
-                                      "images": image_shas or [], "rows": stored})
+        self.add_finished_many([(sample_id, source, split, rows)])
+
+    def add_finished_many(self, samples: list[tuple[str, str, str, dict[str, dict[str, Any]]]]) -> None:
+        """`add_finished` for several samples with one write and one fsync (a group commit): all of
+        them are durable when it returns, or (an error) none of their lines is in the file."""
+        lines: list[bytes] = []
+        meta: list[tuple[str, str, str]] = []
+        for sample_id, source, split, rows in samples:
+            stored: dict[str, Any] = {}
+            image_shas: Optional[list[str]] = None
+            for fmt, row in rows.items():
+                if image_shas is None:
+                    image_shas = [self.blobs.put(img["bytes"]) for img in row["images"]]
+                stored[fmt] = {k: v for k, v in row.items() if k != "images"}
+            lines.append(_encode({"id": sample_id, "source": source, "split": split,
+                                  "images": image_shas or [], "rows": stored}))
+            meta.append((sample_id, source, split))
+        if not lines:
+            return
+        start = _append_bytes(self.rows_path, b"".join(lines))
+        entries = []
+        for line, (sample_id, source, split) in zip(lines, meta):
+            entries.append(_index_line((start, start + len(line), sample_id, source, split)))
+            start += len(line)
+        try:  # the index is a cache (see the module docstring): no fsync, and a failure here is repaired
+            _append_bytes(index_path(self.rows_path), "".join(entries).encode("utf-8"), sync=False)
+        except OSError:
+            pass
 
     def materialise(self, record: dict[str, Any], fmt: str) -> dict[str, Any]:
         """A stored record back into a full row with its image bytes."""
@@ -352,6 +444,11 @@ class Checkpoint:
 
     def quarantine(self, record: QuarantineRecord) -> None:
         _append_line(self.quarantine_path, record.__dict__)
+
+    def quarantine_many(self, records: list[QuarantineRecord]) -> None:
+        """`quarantine` for several records with one write and one fsync."""
+        if records:
+            _append_bytes(self.quarantine_path, b"".join(_encode(r.__dict__) for r in records))
 
     def quarantined(self, finished_ids: Optional[set[str]] = None) -> dict[str, QuarantineRecord]:
         """The latest record per id over all workers, minus ids that finished since (a retry that worked)."""

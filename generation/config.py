@@ -111,6 +111,11 @@ class OutputConfig(StrictModel):
     validation_fraction: float = Field(0.1, ge=0.0, le=1.0)
     shard_max_bytes: int = Field(500_000_000, gt=0)
     row_group_rows: int = Field(64, ge=1)
+    # Rolling shards (generation.shards): a group that gathered this many finished rows not yet in a
+    # shard gets them as a part file while the run goes (0: shards only at the end), checked every
+    # `rolling_check_s` seconds.
+    rolling_shard_rows: int = Field(5000, ge=0)
+    rolling_check_s: float = Field(30.0, gt=0)
 
 
 OperatorName = Literal[OPERATOR_NAMES]  # type: ignore[valid-type]
@@ -123,6 +128,9 @@ class RayOperatorPlacement(StrictModel):
     num_cpus: float = Field(0.25, ge=0)  # logical CPUs reserved per actor
     num_gpus: float = Field(0.0, ge=0)  # GPUs per actor, applied when the cluster has GPUs
     max_concurrency: int = Field(4, ge=1)  # calls queued into one actor at once (cache hits skip the model lock)
+    # Ray custom resources per actor (`ray start --resources '{"ocr_node": 1}'`): places the pool on the
+    # nodes that declare them; an actor whose node dies restarts on another node that has them.
+    resources: dict[str, float] = Field(default_factory=dict)
 
 
 # Endpoint-bound or cheap operators run inside the generation actors, model-bearing ones in pools.
@@ -130,12 +138,13 @@ _IN_PROCESS = RayOperatorPlacement(actors=0)
 
 
 class RayConfig(StrictModel):
-    """`runner.ray`: the Ray Data executor's layout. Teacher concurrency stays
+    """`runner.ray`: the Ray executor's layout. Teacher concurrency stays
     `runner.max_concurrency` (or `teacher.max_concurrency`), split evenly over the generation actors."""
 
     generate_actors: int = Field(1, ge=1)  # actors running the sample loop (teacher calls, checkpoints)
     generate_num_cpus: float = Field(0.25, ge=0)
-    batch_size: int = Field(8, ge=1)  # samples per Ray Data batch
+    generate_resources: dict[str, float] = Field(default_factory=dict)  # custom resources per generation actor
+    batch_size: int = Field(8, ge=1)  # samples per batch sent to a generation actor
     operators: dict[OperatorName, RayOperatorPlacement] = Field(default_factory=dict)
 
     def placement(self, name: str) -> RayOperatorPlacement:

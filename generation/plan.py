@@ -19,12 +19,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from generation.checkpoint import Checkpoint
 from generation.config import PipelineConfig
 from generation.schema import Quarantined, Sample
-from generation.sources import read_source
+from generation.sources import Skipped, item_id, read_source
 from generation.splits import hash_fraction
 from generation.teachers.offline import MODEL_NAME as OFFLINE_MODEL
 
@@ -71,16 +71,53 @@ def in_worker_slice(sample_id: str, options: RunOptions) -> bool:
     return options.num_shards == 1 or int(hash_fraction(sample_id) * 2**32) % options.num_shards == options.shard_index
 
 
-def iter_samples(config: PipelineConfig) -> Iterator[Sample | Quarantined]:
+def iter_samples(config: PipelineConfig, validate_images: bool = True,
+                 skip: Optional[Callable[[str], bool]] = None) -> Iterator[Sample | Quarantined | Skipped]:
+    """Every record of every `sources:` entry. `validate_images=False` skips the sources' image decode
+    (the run's planning: `SampleProcessor` decodes each image before the sample's first teacher call
+    and quarantines a broken one at the foundation stage, so a finished sample is never decoded again
+    and a planned one is decoded once). An id for which `skip(id)` is true comes as `Skipped(id)`,
+    without building its Sample (see `read_source`): a rerun reads ids, not samples."""
     for source_cfg in config.sources:
-        yield from read_source(source_cfg)
+        if not validate_images and source_cfg.validate_images:
+            source_cfg = source_cfg.model_copy(update={"validate_images": False})
+        yield from read_source(source_cfg, skip)
+
+
+class PlannedSamples:
+    """The samples a run processes, streamed from the sources in native order (a second pass over
+    them), so a million-sample plan holds ids, never `Sample`s or image bytes. Iterable more than
+    once; `len` is known from the planning pass."""
+
+    def __init__(self, config: PipelineConfig, options: RunOptions, ids: set[str], validate_images: bool) -> None:
+        self._config = config
+        self._options = options
+        self._ids = ids
+        self._validate = validate_images
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
+    def __iter__(self) -> Iterator[Sample]:
+        if not self._ids:
+            return
+        left = set(self._ids)
+        for item in iter_samples(self._config, self._validate, skip=lambda sid: sid not in left):
+            if isinstance(item, Sample) and item.id in left:
+                left.discard(item.id)  # an id two entries yield: the first entry's, as planned
+                yield item
+                if not left:
+                    return
 
 
 @dataclass
 class Plan:
     """What a run will do: the samples to process now and the foundation-stage quarantines."""
 
-    todo: list[Sample]
+    todo: PlannedSamples
     foundation_failures: list[Quarantined]
     total: int  # samples of this worker's slice
     skipped: int  # finished or quarantined by an earlier run
@@ -91,10 +128,14 @@ class Plan:
         return len(self.todo) + len(self.foundation_failures)
 
 
-def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint) -> Plan:
+def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint,
+              validate_images: bool = False) -> Plan:
     """This worker's samples that are neither finished nor quarantined (with `retry`: its quarantined
     ones). A source quarantines its own repeated ids (`{id}#repeat-n`, see `generation.sources`); an id
-    that two `sources:` entries both yield (the same folder listed twice) is planned once."""
+    that two `sources:` entries both yield (the same folder listed twice) is planned once.
+
+    Memory stays flat in the size of the sources: this pass keeps ids only (the samples stream from
+    `PlannedSamples`), and images are not decoded here unless `validate_images` (the dry run)."""
     finished = checkpoint.finished_ids()
     quarantined = set(checkpoint.quarantined(finished))
     only = options.only_ids
@@ -103,13 +144,18 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
         done = finished
     else:
         done = finished | quarantined
-    todo: list[Sample] = []
+    todo: set[str] = set()
     failures: list[Quarantined] = []
     total = skipped = 0
     duplicates: list[str] = []
     seen: set[str] = set()
-    for item in iter_samples(config):
-        sample_id = item.sample_id if isinstance(item, Quarantined) else item.id
+
+    def not_planned(sample_id: str) -> bool:  # such a record's Sample is never built (the loop skips it below)
+        return (sample_id in done or (only is not None and sample_id not in only)
+                or not in_worker_slice(sample_id, options))
+
+    for item in iter_samples(config, validate_images, skip=not_planned):
+        sample_id = item_id(item)
         if not in_worker_slice(sample_id, options):
             continue
         if only is not None and sample_id not in only:
@@ -124,11 +170,14 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
             continue
         if options.limit is not None and len(todo) + len(failures) >= options.limit:
             continue
-        (failures if isinstance(item, Quarantined) else todo).append(item)
+        if isinstance(item, Quarantined):
+            failures.append(item)
+        else:
+            todo.add(sample_id)
     if duplicates:
         log.warning("%d ids come from more than one `sources:` entry (e.g. %s); each is generated once, from the "
                     "first entry: is a source listed twice?", len(duplicates), ", ".join(duplicates[:3]))
-    return Plan(todo, failures, total, skipped)
+    return Plan(PlannedSamples(config, options, todo, validate_images), failures, total, skipped)
 
 
 def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
@@ -140,12 +189,16 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
 
     work_dir = resolve_work_dir(config, Path(options.out_dir))
     checkpoint = Checkpoint(work_dir, worker=worker_name(options), readonly=True)
-    plan = make_plan(config, options, checkpoint)
-    by_source = Counter(s.source for s in plan.todo)
-    questions = sum(len(s.qas) for s in plan.todo)
+    plan = make_plan(config, options, checkpoint, validate_images=True)
+    by_source: Counter = Counter()
+    questions = 0
+    for sample in plan.todo:  # streamed: counts only
+        by_source[sample.source] += 1
+        questions += len(sample.qas)
+    todo = plan.todo
     # per question: up to max_steps steps, general (+math) reflection, final answer
     calls_per_question = config.rationale.max_steps + (2 if config.rationale.reflection else 0) + 1
-    calls = questions * calls_per_question + (len(plan.todo) if config.teacher.judge else 0)
+    calls = questions * calls_per_question + (len(todo) if config.teacher.judge else 0)
     teacher = config.teacher
     prices = teacher_prices(teacher)
     if prices is None:
@@ -161,7 +214,7 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     lines = [
         f"plan for {options.out_dir} (worker {options.shard_index + 1} of {options.num_shards})",
         "sources: " + ", ".join(f"{s.kind} ({s.path or s.hub_id})" for s in config.sources),
-        f"samples: {plan.total} in this slice, {plan.skipped} done before, {len(plan.todo)} to run, "
+        f"samples: {plan.total} in this slice, {plan.skipped} done before, {len(todo)} to run, "
         f"{len(plan.foundation_failures)} already failing the foundation stage",
         "to run per source: " + (", ".join(f"{k}={v}" for k, v in sorted(by_source.items())) or "none"),
         f"operators available: {', '.join(operators.available) or 'none'}",
@@ -176,7 +229,7 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
         f"teacher: {teacher.kind} ({model}{', ' + teacher.base_url if teacher.base_url else ''}), "
         f"concurrency {config.samples_in_flight}",
         f"estimated teacher calls: up to {calls:,} ({questions} questions x {calls_per_question}"
-        + (f" + {len(plan.todo)} judge calls)" if config.teacher.judge else ")"),
+        + (f" + {len(todo)} judge calls)" if config.teacher.judge else ")"),
         cost_line,
     ]
     key_problem = missing_api_key(teacher)

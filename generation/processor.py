@@ -84,6 +84,61 @@ def run_stopped(fatal: TeacherFatalError) -> TeacherFatalError:
                              f"(finished samples are kept)", fatal.fix)
 
 
+class GroupCommit:
+    """Checkpoint writes from the event loop, durable before the awaiting sample goes on, batched: the
+    writer thread takes every sample that finished while it was writing and commits them with one
+    write and one fsync (`Checkpoint.add_finished_many`), so the per-sample fsync does not bound a run
+    with hundreds of samples in flight. A failed commit fails every sample of its batch."""
+
+    def __init__(self, checkpoint: Checkpoint, writer: ThreadPoolExecutor) -> None:
+        self.checkpoint = checkpoint
+        self.writer = writer
+        self._finished: list[tuple[tuple, asyncio.Future]] = []
+        self._quarantined: list[tuple[QuarantineRecord, asyncio.Future]] = []
+        self._busy = False
+
+    async def finished(self, entry: tuple) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._finished.append((entry, future))
+        self._kick()
+        await future
+
+    async def quarantine(self, record: QuarantineRecord) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._quarantined.append((record, future))
+        self._kick()
+        await future
+
+    def _kick(self) -> None:
+        if self._busy:
+            return  # the running commit picks these up when it is done
+        self._busy = True
+        asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._finished or self._quarantined:
+                finished, self._finished = self._finished, []
+                quarantined, self._quarantined = self._quarantined, []
+                for batch, write in ((finished, self.checkpoint.add_finished_many),
+                                     (quarantined, self.checkpoint.quarantine_many)):
+                    if not batch:
+                        continue
+                    try:
+                        await loop.run_in_executor(self.writer, write, [item for item, _ in batch])
+                    except BaseException as exc:  # noqa: BLE001 - each waiting sample gets it
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_exception(exc)
+                    else:
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_result(None)
+        finally:
+            self._busy = False
+
+
 class SampleProcessor:
     """One sample through rationale → reflection → integration → checkpoint (see the module docstring)."""
 
@@ -97,13 +152,12 @@ class SampleProcessor:
                                           reflection=config.rationale.reflection,
                                           staged_rate=config.reflection.staged_rate)
         # Checkpoint appends fsync; on the event loop each would stall every sample in flight, so they
-        # go to one writer thread (one thread: appends to a file never interleave).
+        # go to one writer thread (one thread: appends to a file never interleave), which commits the
+        # samples that finished meanwhile together (one write, one fsync: `GroupCommit`).
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._commit = GroupCommit(checkpoint, self._writer)
         # The first error that dooms the run (see the module docstring); the engines stop on it.
         self.fatal: Optional[TeacherFatalError] = None
-
-    async def _durably(self, fn: Callable[..., None], *args: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def aclose(self) -> None:
         """Wait for the pending checkpoint writes, close the teacher, log its totals."""
@@ -145,8 +199,8 @@ class SampleProcessor:
             record = quarantine_record(sample, exc)
             if record.stage == "internal":
                 log.warning("internal error on %s", sample.id, exc_info=True)
-            await self._durably(self.checkpoint.quarantine, record)
+            await self._commit.quarantine(record)
             return None, record
         split = assign_split(sample, self.config.output.validation_fraction)
-        await self._durably(self.checkpoint.add_finished, sample.id, sample.source, split, rows)
+        await self._commit.finished((sample.id, sample.source, split, rows))
         return usage, None

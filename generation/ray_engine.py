@@ -4,21 +4,25 @@ This is an executor for `generation.runner.run_generation`, not a second impleme
 makes the same plan (sources read through the same adapters, finished ids skipped), and at the end
 writes the same shards and card from the same checkpoint. What changes is where samples run:
 
-- the plan's samples become Ray Data blocks (`ray.data.from_items`, `runner.ray.batch_size` per
-  block) and flow through a pool of **generation actors** (`runner.ray.generate_actors`). Each one
-  runs `generation.processor.SampleProcessor` — rationale, reflection, integration, checkpoint — on
-  its own event loop, with `max_concurrency / generate_actors` samples in flight and the teacher's RPM/TPM budgets
-  divided the same way, so the cluster as a whole keeps the limits the config states;
+- the plan's samples stream from the driver in batches (`runner.ray.batch_size` samples) to a pool of
+  **generation actors** (`runner.ray.generate_actors`), at most a few batches in flight per actor, so
+  the driver and the object store hold a bounded window of the plan, never the whole of it (a
+  million-sample plan is read from the sources as it goes). Each actor runs
+  `generation.processor.SampleProcessor` — rationale, reflection, integration, checkpoint — on its own
+  event loop, with `max_concurrency / generate_actors` samples in flight and the teacher's RPM/TPM
+  budgets divided the same way, so the cluster as a whole keeps the limits the config states;
 - each model-bearing operator (OCR, face detection, Grounding DINO, local RAG) is a **pool of
   operator actors** that load the model once per actor, with `num_cpus`/`num_gpus` per operator from
   `runner.ray.operators` (GPUs only requested when the cluster has some). The rationale loop calls
   them through `PooledOperators`, an `operators.base.OperatorRunner` like the local
   `operators.registry.OperatorSet`: a call to a pool is an awaited Ray task, at most as many in
-  flight as the pool's actors can serve. The caption operator runs inside the generation actors by
-  default: its VLM backend talks to the teacher's endpoint through the teacher's client, and its
-  template backend is cheap;
+  flight as the pool's actors can serve; `runner.ray.operators.<name>.resources` places a pool on the
+  nodes that declare those custom resources (an actor whose node dies restarts on another such node,
+  and its calls are retried). The caption operator runs inside the generation actors by default: its
+  VLM backend talks to the teacher's endpoint through the teacher's client, and its template backend
+  is cheap;
 - each generation actor appends to its own `rows-ray-<host>-<pid>.jsonl` in the shared work folder
-  (the checkpoint reads every worker's file), so a killed actor, which Ray restarts and whose batch
+  (the checkpoint reads every worker's file), so a killed actor, which Ray restarts and whose batches
   Ray retries, loses only samples in flight, and a restarted actor skips ids already durable.
 
 On a multi-node cluster the dataset folder, the work folder and the operator cache must be on a
@@ -29,16 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import math
 import os
-import pickle
 import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from generation.checkpoint import Checkpoint, QuarantineRecord
 from generation.config import PipelineConfig
@@ -66,7 +68,6 @@ class RayEngineError(MmatError, RuntimeError):
 def _import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
         raise RayEngineError(RAY_EXTRA_HINT) from None
     return ray
@@ -209,10 +210,11 @@ def checkpoint_worker_name() -> str:
 
 
 class GenerateActor:
-    """Ray Data callable class: a batch of pickled samples in, one JSON outcome per sample out.
+    """A generation actor: batches of samples in, one outcome per sample out.
 
-    Batches run concurrently (Ray calls `__call__` from several threads) on one event loop that the
-    actor owns, sharing one semaphore of `concurrency` samples in flight."""
+    Batches run concurrently (up to the actor's `max_concurrency` calls of `run` at once) on one event
+    loop that the actor owns (the teacher's client and the operators are bound to it), sharing one
+    semaphore of `concurrency` samples in flight."""
 
     def __init__(self, config_json: str, work_dir: str, layout: OperatorLayout, concurrency: int) -> None:
         from generation.logs import setup_console_logging
@@ -255,18 +257,14 @@ class GenerateActor:
     async def _batch(self, samples: list[Sample]) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(self._one(s) for s in samples)))
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
+    # Ray sees the async methods and makes this an async actor: `run` and `close` are awaited on Ray's
+    # own loop (several batches at once) and wait for this actor's loop without blocking Ray's.
+    async def run(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._batch(samples), self.loop))
 
-        samples = [pickle.loads(payload) for payload in batch["payload"]]
-        outcomes = asyncio.run_coroutine_threadsafe(self._batch(samples), self.loop).result()
-        return {"outcome": np.array([json.dumps(o) for o in outcomes], dtype=object)}
-
-    def __del__(self) -> None:  # best effort: pending checkpoint writes, the teacher's client, its totals
-        try:
-            asyncio.run_coroutine_threadsafe(self.processor.aclose(), self.loop).result(timeout=5)
-        except Exception:  # noqa: BLE001 - the actor is going away
-            pass
+    async def close(self) -> None:
+        """Pending checkpoint writes, the teacher's client, its totals (the driver calls it at the end)."""
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.processor.aclose(), self.loop))
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -286,6 +284,14 @@ def _connect(ray: Any, address: Optional[str], quiet: bool) -> bool:
     return True
 
 
+def _require_resources(cluster: dict[str, float], wanted: dict[str, float], key: str) -> None:
+    """An actor asking for a resource no node declares would wait forever: one line naming it instead."""
+    missing = [f"{r}={n:g}" for r, n in wanted.items() if cluster.get(r, 0) < n]
+    if missing:
+        raise RayEngineError(f"{key} asks for {', '.join(missing)}, which no node of the cluster declares; start "
+                             f"a node with `ray start --address ... --resources ...` that has it, or change {key}")
+
+
 def _start_operator_pools(ray: Any, config: PipelineConfig, work_dir: Path) -> OperatorLayout:
     """One pool per model-bearing operator that is available here (probed once, as the dry run does)."""
     from operators.registry import build_operators
@@ -297,15 +303,18 @@ def _start_operator_pools(ray: Any, config: PipelineConfig, work_dir: Path) -> O
     actor_cls = ray.remote(OperatorActor)
     pools: dict[str, list[Any]] = {}
     in_process: list[str] = []
+    cluster = ray.cluster_resources()
     for name in probe.available:
         place = placements.placement(name)
         if place.actors == 0:
             in_process.append(name)
             continue
+        _require_resources(cluster, place.resources, f"runner.ray.operators.{name}.resources")
         if place.num_gpus and not has_gpus:
             log.info("%s: the cluster has no GPUs; its actors run on CPU", name)
         options = dict(num_cpus=place.num_cpus, num_gpus=place.num_gpus if has_gpus else 0,
-                       max_concurrency=place.max_concurrency, max_restarts=-1, max_task_retries=-1)
+                       max_concurrency=place.max_concurrency, max_restarts=-1, max_task_retries=-1,
+                       **({"resources": dict(place.resources)} if place.resources else {}))
         pools[name] = [actor_cls.options(**options).remote(name, config.operators.model_dump_json(),
                                                            str(operator_cache_dir(config, work_dir)))
                        for _ in range(place.actors)]
@@ -337,9 +346,8 @@ def per_actor_config(config: PipelineConfig, actors: int) -> PipelineConfig:
     return config.model_copy(update={"teacher": teacher.model_copy(update=split)})
 
 
-def _outcome(raw: str) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecord]]:
+def _outcome(data: dict[str, Any]) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecord]]:
     """One sample's outcome; raises (the run stops) when an actor met a run-stopping teacher error."""
-    data = json.loads(raw)
     if data.get("fatal") is not None:
         raise run_stopped(TeacherFatalError(data["fatal"], data.get("fix") or ""))
     if data.get("skipped"):
@@ -349,42 +357,73 @@ def _outcome(raw: str) -> tuple[Optional[TeacherUsage], Optional[QuarantineRecor
     return TeacherUsage(**data["usage"]), None
 
 
+def plan_batches(samples: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
+    """The plan in batches of `size`, read from the sources as they are asked for."""
+    it = iter(samples)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+class BatchFeed:
+    """Streams batches to the generation actors: each actor keeps `depth` batches in flight, the next
+    one is read from the plan only when one of them comes back (the driver's memory is bounded by
+    actors × depth × batch_size samples, whatever the plan's size)."""
+
+    def __init__(self, ray: Any, actors: Sequence[Any], batches: Iterator[list[Sample]], depth: int) -> None:
+        self.ray = ray
+        self.actors = list(actors)
+        self.batches = batches
+        self.pending: dict[Any, int] = {}  # ObjectRef of a batch's outcomes -> the actor running it
+        for index in range(len(self.actors)):
+            for _ in range(depth):
+                self._send(index)
+
+    def _send(self, index: int) -> None:
+        batch = next(self.batches, None)
+        if batch is not None:
+            self.pending[self.actors[index].run.remote(batch)] = index
+
+    def outcomes(self) -> Iterator[dict[str, Any]]:
+        """Each sample's outcome as its batch comes back (Ray retries a batch whose actor died)."""
+        while self.pending:
+            ready, _ = self.ray.wait(list(self.pending), num_returns=1)
+            index = self.pending.pop(ready[0])
+            self._send(index)
+            yield from self.ray.get(ready[0])
+
+
 def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
                    summary: RunSummary, *, address: Optional[str] = None) -> None:
-    """Process `plan` on Ray Data (see the module docstring); outcomes are recorded as they stream back."""
+    """Process `plan` on the cluster (see the module docstring); outcomes are recorded as they come back."""
     ray = _import_ray()  # the teacher was built and checked on the driver (`run_generation`'s preflight)
     started = _connect(ray, address, options.quiet)
     layout = OperatorLayout()
+    actors: list[Any] = []
     try:
         settings = config.runner.ray
         layout = _start_operator_pools(ray, config, checkpoint.dir)
+        _require_resources(ray.cluster_resources(), settings.generate_resources, "runner.ray.generate_resources")
         per_actor = max(1, math.ceil(config.samples_in_flight / settings.generate_actors))
         # Twice the batches the semaphore can run: a batch returns only when its slowest sample does, so
         # queued samples must be ready to take each slot it frees (once: 0.54 of the bound, twice: 0.80).
-        batches_per_actor = 2 * math.ceil(per_actor / settings.batch_size) + 1
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # ours shows samples/s, ETA, tokens and USD
-        # Ray Data's per-dataset INFO lines would break through our bar; its own log folder keeps them.
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+        depth = 2 * math.ceil(per_actor / settings.batch_size) + 1
         with recording(plan, checkpoint, summary, options.quiet) as on_done:
             if plan.todo:
-                items = [{"id": s.id, "payload": pickle.dumps(s)} for s in plan.todo]
-                dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / settings.batch_size))
-                dataset = dataset.map_batches(
-                    GenerateActor, batch_size=settings.batch_size, batch_format="numpy", zero_copy_batch=False,
-                    fn_constructor_kwargs=dict(config_json=per_actor_config(config, settings.generate_actors)
-                                               .model_dump_json(), work_dir=str(checkpoint.dir),
-                                               layout=layout, concurrency=per_actor),
-                    compute=ray.data.ActorPoolStrategy(size=settings.generate_actors,
-                                                       max_tasks_in_flight_per_actor=batches_per_actor,
-                                                       max_concurrent_calls_per_actor=batches_per_actor,
-                                                       enable_true_multi_threading=True),
-                    num_cpus=settings.generate_num_cpus)
-                for row in dataset.iter_rows():
-                    on_done(*_outcome(row["outcome"]))
+                actor_cls = ray.remote(GenerateActor).options(
+                    num_cpus=settings.generate_num_cpus, max_concurrency=depth + 1,  # + the final close()
+                    max_restarts=-1, max_task_retries=-1, **({"resources": dict(settings.generate_resources)}
+                                                             if settings.generate_resources else {}))
+                per_actor_json = per_actor_config(config, settings.generate_actors).model_dump_json()
+                actors = [actor_cls.remote(per_actor_json, str(checkpoint.dir), layout, per_actor)
+                          for _ in range(settings.generate_actors)]
+                feed = BatchFeed(ray, actors, plan_batches(plan.todo, settings.batch_size), depth)
+                for outcome in feed.outcomes():
+                    on_done(*_outcome(outcome))
+                ray.get([actor.close.remote() for actor in actors])
         summary.operator_executions = sum(ray.get([h.executions.remote() for hs in layout.pools.values() for h in hs]))
     finally:
+        for actor in actors:
+            ray.kill(actor)
         layout.kill(ray)
         if started:
             ray.shutdown()

@@ -32,7 +32,7 @@ from generation.plan import (Plan, RunOptions, in_worker_slice, make_plan, opera
 from generation.processor import SampleProcessor, build_engine_parts, is_fatal, run_stopped
 from generation.progress import RunSummary, progress_log, recording
 from generation.schema import Sample, TeacherUsage
-from generation.shards import rebuild_folder, writer_settings
+from generation.shards import RollingShards, rebuild_folder, writer_settings
 from generation.teachers.base import TeacherFatalError
 from generation.teachers.offline import MODEL_NAME as OFFLINE_MODEL
 from generation.writer import clean_stale_temps
@@ -161,7 +161,8 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
                     check_teacher(config)
                 except TeacherFatalError as exc:
                     raise run_stopped(exc) from None
-            (execute or execute_locally)(config, options, checkpoint, plan, summary)
+            with RollingShards(checkpoint, options.out_dir, config, options):
+                (execute or execute_locally)(config, options, checkpoint, plan, summary)
         summary.elapsed_s = time.perf_counter() - start
         finish_run(summary, checkpoint, config, options)
         if options.retry:

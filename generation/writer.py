@@ -2,7 +2,26 @@
 
 Rows arrive as plain dicts in the `mmat_1m.FEATURES` schema. Each (format, source, split) group goes to
 `data/{format}/{source}/{split}-{i:05d}-of-{n:05d}.parquet`, at most `shard_max_bytes` of encoded row
-data per file, row groups of `row_group_rows` rows so streaming reads stay small.
+data per file.
+
+Parquet settings, Hub-ready (what `datasets` writes when it pushes parquet, so the Hub's viewer and
+`load_dataset(..., streaming=True)` read our shards the way they read its own):
+- row groups capped by rows, `row_group_rows` (64): a streaming reader or the viewer fetches a whole
+  row group to show one row, and our rows carry images, so groups stay small;
+- and by bytes, `datasets.config.MAX_ROW_GROUP_SIZE` (100 MB; what `get_writer_batch_size_from_data_size`
+  aims at), whichever comes first: a handful of huge images never makes a row group past it;
+- the page index written (`write_page_index=True`): readers skip pages by their statistics;
+- content-defined chunking (`use_content_defined_chunking`, with `datasets.config.DEFAULT_CDC_OPTIONS`)
+  where the installed pyarrow has it: pages cut where the content says, so a shard rewritten with a few
+  rows more or less dedups against the old one on the Hub's Xet storage and a re-push uploads little.
+
+Rolling shards: while a run goes, a group that has gathered enough finished rows not yet in any of its
+files gets them as a new part file, `{split}-part{j:05d}.parquet` (`{split}-{i:05d}-of-{N:05d}-part{j:05d}`
+for worker i of N), written like any shard (temp name, fsync, rename), so the folder is loadable with
+what is finished; at the end of the run a group that has parts gets only its tail (`append_tail`).
+A part holds only ids no file of the group holds, so no row is ever in two files; a group whose files
+do not add up (a duplicate id, an unreadable file, rows of ids no longer finished, an old schema) is
+rewritten whole, as before.
 
 A group's files belong to the group, not to the run that named them: whatever naming scheme earlier
 runs used (one worker, or N workers with another `--num-shards`), after a write each id of the group
@@ -43,6 +62,22 @@ from mmat_1m import FEATURES, shard_dir, shard_name
 SCHEMA = FEATURES.arrow_schema
 
 
+def _hub_parquet_options() -> tuple[int, dict]:
+    """(row-group byte cap, ParquetWriter options) as `datasets` writes Hub parquet (module docstring)."""
+    import inspect
+
+    from datasets import config as ds_config
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    options: dict = {"write_page_index": True}
+    if "use_content_defined_chunking" in inspect.signature(pq.ParquetWriter.__init__).parameters:
+        options["use_content_defined_chunking"] = dict(getattr(ds_config, "DEFAULT_CDC_OPTIONS", {}) or {}) or True
+    return convert_file_size_to_int(ds_config.MAX_ROW_GROUP_SIZE), options
+
+
+ROW_GROUP_MAX_BYTES, PARQUET_OPTIONS = _hub_parquet_options()
+
+
 @dataclass
 class WriterSettings:
     shard_max_bytes: int = 500_000_000
@@ -68,19 +103,24 @@ def _row_bytes(encoded: dict) -> int:
     return size + sum(len(m["content"][-1]["text"] or "") for m in encoded.get("messages") or []) + 512
 
 
-def _chunks(rows: Iterable[dict], max_bytes: int) -> Iterator[list[dict]]:
+def _cut(encoded_rows: Iterable[dict], max_bytes: int, max_rows: Optional[int] = None) -> Iterator[list[dict]]:
+    """Consecutive encoded rows cut before `max_bytes` (estimated, `_row_bytes`) or `max_rows`."""
     chunk: list[dict] = []
     size = 0
-    for row in rows:
-        encoded = FEATURES.encode_example(row)
-        nbytes = _row_bytes(encoded)
-        if chunk and size + nbytes > max_bytes:
+    for row in encoded_rows:
+        nbytes = _row_bytes(row)
+        if chunk and (size + nbytes > max_bytes or (max_rows is not None and len(chunk) >= max_rows)):
             yield chunk
             chunk, size = [], 0
-        chunk.append(encoded)
+        chunk.append(row)
         size += nbytes
     if chunk:
         yield chunk
+
+
+def _chunks(rows: Iterable[dict], max_bytes: int) -> Iterator[list[dict]]:
+    """Rows encoded in the features' storage format, one file's worth at a time."""
+    return _cut((FEATURES.encode_example(row) for row in rows), max_bytes)
 
 
 def temp_prefix(settings: WriterSettings) -> str:
@@ -116,13 +156,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _row_groups(encoded_rows: list[dict], row_group_rows: int) -> Iterator[list[dict]]:
+    """Consecutive rows cut at `row_group_rows` rows or `ROW_GROUP_MAX_BYTES`, whichever comes first."""
+    return _cut(encoded_rows, ROW_GROUP_MAX_BYTES, row_group_rows)
+
+
+def _parquet_writer(path: Path) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, SCHEMA, **PARQUET_OPTIONS)
+
+
 def _write_tmp(folder: Path, encoded_rows: list[dict], row_group_rows: int, serial: int,
                settings: WriterSettings) -> Path:
     tmp = folder / f"{temp_prefix(settings)}{os.getpid()}-{serial:05d}.parquet"
-    with pq.ParquetWriter(tmp, SCHEMA) as writer:
-        for start in range(0, len(encoded_rows), row_group_rows):
-            batch = encoded_rows[start : start + row_group_rows]
-            writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+    with _parquet_writer(tmp) as writer:
+        for batch in _row_groups(encoded_rows, row_group_rows):
+            writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA), row_group_size=len(batch))
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     return tmp
@@ -147,7 +195,19 @@ def _mine(path: Path, split: str, settings: WriterSettings) -> bool:
     if settings.num_workers == 1:
         return True  # a single worker owns the whole group
     stem = re.escape(f"{split}-{settings.worker_index:05d}-of-{settings.num_workers:05d}")
-    return re.fullmatch(stem + r"(-\d{3})?\.parquet", path.name) is not None
+    return re.fullmatch(stem + r"(-\d{3}|-part\d{5})?\.parquet", path.name) is not None
+
+
+def _part_stem(split: str, settings: WriterSettings) -> str:
+    return split if settings.num_workers == 1 else f"{split}-{settings.worker_index:05d}-of-{settings.num_workers:05d}"
+
+
+def _part_re(split: str, settings: WriterSettings) -> re.Pattern:
+    return re.compile(re.escape(_part_stem(split, settings)) + r"-part(\d{5})\.parquet")
+
+
+def _is_part(path: Path, split: str, settings: WriterSettings) -> bool:
+    return _part_re(split, settings).fullmatch(path.name) is not None
 
 
 def _existing(folder: Path, split: str, settings: WriterSettings) -> list[Path]:
@@ -161,6 +221,15 @@ def _ids(path: Path) -> Optional[list[str]]:
         return None
 
 
+def _current_schema(path: Path) -> bool:
+    """Was the file written with today's features? (An older folder lacks fields added since: its
+    groups are rewritten even when their rows did not change.)"""
+    try:
+        return pq.read_schema(path).remove_metadata().equals(SCHEMA.remove_metadata())
+    except Exception:
+        return False
+
+
 def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSettings) -> bool:
     """Do this worker's current files of the group hold exactly `ids`, in order, under proper names?"""
     if not files or [p.name for p in files] != _names(split, len(files), settings):
@@ -168,7 +237,7 @@ def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSe
     found: list[str] = []
     for path in files:
         file_ids = _ids(path)
-        if file_ids is None:  # unreadable or foreign file: rewrite the group
+        if file_ids is None or not _current_schema(path):  # unreadable, foreign or old: rewrite the group
             return False
         found.extend(file_ids)
     return found == ids
@@ -213,7 +282,7 @@ def _write_without(path: Path, ids: set[str], tmp: Path, row_group_rows: int) ->
     """The rows of `path` whose id is not in `ids`, streamed into `tmp` (fsync'd). Returns how many."""
     kept = 0
     value_set = pa.array(sorted(ids), pa.string())
-    with pq.ParquetWriter(tmp, SCHEMA) as writer:
+    with _parquet_writer(tmp) as writer:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=row_group_rows):
             table = pa.Table.from_batches([batch])
             keep = pc.invert(pc.is_in(table.column("id"), value_set=value_set))
@@ -249,6 +318,49 @@ def _take_out(folder: Path, others: _Others, ids: set[str], settings: WriterSett
         else:
             tmp.unlink()
             path.unlink()
+
+
+def ids_in_files(out_dir: Path, fmt: str, source: str, split: str) -> Optional[set[str]]:
+    """Every id the group's files hold (any worker's), or None when they do not add up: an unreadable
+    file, a file of an older schema, or an id in two files (then only a whole rewrite is safe)."""
+    folder = Path(out_dir) / shard_dir(fmt, source)
+    found: set[str] = set()
+    count = 0
+    for path in _group_files(folder, split) if folder.is_dir() else []:
+        file_ids = _ids(path)
+        if file_ids is None or not _current_schema(path):
+            return None
+        found.update(file_ids)
+        count += len(file_ids)
+    return found if count == len(found) else None
+
+
+def write_part(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable[dict],
+               settings: Optional[WriterSettings] = None) -> GroupWritten:
+    """Rows that no file of the group holds yet, as new part files (see the module docstring): the
+    caller guarantees that (`ids_in_files`), under the folder lock."""
+    settings = settings or WriterSettings()
+    folder = Path(out_dir) / shard_dir(fmt, source)
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = _part_re(split, settings)
+    numbers = [int(m.group(1)) for p in _group_files(folder, split) if (m := pattern.fullmatch(p.name))]
+    next_part = max(numbers, default=-1) + 1
+    result = GroupWritten(fmt, source, split)
+    for serial, chunk in enumerate(_chunks(rows, settings.shard_max_bytes)):
+        tmp = _write_tmp(folder, chunk, settings.row_group_rows, 200_000 + serial, settings)
+        target = folder / f"{_part_stem(split, settings)}-part{next_part:05d}.parquet"
+        os.replace(tmp, target)  # only ids no file holds: never a row in two files
+        next_part += 1
+        result.rows += len(chunk)
+        result.files.append(target)
+    _fsync_dir(folder)
+    return result
+
+
+def has_parts(out_dir: Path, fmt: str, source: str, split: str, settings: Optional[WriterSettings] = None) -> bool:
+    settings = settings or WriterSettings()
+    folder = Path(out_dir) / shard_dir(fmt, source)
+    return folder.is_dir() and any(_is_part(p, split, settings) for p in _group_files(folder, split))
 
 
 def write_group(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable[dict],

@@ -48,9 +48,9 @@ def _rows(out: Path, fmt: str) -> dict[str, dict]:
 
 def _rows_file_ids(work_dir: Path) -> Counter:
     """How many rows-*.jsonl lines each id has over every worker's file (a redone sample counts twice)."""
-    from generation.checkpoint import _read_ids
+    from generation.checkpoint import load_index
 
-    return Counter(i for path in work_dir.glob("rows-*.jsonl") for i in _read_ids(path))
+    return Counter(i for path in work_dir.glob("rows-*.jsonl") for (_, _, i, _, _) in load_index(path))
 
 
 def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local_engine(local_ray, tmp_path,
@@ -160,3 +160,50 @@ def test_the_whole_job_killed_and_restarted_ends_with_every_id_once(tmp_path):
     assert not state.unreadable
     for fmt in FORMATS:
         assert sorted(state.ids[fmt]) == sorted(expected), fmt
+
+
+def test_the_plan_streams_to_the_actors_in_a_bounded_window(local_ray):
+    from generation.ray_engine import BatchFeed, plan_batches
+
+    class Echo:  # defined here: Ray's workers cannot import this test module, so it travels by value
+        def run(self, batch):
+            return [{"id": item} for item in batch]
+
+    read = []
+
+    def plan():  # the sources, read lazily: a million-sample plan must not be read ahead
+        for i in range(2000):
+            read.append(i)
+            yield i
+
+    actors = [ray.remote(Echo).options(num_cpus=0, max_concurrency=4).remote() for _ in range(2)]
+    depth, batch = 3, 5
+    window = len(actors) * depth * batch
+    feed = BatchFeed(ray, actors, plan_batches(plan(), batch), depth)
+    assert len(read) == window  # only the first window was read before any outcome came back
+    seen = []
+    for outcome in feed.outcomes():
+        seen.append(outcome["id"])
+        assert len(read) - len(seen) <= window + batch  # plus the batch whose outcomes are being handed out
+    assert sorted(seen) == list(range(2000))
+    for actor in actors:
+        ray.kill(actor)
+
+
+def test_a_generation_actor_runs_its_batches_concurrently(local_ray, tmp_path, monkeypatch):
+    """Batches of 2 and 16 samples in flight: the teacher sees far more than one batch's calls at once
+    (an actor that ran its batches one after another would never exceed 2)."""
+    from generation.config import load_config
+    from generation.plan import RunOptions
+    from generation.ray_engine import run_generation_ray
+    from tests.openai_server import OpenAICompatServer
+
+    monkeypatch.setenv("MMAT_RAY_TEST_KEY", "sk-ray-test-key-0000000000")
+    with OpenAICompatServer(latency_s=0.3) as server:
+        teacher = {"kind": "openai", "model": "local-test-model", "base_url": server.url,
+                   "api_key_env": "MMAT_RAY_TEST_KEY", "max_concurrency": 16}
+        config_path = write_config(tmp_path / "c.yaml", [source("tabmwp"), source("llava_cot")], teacher=teacher,
+                                   runner={"max_concurrency": 16, "ray": {"batch_size": 2}})
+        summary = run_generation_ray(load_config(config_path), RunOptions(out_dir=tmp_path / "out", quiet=True))
+        assert summary.exit_code == 0 and summary.finished == 24
+        assert server.max_in_flight >= 8, server.max_in_flight

@@ -18,11 +18,20 @@ vanish (first finished) or make the next run skip the first occurrence (first no
 from __future__ import annotations
 
 from itertools import islice
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Union
 
 from generation.schema import Quarantined, Sample
 from generation.sources import cauldron, infoseek, llava_cot, tabmwp, visual_cot
-from generation.sources.base import SOURCE_IDS, STAGE, Located, SourceConfig, SourceError, subset_of
+from generation.sources.base import (
+    SOURCE_IDS,
+    STAGE,
+    Deferred,
+    Located,
+    SourceConfig,
+    SourceError,
+    guarded,
+    subset_of,
+)
 
 Adapter = Callable[[SourceConfig], Iterator[Located]]
 
@@ -36,33 +45,53 @@ ADAPTERS: dict[str, Adapter] = {
 REPEAT_SUFFIX = "#repeat-"
 
 
-def read_source(cfg: SourceConfig) -> Iterator[Sample | Quarantined]:
+class Skipped(NamedTuple):
+    """A record `read_source(skip=...)` was asked not to build: just its id (a finished sample on a rerun)."""
+
+    sample_id: str
+
+
+Item = Union[Sample, Quarantined, Skipped]
+
+
+def item_id(item: Item) -> str:
+    return item.id if isinstance(item, Sample) else item.sample_id
+
+
+def read_source(cfg: SourceConfig, skip: Optional[Callable[[str], bool]] = None) -> Iterator[Item]:
     """Every record of one source, in native order: a `Sample`, or a `Quarantined` (yielded, not
     raised) for a record that cannot be used or repeats an earlier record's id. `subsets` and `limit`
     apply here, so every adapter honours them the same way; `limit` counts quarantined records too
     (it caps records read).
 
+    `skip(id)` true: the record is yielded as `Skipped(id)` without building its Sample (no field
+    decoding, image path resolution or image decode); its id still counts for repeats, so a later
+    record with the same id is quarantined as a repeat whether or not the first was skipped.
+
     Iterating raises `SourceError` (one line naming the fix) only when the source as a whole is
     unreadable: missing folder, a layout the adapter does not recognise, or a Hub id that cannot be
     reached. It is raised before any record is yielded.
     """
-    items: Iterator[Sample | Quarantined] = without_repeats(ADAPTERS[cfg.kind](cfg))
+    items: Iterator[Item] = without_repeats(ADAPTERS[cfg.kind](cfg), skip)
     if cfg.subsets:
         wanted = set(cfg.subsets)
-        items = (x for x in items if (x.subset if isinstance(x, Sample) else subset_of(x.sample_id)) in wanted)
+        items = (x for x in items if subset_of(item_id(x)) in wanted)
     if cfg.limit is not None:
         items = islice(items, cfg.limit)
     return items
 
 
-def without_repeats(located: Iterable[Located]) -> Iterator[Sample | Quarantined]:
-    """The items, with every record whose id was seen before quarantined as `{id}#repeat-{n}`."""
+def without_repeats(located: Iterable[Located], skip: Optional[Callable[[str], bool]] = None) -> Iterator[Item]:
+    """The items, built (or `Skipped`), with every record whose id was seen before quarantined as
+    `{id}#repeat-{n}`."""
     first: dict[str, str] = {}  # id -> where its first record is
     repeats: dict[str, int] = {}
     for where, item in located:
-        sid = item.id if isinstance(item, Sample) else item.sample_id
+        sid = item.id if isinstance(item, (Sample, Deferred)) else item.sample_id
         if sid not in first:
             first[sid] = where
+            if isinstance(item, Deferred):  # built now, before the adapter moves to its next record
+                item = Skipped(sid) if skip is not None and skip(sid) else guarded(sid, item.build)
             yield item
             continue
         repeats[sid] = repeats.get(sid, 1) + 1
@@ -71,4 +100,4 @@ def without_repeats(located: Iterable[Located]) -> Iterator[Sample | Quarantined
                           f"the first record with an id is the one kept", "RepeatedId")
 
 
-__all__ = ["ADAPTERS", "REPEAT_SUFFIX", "SOURCE_IDS", "SourceConfig", "SourceError", "read_source"]
+__all__ = ["ADAPTERS", "REPEAT_SUFFIX", "SOURCE_IDS", "Skipped", "SourceConfig", "SourceError", "item_id", "read_source"]

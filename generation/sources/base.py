@@ -99,12 +99,22 @@ class SourceConfig(StrictModel):
         return self
 
 
+class Deferred(NamedTuple):
+    """A record whose id is known and whose Sample is built only when it is wanted (`guarded(id,
+    build)` in `generation.sources.read_source`): a rerun that skips finished ids never decodes their
+    fields or resolves their image paths. `build` runs before the adapter reads its next record."""
+
+    id: str
+    build: Callable[[], Sample]
+
+
 class Located(NamedTuple):
-    """What an adapter yields: a Sample (or Quarantined) and where its record is in the native files
-    (`"problems_train.json: pid 137"`, `"train.jsonl: line 12"`), so a repeated id can name both."""
+    """What an adapter yields: a Sample (deferred), or a Quarantined for a record it could not read,
+    and where its record is in the native files (`"problems_train.json: pid 137"`, `"train.jsonl:
+    line 12"`), so a repeated id can name both."""
 
     where: str
-    item: Union[Sample, Quarantined]
+    item: Union[Deferred, Sample, Quarantined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +405,7 @@ def hub_error(cfg: SourceConfig, exc: BaseException) -> SourceError:
 __all__ = [
     "DEFAULT_QA_FILTERS", "ImageFolder", "Located", "MULTIPLE_CHOICE_PROMPT", "RecordError", "SHORT_ANSWER_PROMPT",
     "SOURCE_IDS", "SourceConfig", "SourceError", "add_response_constraint", "all_dropped", "choice_letter",
-    "degenerate_reason", "dropped_meta", "field_text", "format_choices", "guarded", "id_text", "is_numeric",
+    "Deferred", "degenerate_reason", "dropped_meta", "field_text", "format_choices", "guarded", "id_text", "is_numeric",
     "iter_json_container", "iter_jsonl", "local_root", "parse_listed_choices", "parsed", "qa_meta", "quarantine",
     "require", "sample_id", "subset_of",
 ]

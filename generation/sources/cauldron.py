@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator
 from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
+    Deferred,
     LETTERS,
     Located,
     SourceConfig,
@@ -41,7 +42,6 @@ from generation.sources.base import (
     choice_letter,
     degenerate_reason,
     dropped_meta,
-    guarded,
     hub_error,
     image_from_bytes,
     is_short_answer,
@@ -73,7 +73,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
     for subset, rows in (_hub_rows(cfg) if cfg.hub_id else _local_rows(cfg)):
         for index, (where, row) in enumerate(rows):
             sid = sample_id(SOURCE, subset, index)
-            yield Located(where, guarded(sid, lambda: _to_sample(row, sid, subset, validate, cfg.drop_qas)))
+            yield Located(where, Deferred(sid, lambda: _to_sample(row, sid, subset, validate, cfg.drop_qas)))
 
 
 def _local_rows(cfg: SourceConfig) -> Iterator[tuple[str, Iterable[tuple[str, dict[str, Any]]]]]:

@@ -28,13 +28,13 @@ from typing import Any, Iterator, Optional
 
 from generation.schema import QA, ImageRef, Sample
 from generation.sources.base import (
+    Deferred,
     ImageFolder,
     Located,
     SourceConfig,
     SourceError,
     add_response_constraint,
     field_text,
-    guarded,
     iter_jsonl,
     local_root,
     parsed,
@@ -86,7 +86,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
             if isinstance(rec, Exception):
                 yield Located(where, quarantine(sid, str(rec), rec))
                 continue
-            yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, locate, entities.get(native))))
+            yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, locate, entities.get(native))))
 
 
 class ImageLocator:

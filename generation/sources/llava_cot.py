@@ -16,12 +16,12 @@ dropped by the `empty_answer` filter while the dialogue keeps its other pairs.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
+    Deferred,
     ImageFolder,
     Located,
     SourceConfig,
@@ -32,7 +32,6 @@ from generation.sources.base import (
     degenerate_reason,
     dropped_meta,
     field_text,
-    guarded,
     iter_jsonl,
     local_root,
     parse_listed_choices,
@@ -72,15 +71,22 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
         if isinstance(rec, Exception):
             yield Located(where, quarantine(sid, str(rec), rec))
             continue
-        yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, images, cfg.drop_qas)))
+        yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, images, cfg.drop_qas)))
 
 
 def _sid(rec: Any, line: int) -> str:
     if not isinstance(rec, dict):
         return sample_id(SOURCE, "unknown", f"line-{line}")
     image = field_text(rec, FIELDS["image"])
-    subset = Path(image).parts[0] if image else "unknown"
+    subset = _first_part(image) if image else "unknown"
     return sample_id(SOURCE, subset, field_text(rec, FIELDS["id"]) or f"line-{line}")
+
+
+def _first_part(path: str) -> str:
+    """`Path(path).parts[0]` without building a Path (read for every record, finished ones included)."""
+    if path.startswith("/"):
+        return "/"
+    return next((part for part in path.split("/") if part not in ("", ".")), "unknown")
 
 
 def _to_sample(rec: dict[str, Any], sid: str, images: ImageFolder, filters: list[str]) -> Sample:

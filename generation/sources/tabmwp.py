@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from generation.schema import QA, Sample
 from generation.sources.base import (
+    Deferred,
     ImageFolder,
     Located,
     SourceConfig,
@@ -30,7 +31,6 @@ from generation.sources.base import (
     choice_letter,
     format_choices,
     field_text,
-    guarded,
     id_text,
     iter_json_container,
     local_root,
@@ -87,7 +87,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
             if isinstance(rec, Exception):
                 yield Located(where, quarantine(sid, str(rec), rec))
             else:
-                yield Located(where, guarded(sid, lambda: _to_sample(rec, sid, pid, file_split, images)))
+                yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, pid, file_split, images)))
 
 
 def _to_sample(rec: dict[str, Any], sid: str, pid: str, file_split: str, images: ImageFolder) -> Sample:

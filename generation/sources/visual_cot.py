@@ -27,13 +27,13 @@ from typing import Any, Iterator, Optional
 
 from generation.schema import QA, Sample
 from generation.sources.base import (
+    Deferred,
     ImageFolder,
     Located,
     SourceConfig,
     SourceError,
     add_response_constraint,
     field_text,
-    guarded,
     id_text,
     iter_json_container,
     iter_jsonl,
@@ -87,7 +87,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
             if isinstance(rec, Exception):
                 yield Located(where, quarantine(sid, str(rec), rec))
             else:
-                yield Located(where, guarded(sid, lambda: _from_train_record(rec, sid, images, index)))
+                yield Located(where, Deferred(sid, lambda: _from_train_record(rec, sid, images, index)))
         return
     for path in metadata_files:
         dataset, split = _file_dataset_split(path)
@@ -100,7 +100,7 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
             if isinstance(row, Exception):
                 yield Located(where, quarantine(sid, str(row), row))
             else:
-                yield Located(where, guarded(sid, lambda: _from_metadata(row, sid, images)))
+                yield Located(where, Deferred(sid, lambda: _from_metadata(row, sid, images)))
 
 
 def native_id(split: Any, question_id: Any) -> str:

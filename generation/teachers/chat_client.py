@@ -297,39 +297,63 @@ class ChatClient:
 
     async def _with_retries(self, task: str, messages: list[dict[str, Any]], kwargs: dict[str, Any],
                             model: Optional[str]) -> Any:
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
+        """The request, retried on a retryable failure. The first attempt runs without tenacity (most
+        calls succeed at once, and building its retry machinery per call is measurable CPU at hundreds
+        of calls per second); a failed one hands over to the same policy for the remaining attempts."""
         if self.fatal is not None:  # the endpoint already refused this run: send nothing more
             raise self.fatal
         attempts = self.cfg.max_retries + 1
         estimate = self._estimate_tokens(messages)
+        try:
+            return await self._attempt(messages, kwargs, estimate, model)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one clean line
+            if attempts == 1 or not _retry_worthy(exc):
+                raise self._final_error(exc, task, attempts) from None
+            self.stats.retries += 1
+            delay = self._retry_wait(exc, 1)
+            log.debug("teacher %s: attempt 1 failed (%s); retrying in %.2f s", task, type(exc).__name__, delay)
+        await asyncio.sleep(delay)
+        return await self._retry_rest(task, messages, kwargs, model, attempts, estimate)
+
+    def _retry_wait(self, exc: BaseException, attempt_number: int) -> float:
+        """Seconds before the next attempt; a 429's `Retry-After` also pauses every request."""
+        response = getattr(exc, "response", None)
+        hint = retry_after_seconds(getattr(response, "headers", None)) if response is not None else None
+        if hint is not None and status_of(exc) == 429:
+            self.limiter.pause(min(hint, MAX_RETRY_AFTER_S))
+        return backoff_seconds(attempt_number, self.cfg.backoff_base_s, self.cfg.backoff_max_s, hint)
+
+    def _final_error(self, exc: Exception, task: str, attempts: int) -> Exception:
+        """What a failure that is not retried (any more) raises: a 400/422 or an image refusal as it
+        is (`_request` steps down on those), anything else as one clean `TeacherError`."""
+        import openai
+
+        if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)) or refuses_images(exc):
+            return exc
+        return self._http_error(exc, task, attempts)
+
+    async def _retry_rest(self, task: str, messages: list[dict[str, Any]], kwargs: dict[str, Any],
+                          model: Optional[str], attempts: int, estimate: int) -> Any:
+        """Attempts 2..`attempts`, with backoff and full jitter between them (tenacity)."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         def wait(state) -> float:
-            exc = state.outcome.exception()
-            response = getattr(exc, "response", None)
-            hint = retry_after_seconds(getattr(response, "headers", None)) if response is not None else None
-            if hint is not None and status_of(exc) == 429:
-                self.limiter.pause(min(hint, MAX_RETRY_AFTER_S))
-            return backoff_seconds(state.attempt_number, self.cfg.backoff_base_s, self.cfg.backoff_max_s, hint)
+            return self._retry_wait(state.outcome.exception(), state.attempt_number + 1)
 
         def before_sleep(state) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception()
-            log.debug("teacher %s: attempt %d failed (%s); retrying in %.2f s", task, state.attempt_number,
+            log.debug("teacher %s: attempt %d failed (%s); retrying in %.2f s", task, state.attempt_number + 1,
                       type(exc).__name__, state.next_action.sleep if state.next_action else 0.0)
 
         try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait,
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts - 1), wait=wait,
                                                retry=retry_if_exception(_retry_worthy), reraise=True,
                                                before_sleep=before_sleep):
                 with attempt:
                     return await self._attempt(messages, kwargs, estimate, model)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clean line
-            import openai
-
-            if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)) or refuses_images(exc):
-                raise
-            raise self._http_error(exc, task, attempts) from None
+            raise self._final_error(exc, task, attempts) from None
         raise self._error("internal", f"teacher {task}: no attempt was made")  # pragma: no cover
 
     async def _attempt(self, messages: list[dict[str, Any]], kwargs: dict[str, Any], estimate: int,
