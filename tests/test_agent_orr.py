@@ -32,6 +32,9 @@ def test_orr_prompt_is_the_orr_rows_user_turn(demo):
                 dialogue = parse_row(row)
                 if len(dialogue.questions) > 1:
                     continue  # its API outputs include the later questions' calls
+                if row["source"] == "visual_cot":
+                    continue  # the offline teacher ran its operators on the annotated box's crop (issue 19),
+                    # which a question at inference does not come with
                 # the operators the row's teacher called, in its order
                 agent.settings.orr_operators = [name for name, _ in dialogue.questions[0].api_outputs]
                 result = agent.run_sync(evalset.images(item), item.question)
