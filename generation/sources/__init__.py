@@ -23,14 +23,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Union
 from generation.schema import Quarantined, Sample
 from generation.sources import cauldron, infoseek, llava_cot, tabmwp, visual_cot
 from generation.sources.base import (
-    SOURCE_IDS,
-    STAGE,
-    Deferred,
-    Located,
-    SourceConfig,
-    SourceError,
-    guarded,
-    subset_of,
+    SOURCE_IDS, STAGE, Deferred, Located, SourceConfig, SourceError, guarded, subset_of,
 )
 
 Adapter = Callable[[SourceConfig], Iterator[Located]]

@@ -32,24 +32,9 @@ from typing import Any, Iterable, Iterator
 from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred,
-    LETTERS,
-    Located,
-    SourceConfig,
-    SourceError,
-    add_response_constraint,
-    all_dropped,
-    choice_letter,
-    degenerate_reason,
-    dropped_meta,
-    hub_error,
-    image_from_bytes,
-    is_short_answer,
-    parse_listed_choices,
-    qa_meta,
-    quarantine,
-    require,
-    sample_id,
+    Deferred, LETTERS, Located, SourceConfig, SourceError, add_response_constraint, all_dropped,
+    choice_letter, degenerate_reason, dropped_meta, hub_error, image_from_bytes, is_short_answer,
+    parse_listed_choices, qa_meta, quarantine, require, sample_id,
 )
 
 SOURCE = "cauldron"

@@ -28,20 +28,8 @@ from typing import Any, Iterator, Optional
 
 from generation.schema import QA, ImageRef, Sample
 from generation.sources.base import (
-    Deferred,
-    ImageFolder,
-    Located,
-    SourceConfig,
-    SourceError,
-    add_response_constraint,
-    field_text,
-    iter_jsonl,
-    local_root,
-    parsed,
-    qa_meta,
-    quarantine,
-    require,
-    sample_id,
+    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, field_text,
+    iter_jsonl, local_root, parsed, qa_meta, quarantine, require, sample_id,
 )
 from generation.splits import normalise_native_split
 

@@ -21,25 +21,9 @@ from typing import Any, Iterator, Optional
 from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred,
-    ImageFolder,
-    Located,
-    SourceConfig,
-    SourceError,
-    add_response_constraint,
-    all_dropped,
-    choice_letter,
-    degenerate_reason,
-    dropped_meta,
-    field_text,
-    iter_jsonl,
-    local_root,
-    parse_listed_choices,
-    parsed,
-    qa_meta,
-    quarantine,
-    require,
-    sample_id,
+    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, all_dropped,
+    choice_letter, degenerate_reason, dropped_meta, field_text, iter_jsonl, local_root,
+    parse_listed_choices, parsed, qa_meta, quarantine, require, sample_id,
 )
 
 SOURCE = "llava_cot"

@@ -22,23 +22,9 @@ from typing import Any, Iterator
 
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred,
-    ImageFolder,
-    Located,
-    SourceConfig,
-    SourceError,
-    add_response_constraint,
-    choice_letter,
-    format_choices,
-    field_text,
-    id_text,
-    iter_json_container,
-    local_root,
-    qa_meta,
-    quarantine,
-    parsed,
-    require,
-    sample_id,
+    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, choice_letter,
+    format_choices, field_text, id_text, iter_json_container, local_root, qa_meta, quarantine, parsed,
+    require, sample_id,
 )
 from generation.splits import normalise_native_split
 

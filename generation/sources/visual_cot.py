@@ -27,22 +27,8 @@ from typing import Any, Iterator, Optional
 
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred,
-    ImageFolder,
-    Located,
-    SourceConfig,
-    SourceError,
-    add_response_constraint,
-    field_text,
-    id_text,
-    iter_json_container,
-    iter_jsonl,
-    local_root,
-    qa_meta,
-    parsed,
-    quarantine,
-    require,
-    sample_id,
+    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, field_text,
+    id_text, iter_json_container, iter_jsonl, local_root, qa_meta, parsed, quarantine, require, sample_id,
 )
 from generation.splits import normalise_native_split
 
