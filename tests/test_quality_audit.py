@@ -180,3 +180,21 @@ def test_the_orr_rows_are_audited_from_their_api_outputs(folder):
     assert orr.total.grounded == 7 and orr.total.verified == 7  # the API outputs block is the evidence
     # ORR tokens over RR tokens, whichever format is audited
     assert orr.exact_duplicates == 1 and orr.token_ratio == pytest.approx(audit_dataset(folder, "rr").token_ratio)
+
+
+def test_the_terminal_report_is_readable_at_80_columns(report):
+    """Every header and the total's rates stay whole on a default terminal (one wide table folded them)."""
+    from rich.console import Console
+
+    from generation.quality.report import COLUMNS, print_report
+
+    console = Console(width=80, record=True, color_system=None)
+    print_report(report, console)
+    text = console.export_text()
+    table_lines = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table_lines and all(len(line) <= 80 for line in table_lines)
+    for header in ("verified", "grounded", "leaked", "steps", "turns", "tokens", "images"):
+        assert f" {header} " in text, header
+    total = next(line for line in text.splitlines() if line.startswith("│ total "))
+    assert "0.88 (7/8)" in total and "0.12 (1/8)" in total
+    assert len(COLUMNS) > 5  # the second table carries the rest

@@ -52,6 +52,7 @@ def table_rows(report: AuditReport, subsets: bool = False) -> list[tuple[str, Gr
 COLUMNS = ("source", "dialogues", "verified", "grounded", "leaked", "general reflections (check / staged)",
            "math reflections (check / staged)", "math dialogues with a math reflection", "steps", "turns", "tokens",
            "images")
+_RATE_COLUMNS = 5  # source, dialogues, verified, grounded, leaked: the terminal's first table
 
 
 def row_cells(name: str, g: GroupStats) -> list[str]:
@@ -141,12 +142,17 @@ def print_report(report: AuditReport, console: Any, viewer_hint: bool = True) ->
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"quality of {escape(report.dataset)} ({report.config})", title_justify="left")
-    for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
-    for name, group in table_rows(report, subsets=True):
-        table.add_row(*[escape(c) for c in row_cells(name, group)], style="bold" if name == "total" else None)
-    console.print(table)
+    # two tables of the same rows (the rates, then reflections and lengths): one table of all the columns
+    # folds every cell into a column of letters on an 80-column terminal
+    rows = [(name, [escape(c) for c in row_cells(name, group)]) for name, group in table_rows(report, subsets=True)]
+    for title, columns in ((f"quality of {escape(report.dataset)} ({report.config})", range(0, _RATE_COLUMNS)),
+                           ("reflections and lengths (per dialogue)", [0, *range(_RATE_COLUMNS, len(COLUMNS))])):
+        table = Table(title=title, title_justify="left")
+        for i in columns:
+            table.add_column(COLUMNS[i], justify="left" if i == 0 else "right", overflow="fold")
+        for name, cells in rows:
+            table.add_row(*[cells[i] for i in columns], style="bold" if name == "total" else None)
+        console.print(table)
     ops = Table(title="operator calls (dialogues using it)", title_justify="left")
     operators = list(report.total.operator_calls)
     ops.add_column("source")
