@@ -185,13 +185,11 @@ def test_empty_sources_and_a_negative_limit_are_one_line_errors(tmp_path, yaml_t
 
 
 def test_the_ray_driver_stops_on_an_actors_fatal_teacher_error():
-    import json
-
     from generation.ray_engine import _outcome
     from generation.teachers.base import TeacherFatalError
 
-    with pytest.raises(TeacherFatalError) as err:
-        _outcome(json.dumps({"id": "tabmwp/x/1", "fatal": "teacher quota exhausted (HTTP 429 insufficient_quota)",
-                             "fix": "add credit to the account or use another key"}))
+    with pytest.raises(TeacherFatalError) as err:  # an actor's outcome, as the streamed Ray engine returns it
+        _outcome({"id": "tabmwp/x/1", "fatal": "teacher quota exhausted (HTTP 429 insufficient_quota)",
+                  "fix": "add credit to the account or use another key"})
     assert str(err.value).startswith("teacher quota exhausted (HTTP 429 insufficient_quota). The run stopped at the "
                                      "first such error: add credit to the account or use another key, then rerun")
