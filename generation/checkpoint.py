@@ -28,6 +28,10 @@ run with another `--num-shards` (a single-worker run included) would split them 
 generate the same samples again. So each live worker holds its N's layout lock shared and a run
 whose N differs from a live one is refused (`CheckpointLocked`); after it ends, any N may resume
 the folder.
+
+Why one module of ~490 lines: each guarantee above is a statement about how the rows files, their
+index, the quarantine files, the blobs and the locks are written together; kept in one file, a
+reader checks every crash case against every writer without leaving it.
 """
 from __future__ import annotations
 

@@ -19,6 +19,10 @@ is in `generation.teachers.payloads`, which the caption operator reads too.
 
 Latency per call is its wall time, from rendering the request to the parsed reply: retries, backoff,
 the repair round and any wait for a concurrency slot or the rate limiter included.
+
+Why one module of ~470 lines: the slot, the limiter, the retries, the format step-down and the
+repair round all act on the same request and the same accounting; split, each rule would have to
+be read beside the others anyway.
 """
 from __future__ import annotations
 
