@@ -10,7 +10,8 @@ baseline), `conversation` (messages, calls, the one retry), `endpoint` (the Open
 (operators and RAG as generation runs them), `trajectory` (what a run produced), `render` (terminal
 output), `eval_data` / `eval_store` / `evaluate` (`mmat eval`: questions, durable answers, scores).
 """
-from agent.core import FORMATS, Agent, AgentSettings
+from agent.core import Agent
+from agent.settings import FORMATS, AgentSettings
 from agent.endpoint import ChatModel, OpenAIChat, SamplingSettings
 from agent.errors import AgentError, QuestionFailed
 from agent.serving import EndpointSpec

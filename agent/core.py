@@ -17,41 +17,22 @@ import contextlib
 import io
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from agent.endpoint import ChatModel, SamplingSettings
-from agent.errors import AgentError, QuestionFailed
+from agent.errors import QuestionFailed
 from agent.orr import run_orr
 from agent.plain import run_plain
 from agent.rr import run_rr
 from agent.serving import EndpointSpec, open_chat
+from agent.settings import AgentSettings, check_format
 from agent.tools import AgentTools, build_tools, operators_settings
 from agent.trajectory import ERROR, AgentResult
 from operators.images import ImageDecodeError, LoadedImage
 
-FORMATS = ("rr", "orr", "plain")
 Runner = Callable[..., Awaitable[None]]
 RUNNERS: dict[str, Runner] = {"rr": run_rr, "orr": run_orr, "plain": run_plain}
-
-
-@dataclass
-class AgentSettings:
-    format: str = "rr"
-    max_steps: int = 8  # RR: assistant steps before the summary question is asked anyway
-    orr_operators: Optional[list[str]] = None  # ORR: which operators to run first (None: every non-RAG one here)
-
-    def __post_init__(self) -> None:
-        check_format(self.format)
-        if self.max_steps < 1:
-            raise AgentError(f"max_steps must be 1 or more, not {self.max_steps}")
-
-
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise AgentError(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
-    return fmt
 
 
 def load_image(image: Any) -> LoadedImage:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from agent.core import FORMATS, Agent
+from agent.core import Agent
+from agent.settings import FORMATS
 from agent.errors import AgentError, QuestionFailed
 from agent.eval_data import EvalItem, EvalSet
 from agent.eval_report import BASELINE, EvalReport, summarise

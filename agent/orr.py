@@ -19,7 +19,7 @@ from generation.dialogue_format import ORR_FORMAT_REMINDER, parse_orr_reply, ren
 from operators.images import LoadedImage
 
 if TYPE_CHECKING:
-    from agent.core import AgentSettings
+    from agent.settings import AgentSettings
 
 
 async def run_orr(chat: ChatModel, tools: AgentTools, images: Sequence[LoadedImage], question: str,

@@ -15,7 +15,7 @@ from generation.dialogue_format import ANSWER_FORMAT_REMINDER, parse_answer
 from operators.images import LoadedImage
 
 if TYPE_CHECKING:
-    from agent.core import AgentSettings
+    from agent.settings import AgentSettings
 
 
 async def run_plain(chat: ChatModel, tools: Optional[AgentTools], images: Sequence[LoadedImage], question: str,

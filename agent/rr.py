@@ -30,7 +30,7 @@ from generation.integration import rr_system_prompt
 from operators.images import LoadedImage
 
 if TYPE_CHECKING:
-    from agent.core import AgentSettings
+    from agent.settings import AgentSettings
 
 
 async def run_rr(chat: ChatModel, tools: AgentTools, images: Sequence[LoadedImage], question: str,

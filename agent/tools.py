@@ -14,7 +14,6 @@ when an operator could not run).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -352,13 +352,14 @@ def quality_section(root: Path, report: Any = None, write_figure: bool = False) 
     that fails leaves the card without the section, with a warning, rather than without a card."""
     from generation.quality.audit import audit_dataset
     from generation.quality.report import render_figure as render_quality_figure
+    from generation.quality.report import report_markdown
 
     try:
         if report is None:
             report = audit_dataset(root, "rr" if any((root / "data" / "rr").glob("*/*.parquet")) else "orr")
         if write_figure:
             render_quality_figure(report, root / QUALITY_FIGURE_PATH)
-        return report.markdown(figure=QUALITY_FIGURE_PATH if (root / QUALITY_FIGURE_PATH).is_file() else None)
+        return report_markdown(report, figure=QUALITY_FIGURE_PATH if (root / QUALITY_FIGURE_PATH).is_file() else None)
     except Exception as exc:  # the card matters more than its Quality section
         logging.getLogger(__name__).warning("no Quality section in the card: %s: %s", type(exc).__name__, exc,
                                             exc_info=True)

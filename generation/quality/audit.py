@@ -290,11 +290,6 @@ class AuditReport:
                 "exact_duplicates": self.exact_duplicates, "near_duplicates": self.near_duplicates,
                 "orr_rr_token_ratio": _round(self.token_ratio)}
 
-    def markdown(self, figure: Optional[str] = None, subsets: bool = False) -> str:
-        from generation.quality.report import report_markdown
-
-        return report_markdown(self, figure=figure, subsets=subsets)
-
 
 def _round(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 4)
@@ -320,7 +315,7 @@ def _batches(shard: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
 
 def _tokens_per_row(batch: pa.RecordBatch) -> np.ndarray:
     """Text tokens per row, counted as the card counts them (`publishing.card.TOKEN_PATTERN`)."""
-    from publishing.card import TOKEN_PATTERN
+    from publishing.card_stats import TOKEN_PATTERN
 
     messages = batch.column("messages")
     msg = pc.list_flatten(messages)
