@@ -37,13 +37,17 @@ class FaceConfig(StrictModel):
 
 
 class LabelBboxConfig(StrictModel):
-    backend: Literal["auto", "grounding_dino", "off"] = "auto"
+    # auto: Grounding DINO when its weights are present, else `segments` (class-agnostic connected components:
+    # boxes and colours, no class names; operators/label_bbox_segments.py)
+    backend: Literal["auto", "grounding_dino", "segments", "off"] = "auto"
     model: str = "IDEA-Research/grounding-dino-tiny"  # Hub id or local folder (save_pretrained layout)
     box_threshold: float = Field(0.35, ge=0.0, le=1.0)
     text_threshold: float = Field(0.25, ge=0.0, le=1.0)
     max_boxes_per_label: int = Field(3, ge=1)
     nms_iou: float = Field(0.5, ge=0.0, le=1.0)
     device: str = "cpu"
+    segments_min_area: float = Field(0.002, ge=0.0, le=1.0)  # smallest object, as a share of the image's pixels
+    segments_min_contrast: float = Field(0.08, gt=0.0, le=2.0)  # least colour distance from the background
 
 
 class CaptionConfig(StrictModel):

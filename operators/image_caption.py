@@ -25,6 +25,7 @@ import numpy as np
 from generation.teachers.payloads import image_data_url, parse_json_reply
 from operators.base import (Backend, BackendUnavailable, EndpointBackend, OperatorError, OperatorResult,
                             per_image_text, quote_data)
+from operators.colours import COLOUR_NAMES, colour_names
 from operators.images import LoadedImage
 
 PROMPT_PATH = Path(__file__).resolve().parents[1] / "generation" / "prompts" / "caption_scene_graph.txt"
@@ -199,37 +200,14 @@ def _create_fn(client: Any) -> Optional[Callable[..., Any]]:
 
 # -- template ---------------------------------------------------------------------------------
 
-_COLOUR_NAMES = ("black", "white", "grey", "red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown")
-
-
-def _colour_names(rgb: np.ndarray) -> np.ndarray:
-    """Per-pixel colour-name index from simple HSV rules (rgb float array in [0, 1], shape (n, 3))."""
-    mx, mn = rgb.max(axis=1), rgb.min(axis=1)
-    v, s = mx, np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    delta = np.maximum(mx - mn, 1e-6)
-    h = np.where(mx == r, ((g - b) / delta) % 6, np.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)) * 60
-    names = np.full(len(rgb), 2)  # grey
-    chromatic = (s >= 0.25) & (v >= 0.2)
-    hue_bins = [(15, 3), (40, 4), (70, 5), (165, 6), (195, 7), (255, 8), (290, 9), (335, 10), (360, 3)]
-    lower = 0
-    for upper, idx in hue_bins:
-        names = np.where(chromatic & (h >= lower) & (h < upper), idx, names)
-        lower = upper
-    names = np.where(chromatic & (names == 4) & (v < 0.6), 11, names)  # dark orange → brown
-    names = np.where(~chromatic & (v < 0.2), 0, names)
-    names = np.where(~chromatic & (v >= 0.2) & (v > 0.85) & (s < 0.25), 1, names)
-    return names
-
-
 def image_facts(image) -> dict[str, Any]:
     width, height = image.size
     small = np.asarray(image.resize((64, 64), resample=0), dtype=np.float64)  # nearest: real pixel colours / 255.0
     pixels = small.reshape(-1, 3)
-    names = _colour_names(pixels)
-    counts = np.bincount(names, minlength=len(_COLOUR_NAMES)) / len(names)
+    names = colour_names(pixels)
+    counts = np.bincount(names, minlength=len(COLOUR_NAMES)) / len(names)
     order = np.argsort(-counts)
-    colours = [_COLOUR_NAMES[i] for i in order[:3] if counts[i] >= 0.1]
+    colours = [COLOUR_NAMES[i] for i in order[:3] if counts[i] >= 0.1]
     brightness = float(pixels.max(axis=1).mean())
     saturation = float(np.where(pixels.max(axis=1) > 0,
                                 (pixels.max(axis=1) - pixels.min(axis=1)) / np.maximum(pixels.max(axis=1), 1e-6), 0).mean())

@@ -8,7 +8,8 @@ per label, boxes above `box_threshold` go through NMS and the best `max_boxes_pe
 `text`: "dog: [0.12, 0.30, 0.55, 0.90]; ball: [..], [..]; cat: not found" — normalised [0,1] xyxy
 with 2 decimals (as in the paper's figures). `data` carries 4-decimal boxes, pixel boxes and scores.
 
-Offline with no weights the backend is unavailable (and the teacher is not offered the operator).
+Offline with no weights, `backend: auto` falls back to `segments` (`operators.label_bbox_segments`: class-agnostic
+objects, no class names), with one log line.
 """
 from __future__ import annotations
 

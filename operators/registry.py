@@ -64,11 +64,16 @@ def _candidates(name: str, cfg: OperatorsConfig, cache_dir: Optional[Path], capt
         return [("deepface", lambda: _shared(DeepFaceBackend, detector=c.detector, min_confidence=c.min_confidence))]
     if name == "label_bbox":
         from operators.label_bbox import GroundingDinoBackend
+        from operators.label_bbox_segments import SegmentsBackend
 
         c = cfg.label_bbox
-        return [("grounding_dino", lambda: _shared(
-            GroundingDinoBackend, model=c.model, box_threshold=c.box_threshold, text_threshold=c.text_threshold,
-            max_boxes_per_label=c.max_boxes_per_label, nms_iou=c.nms_iou, device=c.device))]
+        return [
+            ("grounding_dino", lambda: _shared(
+                GroundingDinoBackend, model=c.model, box_threshold=c.box_threshold, text_threshold=c.text_threshold,
+                max_boxes_per_label=c.max_boxes_per_label, nms_iou=c.nms_iou, device=c.device)),
+            ("segments", lambda: _shared(SegmentsBackend, min_area=c.segments_min_area,
+                                         min_contrast=c.segments_min_contrast)),
+        ]
     if name == "image_caption":
         from operators.image_caption import TemplateCaptionBackend, VlmCaptionBackend
 
