@@ -22,8 +22,9 @@ Args: `labels` / `scene_graph` are accepted and ignored (it cannot look for a na
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -93,6 +94,22 @@ def segments_text(objects: list[dict[str, Any]]) -> str:
     boxes = "; ".join(f"{o['colour']} [" + ", ".join(f"{v:.2f}" for v in o["box"]) + "]" for o in objects[:MAX_LISTED])
     more = f"; and {len(objects) - MAX_LISTED} more" if len(objects) > MAX_LISTED else ""
     return f"{len(objects)} separate {noun} ({NO_CLASS_NAMES}): {tally}. Boxes: {boxes}{more}."
+
+
+_TALLY = re.compile(r"^(?P<total>\d+) separate objects? \(" + re.escape(NO_CLASS_NAMES) + r"\): (?P<tally>[^.]*)\.")
+
+
+def read_segments_text(text: str) -> Optional[tuple[int, dict[str, int]]]:
+    """(objects, colour -> objects) from one image's `segments_text`, or None for any other text."""
+    match = _TALLY.match(text.strip())
+    if match is None:
+        return None
+    tally = {}
+    for part in match.group("tally").split(", "):
+        n, _, colour = part.partition(" ")
+        if n.isdigit() and colour in COLOUR_NAMES:
+            tally[colour] = int(n)
+    return int(match.group("total")), tally
 
 
 class SegmentsBackend(Backend):

@@ -14,11 +14,15 @@ the operator and retrieval results that came back), then the final answer.
 - **evidence**: the operator results and retrieved passages shown so far (earlier questions of the
   dialogue included), the numbers of the question, a few constants (`CONSTANTS`), and every number a
   step *derives* by arithmetic written out with known operands (`45 + 52 = 97`, `$6.20 × 3 = $18.60`:
-  the operands must be evidence numbers or earlier results, and the arithmetic must be right).
+  the operands must be evidence numbers or earlier results, and the arithmetic must be right), and
+  every fact a step *decides* from known numbers and states rightly: a comparison (`$8.95 is less than
+  $12.00`, `45 > 41`) and a parity (`27 ends in 7, so it is odd`).
 - **supported**: the target is in the evidence. Text: its normal form (`generation.answers`) occurs,
   word for word, in the evidence's normal form. Numbers: the value is an evidence number or a derived
   one. Yes/no: the evidence speaks about what the question asks (at least half of its content words
-  occur in it; a proxy: no text can show that a "no" is right). Long answers (more than
+  occur in it; a proxy: no text can show that a "no" is right), or a step decided a comparison of known
+  numbers (what settles "does she have enough?"). A text answer a decided fact names (`odd`) is supported
+  like one the results show. Long answers (more than
   `LONG_ANSWER_WORDS` words): at least `LONG_ANSWER_RECALL` of their content words occur in it.
 - **grounded** (per question): the target is supported by the evidence shown before the final turn.
 - **leaked** (per step): the step states the target before the evidence supports it (a quote of the
@@ -166,6 +170,36 @@ def same_number(value: float, written: float, places: int) -> bool:
     return abs(value - written) <= max(1e-9 * max(1.0, abs(written)), 0.5 * 10 ** -places if places else 1e-9)
 
 
+_NUM = r"[$€£¥]?\d[\d,]*(?:\.\d+)?"
+_COMPARISON = re.compile(
+    rf"(?P<a>{_NUM})\s*(?:(?:is|are|was|were)\s+)?(?:(?P<word>less|fewer|smaller|lower|cheaper|more|greater|larger|"
+    rf"higher|bigger)\s+than|(?P<sign><=|>=|≤|≥|<|>))\s*(?P<b>{_NUM})", re.I)
+_PARITY = re.compile(rf"(?P<n>{_NUM})(?:\s+ends\s+in\s+\d+)?\s*,?\s*(?:so\s+)?(?:it\s+|which\s+)?(?:is|are)\s+"
+                     r"(?:an?\s+)?(?P<parity>odd|even)\b", re.I)
+_BELOW = ("less", "fewer", "smaller", "lower", "cheaper", "<", "<=", "≤")
+
+
+def decided_facts(text: str) -> list[tuple[list[float], str]]:
+    """Facts `text` states rightly about numbers: for each comparison (`a is less than b`, `a > b`) or parity
+    (`n is odd`, `n ends in 7, so it is odd`) that is true, (its numbers, what it decides: "comparison", or
+    the parity word). Whether the numbers are known is the caller's question."""
+    found: list[tuple[list[float], str]] = []
+    for match in _COMPARISON.finditer(text):
+        a, b = _number(match.group("a"))[0], _number(match.group("b"))[0]
+        relation = (match.group("word") or match.group("sign")).lower()
+        strict = relation not in ("<=", ">=", "≤", "≥")
+        below = relation in _BELOW
+        holds = (a < b if strict else a <= b) if below else (a > b if strict else a >= b)
+        if holds:
+            found.append(([a, b], "comparison"))
+    for match in _PARITY.finditer(text):
+        n = _number(match.group("n"))[0]
+        parity = match.group("parity").lower()
+        if n == int(n) and (int(n) % 2 == 1) == (parity == "odd"):
+            found.append(([n], parity))
+    return found
+
+
 def equations(text: str) -> list[tuple[list[float], list[float]]]:
     """Arithmetic written out in `text` and right: for each chain `a + b = c` (or `a = b + c = d`) whose
     sides all have the same value (a side that is one written number at its written precision),
@@ -218,12 +252,13 @@ class Evidence:
         self._norm = " "
         self.numbers: list[float] = []
         self.derived: list[float] = []
+        self.decided: list[str] = []  # what true statements about known numbers decided ("comparison", "odd")
         self._question_numbers = parse_numbers(question) if question else []
 
     def copy(self, question: Optional[str] = None) -> "Evidence":
         other = Evidence(self.question if question is None else question)
         other.texts, other._norm = list(self.texts), self._norm
-        other.numbers, other.derived = list(self.numbers), list(self.derived)
+        other.numbers, other.derived, other.decided = list(self.numbers), list(self.derived), list(self.decided)
         return other
 
     @property
@@ -253,18 +288,22 @@ class Evidence:
         return new
 
     def add_thought(self, thought: str) -> None:
+        """A step's reasoning: the numbers it derives, then the facts it decides from known numbers."""
         self.derived += self.derivations(thought)
+        self.decided += [fact for values, fact in decided_facts(thought) if all(self.known(v) for v in values)]
 
     def contains(self, norm_text: str) -> bool:
         return bool(norm_text) and f" {norm_text} " in self._norm
 
-    def supports(self, target: Target, extra_numbers: Sequence[float] = ()) -> bool:
+    def supports(self, target: Target) -> bool:
         """Is `target` in the evidence (see the module docstring)?"""
         if target.kind == "number" and target.value is not None:
             places = _places(target.text)
-            if any(same_number(v, target.value, places) for v in self.numbers + self.derived + list(extra_numbers)):
+            if any(same_number(v, target.value, places) for v in self.numbers + self.derived):
                 return True
         if target.kind == "yesno":
+            if "comparison" in self.decided:
+                return True
             words = content_words(self.question)
             hits = sum(1 for w in words if self.contains(w))
             return bool(words) and hits * 2 >= len(words)
@@ -273,7 +312,7 @@ class Evidence:
         if target.kind == "long":
             words = content_words(target.text)
             return bool(words) and sum(1 for w in words if self.contains(w)) >= LONG_ANSWER_RECALL * len(words)
-        return self.contains(target.norm)
+        return self.contains(target.norm) or target.norm in self.decided
 
 
 # ---------------------------------------------------------------------------------------- leaks
@@ -308,14 +347,14 @@ def _mentioned_outside_question(thought: str, target_norm: str, question: str) -
 
 def states_answer(thought: str, target: Target, question: str) -> bool:
     """Does the step say what the answer is (the target's text, its option letter, or a yes/no verdict)?"""
-    if target.kind == "yesno":
-        return any((m.group(1) or m.group(2) or m.group(3)).lower() == target.norm
-                   for m in _CONCLUSION.finditer(thought.strip()))
+    if target.kind == "yesno" and any((m.group(1) or m.group(2) or m.group(3)).lower() == target.norm
+                                      for m in _CONCLUSION.finditer(thought.strip())):
+        return True
     letter = target.letter or (target.text.strip("(). ") if target.kind == "label" else None)
     if letter and _letter_claim(letter).search(thought):
         return True
-    if target.kind == "label":
-        return False
+    if target.kind in ("label", "yesno"):
+        return False  # a yes/no is stated by a verdict or its option's letter, not by the word in passing
     return _mentioned_outside_question(thought, target.norm, question)
 
 
@@ -364,7 +403,9 @@ def judge_question(question: str, steps: Sequence[Any], answer: str, choices: Op
         if phrase:
             leaks.append(Leak(index, f"step {index + 1} mentions a {phrase.lower()!r}"))
         elif step.thought and states_answer(step.thought, target, question):
-            if not evidence.supports(target, evidence.derivations(step.thought)):
+            probe = evidence.copy()  # the step's own calculations and comparisons may show it
+            probe.add_thought(step.thought)
+            if not probe.supports(target):
                 leaks.append(Leak(index, f"step {index + 1} states the answer {target.text!r} before any "
                                          "evidence supports it"))
         evidence.add_thought(step.thought)

@@ -12,10 +12,16 @@ produces says `teacher.model = "offline-annotations"`. It reads the source's ann
   each calculation of the native solution.
 - InfoSeek: `rag` with the question, then (when no passage holds the answer) with the entity the image
   shows; the thought quotes the passage sentence that contains the answer.
-- Choice questions: the thought names the option whose text the evidence shows.
+- Tables read with `ocr` (ROBUT/WTQ and the like): the rows are read from the OCR text and the result written
+  out (`generation.teachers.table_reading`): a superlative as the column's values and the extreme one, a
+  count as the matching rows and `1 + 1 = 2`, a total as `14 + 12 = 26`.
+- Counting objects in a scene: `label_bbox` (on Visual CoT's box when there is one). Offline its backend is
+  `segments`, which finds separate objects and their colours but cannot name them, so the thought counts
+  all of them, or those of the colour asked, from the tool's list, and says it cannot name them.
+- Choice questions: the thought names the option whose text the evidence shows (or the derived result).
 - Everything else: operators chosen from the question's words (text → ocr, people → face_detection,
-  knowledge → rag, counting → label_bbox, otherwise image_caption), and `ocr` as a second look when a
-  diagram's labels may hold the option.
+  knowledge → rag, otherwise image_caption), and `ocr` as a second look when a diagram's labels may hold
+  the option.
 
 Where no evidence supports the answer it does not pretend: the last step says what the tools showed
 and that it does not settle the question, without stating the answer (the row's `meta.grounded` is
@@ -45,6 +51,10 @@ from generation.reflection import leak_verdict
 from generation.schema import Sample, TeacherUsage, Trajectory, is_math
 from generation.sources.instructions import MULTIPLE_CHOICE_PROMPT, SHORT_ANSWER_PROMPT
 from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherStats
+from generation.teachers.table_reading import derive, read_table
+from generation.verify import answers_match
+from operators.colours import COLOUR_NAMES
+from operators.label_bbox_segments import read_segments_text
 
 MODEL_NAME = "offline-annotations"
 
@@ -57,13 +67,13 @@ _TEXT_WORDS = ("text", "written", "say", "says", "read", "title", "word", "sign"
                "invoice", "receipt", "document", "letter")
 _PEOPLE_WORDS = ("person", "people", "man", "men", "woman", "women", "face", "faces", "who is", "boy", "girl",
                  "astronaut", "player", "wearing", "crew", "human")
-_COUNT_WORDS = ("how many", "count", "number of", "where is", "where are", "located", "left of", "right of")
+_COUNT_WORDS = ("how many", "count")
 _KNOWLEDGE_WORDS = ("which country", "what country", "when was", "what year", "who designed", "who built",
                     "founded", "capital", "named after", "in which", "height of", "how tall", "how old",
                     "architect", "native to", "species", "what city")
 _LABELLED_WORDS = ("diagram", "figure", "chart", "graph", "label", "labelled", "labeled", "map", "table", "arrow")
 _PURPOSES = {"image_caption": "a description of the image", "ocr": "the text in the image",
-             "face_detection": "where the people's faces are", "label_bbox": "the location of the relevant objects"}
+             "face_detection": "where the people's faces are", "label_bbox": "the separate objects to count"}
 _CONSTRAINT = re.compile(r"\s*(" + "|".join(map(re.escape, (SHORT_ANSWER_PROMPT, MULTIPLE_CHOICE_PROMPT))) + r")\s*$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$])")
 _QUOTE_CHARS = 220
@@ -167,8 +177,11 @@ class OfflineTeacher:
         chosen: list[str] = []
         args: dict[str, dict] = {}
         rag_query = None
+        # Counting objects in a scene (not rows of a table or text): label_bbox finds them.
+        counting = _has(q, _COUNT_WORDS) and "label_bbox" in available and source != "tabmwp"
         if source == "visual_cot" and box:
-            tool = "ocr" if subset.startswith(VISUAL_COT_TEXT_SUBSETS) else "image_caption"
+            tool = "ocr" if subset.startswith(VISUAL_COT_TEXT_SUBSETS) else (
+                "label_bbox" if counting else "image_caption")
             chosen.append(tool)
             args[tool] = {"region": [float(v) for v in box]}
         elif source == "tabmwp":
@@ -182,9 +195,9 @@ class OfflineTeacher:
                 rag_query = question
             if not chosen or source in ("llava_cot", "infoseek"):
                 chosen.insert(0, "image_caption")
-        if _has(q, _COUNT_WORDS) and "label_bbox" in available:
+        if counting and "ocr" not in chosen:  # not rows of a table nor words of a text
             chosen.append("label_bbox")
-            args["label_bbox"] = {"labels": _count_target(question) or ["object"]}
+            args["label_bbox"] = {**args.get("label_bbox", {}), "labels": _count_target(question) or ["object"]}
         chosen = [name for name in dict.fromkeys(chosen) if name in available]
         if rag_query and "rag" not in available:
             rag_query = None
@@ -195,7 +208,8 @@ class OfflineTeacher:
         region = next((a["region"] for a in args.values() if "region" in a), None)
         if region is not None:
             box = "[" + ", ".join(f"{v:g}" for v in region) + "]"
-            what = "read the text there with ocr" if chosen[0] == "ocr" else "look at that part with image_caption"
+            what = {"ocr": "read the text there with ocr", "label_bbox": "find the separate objects there with "
+                    "label_bbox"}.get(chosen[0], "look at that part with image_caption")
             return f"The question asks: {question} The part of the image that answers it is around {box}, so I will {what}."
         needs = [_PURPOSES[name] for name in chosen if name in _PURPOSES]
         if rag_query:
@@ -285,6 +299,41 @@ class OfflineTeacher:
         tail = f"None of these results shows {asked}, so I cannot confirm it from the tool evidence."
         return " ".join(parts[:4] + [tail]) if parts else f"No tool result shows {asked}, so I cannot confirm it."
 
+    @staticmethod
+    def _observations(ctx: TeacherContext, operator: str, backend: Optional[str] = None) -> list[str]:
+        """The texts `operator` returned in this dialogue so far, latest first."""
+        steps = [s for qa in ctx.previous for s in qa.steps] + list(ctx.steps)
+        return [o.text for s in reversed(steps) for o in s.observations
+                if o.operator == operator and (backend is None or o.backend == backend)]
+
+    def _read_off(self, ctx: TeacherContext) -> Optional[tuple[list[str], str]]:
+        """(sentences deriving a result from the tool results, the result): a table read from the OCR text,
+        or a count from the objects `label_bbox`'s segments found; None when neither applies."""
+        question = bare_question(ctx.qa.question).split("\n")[0]
+        question = re.sub(r"^question:\s*", "", question, flags=re.I)
+        for text in self._observations(ctx, "ocr")[:1] if ctx.sample.source != "tabmwp" else ():  # TabMWP: its solution
+            table = read_table(text)
+            derived = derive(question, table) if table else None
+            if derived:
+                return derived
+        if not _has(question.lower(), _COUNT_WORDS):
+            return None
+        for text in self._observations(ctx, "label_bbox", backend="segments")[:1]:
+            found = read_segments_text(text)
+            if found is None:
+                continue
+            total, tally = found
+            listed = ", ".join(f"{n} {colour}" for colour, n in tally.items())
+            seen = (f"The label_bbox result finds {total} separate objects ({listed}); it separates objects by "
+                    "segmentation and cannot name them.")
+            colour = next((c for c in COLOUR_NAMES if re.search(rf"\b{c}\b", question.lower().replace("gray", "grey"))),
+                          None)
+            if colour:
+                return [seen, f"The question counts the {colour} ones: {tally.get(colour, 0)}."], str(tally.get(colour, 0))
+            noun = (_count_target(question) or ["objects"])[0]
+            return [seen, f"Taking them as the {noun} the question counts, there are {total}."], str(total)
+        return None
+
     def _derivation(self, ctx: TeacherContext, staged_math: bool) -> list[str]:
         """The native calculation written out (TabMWP solution, LLaVA-CoT reasoning); staged: its method only."""
         sentences = solution_sentences(ctx.qa.source_rationale) if ctx.sample.source in ("tabmwp", "llava_cot") else []
@@ -315,6 +364,10 @@ class OfflineTeacher:
         # With a calculation the derivation is the support; without one, the quote of the result that shows it.
         tries = ([table, *derivation, conclusion], [quote, conclusion]) if derivation else \
             ([quote, table, conclusion], [quote, conclusion])
+        # First what the tool results give when read off (a table's rows, the objects found), if it is the answer.
+        read_off = self._read_off(ctx)
+        if read_off and answers_match(read_off[1], ctx.qa):
+            tries = ([*read_off[0], conclusion],) + tries
         for parts in tries:
             if any(p is None for p in parts):
                 continue
