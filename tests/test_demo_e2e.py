@@ -87,10 +87,13 @@ def test_rows_say_who_wrote_them_and_what_ran(in_demo_root):
     ds = datasets.load_dataset("mmat-1m", "rr", split="train")
     assert {t["model"] for t in ds["teacher"]} == {"offline-annotations"}
     used = Counter(op for steps in ds["steps"] for s in steps for op in s["operators"])
-    assert used["ocr"] > 0 and used["face_detection"] > 0 and used["image_caption"] > 0
+    assert used["ocr"] > 0 and used["face_detection"] > 0 and used["image_caption"] > 0 and used["label_bbox"] > 0
+    counted = {o["backend"] for steps in ds["steps"] for s in steps for o in s["observations"]
+               if o["operator"] == "label_bbox"}
+    assert counted == {"segments"}  # class-agnostic objects, said so in every result
     assert any(s["rag_query"] for steps in ds["steps"] for s in steps)
     for meta in ds["meta"]:
-        assert "label_bbox" not in meta["operators_available"]  # no Grounding DINO weights offline
+        assert "label_bbox" in meta["operators_available"]  # no Grounding DINO weights offline: segments
         assert meta["verified"] is True
     # the offline math check repairs TabMWP reasoning that skipped steps of the solution
     kinds = Counter(r["kind"] for r in ds["reflection"])

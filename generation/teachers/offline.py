@@ -178,7 +178,8 @@ class OfflineTeacher:
         args: dict[str, dict] = {}
         rag_query = None
         # Counting objects in a scene (not rows of a table or text): label_bbox finds them.
-        counting = _has(q, _COUNT_WORDS) and "label_bbox" in available and source != "tabmwp"
+        counting = _has(q, _COUNT_WORDS) and "label_bbox" in available and source not in ("tabmwp", "infoseek") \
+            and not _has(q, _KNOWLEDGE_WORDS)
         if source == "visual_cot" and box:
             tool = "ocr" if subset.startswith(VISUAL_COT_TEXT_SUBSETS) else (
                 "label_bbox" if counting else "image_caption")
