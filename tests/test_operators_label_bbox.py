@@ -80,8 +80,9 @@ def test_labels_are_required(tiny_grounding_dino, photo):
 
 
 def test_offline_without_weights_is_unavailable_with_the_fix(caplog):
+    # named, not auto: auto falls back to `segments` (tests/test_offline_teacher_grounding.py)
     with caplog.at_level(logging.INFO, logger="mmat.operators"):
-        ops = build("IDEA-Research/grounding-dino-tiny")
+        ops = build("IDEA-Research/grounding-dino-tiny", backend="grounding_dino")
     assert ops.available == []
     reason = ops.unavailable["label_bbox"]
     assert "IDEA-Research/grounding-dino-tiny" in reason and "HF_HUB_OFFLINE" in reason
@@ -95,5 +96,5 @@ def test_offline_without_weights_is_unavailable_with_the_fix(caplog):
 
 
 def test_local_folder_without_config_is_unavailable(tmp_path):
-    ops = build(str(tmp_path))
+    ops = build(str(tmp_path), backend="grounding_dino")
     assert "no config.json" in ops.unavailable["label_bbox"]
