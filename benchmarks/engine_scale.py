@@ -8,6 +8,9 @@ RSS is its own:
 
     ratio        samples/s ÷ C/(k·L) at each C (L = --latency), N = max(--samples, 4·C)
     cpu/call     the run's process CPU seconds ÷ teacher requests, at L = 0 and C = --cpu-concurrency
+    full         a real run of N samples at L = 0 (C = --cpu-concurrency): its peak RSS, the time spent
+                 writing shards (rolling parts during the run, the tail + card at its end), then a rerun
+                 of that finished run: the time to decide nothing is left
     resume       a finished run of N samples (its checkpoint synthesised from one real run's rows,
                  re-keyed, WITHOUT image bytes) rerun: the time to decide nothing is left, the run's
                  peak RSS, and the first run's shard-writing time (all N rows → parquet + card;
@@ -21,6 +24,7 @@ RSS is its own:
 The machine is shared: absolute numbers are noisy; compare ratios within one run.
 
     .venv/bin/python benchmarks/engine_scale.py                      # C=64/256/1024, N resume 20k/200k
+    .venv/bin/python benchmarks/engine_scale.py --only full --full-sizes 200000     # the 200k real run
     .venv/bin/python benchmarks/engine_scale.py --concurrency 64 --resume-sizes 2000 --samples 500
 """
 from __future__ import annotations
@@ -55,6 +59,19 @@ _CHILD = textwrap.dedent(r'''
         real_init(self, *a, **k)
         clients.append(self)
     chat_client.ChatClient.__init__ = init
+    import generation.runner as runner
+    import generation.shards as shards
+    shard_s = {"rolling_s": 0.0, "end_s": 0.0}
+    def timed(fn, key):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                shard_s[key] += time.perf_counter() - t0
+        return wrapper
+    shards.RollingShards.roll = timed(shards.RollingShards.roll, "rolling_s")  # parts written while the run goes
+    runner.rebuild_folder = timed(runner.rebuild_folder, "end_s")  # the tail's parts and the card
     config = pipeline(Path(args["source"]), args["url"], args["concurrency"], args["steps"], 1)
     if args.get("synthesise"):
         from benchmarks.engine_scale import synthesise_checkpoint
@@ -66,7 +83,8 @@ _CHILD = textwrap.dedent(r'''
     after = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"finished": summary.finished, "skipped": summary.skipped, "elapsed_s": summary.elapsed_s,
                       "wall_s": wall, "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-                      "requests": sum(c.stats.requests for c in clients), "peak_rss_mb": after.ru_maxrss / 1024}))
+                      "requests": sum(c.stats.requests for c in clients), "peak_rss_mb": after.ru_maxrss / 1024,
+                      **shard_s}))
 ''')
 
 
@@ -102,7 +120,7 @@ def child(args: dict, repo: Path = REPO) -> dict:
     return json.loads(lines[-1])
 
 
-SECTIONS = ("ratio", "cpu", "resume", "distilabel")
+SECTIONS = ("ratio", "cpu", "full", "resume", "distilabel")
 
 
 def export_ref(ref: str, dest: Path) -> Path:
@@ -138,6 +156,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--cpu-samples", type=int, default=2000)
     parser.add_argument("--cpu-concurrency", type=int, default=256)
+    parser.add_argument("--full-sizes", type=int, nargs="*", default=[20_000],
+                        help="N of real runs (L=0, C=--cpu-concurrency): peak RSS, shard time, nothing-left rerun")
     parser.add_argument("--resume-sizes", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--distilabel-venv", type=Path, default=Path("/tmp/distilabel"))
     parser.add_argument("--distilabel-concurrency", type=int, nargs="+", default=[64, 256])
@@ -170,6 +190,21 @@ def main() -> None:
                        "out": str(tmp / "out-cpu")})
             print(f"cpu/call L=0 C={args.cpu_concurrency} N={args.cpu_samples}: {1000 * r['cpu_s'] / r['requests']:.2f} "
                   f"ms ({r['cpu_s']:.1f} s CPU / {r['requests']} requests, imports and shards included)", flush=True)
+        for n in args.full_sizes if "full" in args.only else ():
+            source = replicate_llava_cot(tmp / f"llava-f{n}", n)
+            out = tmp / f"out-f{n}"
+            run = {"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "steps": args.steps,
+                   "out": str(out)}
+            first = child(run)
+            again = child(run)
+            print(f"full     N={n:<7} L=0 C={args.cpu_concurrency}: {first['finished']} samples in {first['wall_s']:.1f} s, "
+                  f"peak RSS {first['peak_rss_mb']:.0f} MB, {1000 * first['cpu_s'] / max(first['requests'], 1):.2f} ms "
+                  f"CPU/call; shards: {first['rolling_s']:.1f} s rolling (in a thread, during the run) + "
+                  f"{first['end_s']:.1f} s at the end (tail + card); nothing-left rerun {again['wall_s']:.1f} s "
+                  f"(skipped {again['skipped']}, shards+card {again['end_s']:.1f} s, peak RSS {again['peak_rss_mb']:.0f} MB)",
+                  flush=True)
+            shutil.rmtree(out.parent / ".mmat-work" / out.name, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
         for n in args.resume_sizes if "resume" in args.only else ():
             source = replicate_llava_cot(tmp / f"llava-r{n}", n)
             out = tmp / f"out-r{n}"

@@ -12,6 +12,8 @@ Layout of a work folder (one per dataset folder; the workers of a sharded run sh
                             the rows file when missing, torn or stale
     quarantine.jsonl        one line per quarantined sample: id, stage, error type, message
                             (worker `i` of a sharded run writes `quarantine-{worker}.jsonl`)
+    source-index/           per source file, the ids of its records and where they are
+                            (`generation.sources.record_index`: a cache checked against the file)
     blobs/ab/<sha256>       image bytes, content-addressed, written atomically (shared by RR and ORR)
     .lock-{worker}          held (flock) while a run of that worker is alive
     .lock-layout-{N}        held shared by every live worker of a `--num-shards N` run
@@ -342,6 +344,8 @@ class Checkpoint:
     def _remove_stale_temps(self) -> None:
         """Half-written temp files this worker left behind when it was killed (we hold its lock)."""
         for path in self.dir.glob(f"{self.tmp_prefix}*"):
+            path.unlink(missing_ok=True)
+        for path in (self.dir / "source-index").glob(f"{self.tmp_prefix}*"):  # generation.sources.record_index
             path.unlink(missing_ok=True)
         blobs = self.dir / "blobs"
         if blobs.is_dir():

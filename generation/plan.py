@@ -24,7 +24,8 @@ from typing import Callable, Iterator, Optional
 from generation.checkpoint import Checkpoint
 from generation.config import PipelineConfig
 from generation.schema import Quarantined, Sample
-from generation.sources import Skipped, item_id, read_source
+from generation.sources import RecordIndex, Skipped, item_id, read_source
+from generation.sources.record_index import FOLDER as RECORD_INDEX_FOLDER
 from generation.splits import hash_fraction
 from generation.teachers.offline import MODEL_NAME as OFFLINE_MODEL
 
@@ -71,17 +72,26 @@ def in_worker_slice(sample_id: str, options: RunOptions) -> bool:
     return options.num_shards == 1 or int(hash_fraction(sample_id) * 2**32) % options.num_shards == options.shard_index
 
 
+def record_index(checkpoint: Checkpoint) -> RecordIndex:
+    """The work folder's record indexes (`generation.sources.record_index`); a read-only checkpoint
+    (the dry run) reads them and writes none."""
+    return RecordIndex(checkpoint.dir / RECORD_INDEX_FOLDER, writable=not checkpoint.readonly,
+                       tmp_prefix=checkpoint.tmp_prefix)
+
+
 def iter_samples(config: PipelineConfig, validate_images: bool = True,
-                 skip: Optional[Callable[[str], bool]] = None) -> Iterator[Sample | Quarantined | Skipped]:
+                 skip: Optional[Callable[[str], bool]] = None,
+                 index: Optional[RecordIndex] = None) -> Iterator[Sample | Quarantined | Skipped]:
     """Every record of every `sources:` entry. `validate_images=False` skips the sources' image decode
     (the run's planning: `SampleProcessor` decodes each image before the sample's first teacher call
     and quarantines a broken one at the foundation stage, so a finished sample is never decoded again
     and a planned one is decoded once). An id for which `skip(id)` is true comes as `Skipped(id)`,
-    without building its Sample (see `read_source`): a rerun reads ids, not samples."""
+    without building its Sample (see `read_source`): a rerun reads ids, not samples, and with the work
+    folder's `index` reads them from the record indexes instead of decoding the records."""
     for source_cfg in config.sources:
         if not validate_images and source_cfg.validate_images:
             source_cfg = source_cfg.model_copy(update={"validate_images": False})
-        yield from read_source(source_cfg, skip)
+        yield from read_source(source_cfg, skip, index)
 
 
 class PlannedSamples:
@@ -89,8 +99,10 @@ class PlannedSamples:
     them), so a million-sample plan holds ids, never `Sample`s or image bytes. Iterable more than
     once; `len` is known from the planning pass."""
 
-    def __init__(self, config: PipelineConfig, options: RunOptions, ids: set[str], validate_images: bool) -> None:
+    def __init__(self, config: PipelineConfig, options: RunOptions, ids: set[str], validate_images: bool,
+                 index: Optional[RecordIndex] = None) -> None:
         self._config = config
+        self._index = index
         self._options = options
         self._ids = ids
         self._validate = validate_images
@@ -105,7 +117,8 @@ class PlannedSamples:
         if not self._ids:
             return
         left = set(self._ids)
-        for item in iter_samples(self._config, self._validate, skip=lambda sid: sid not in left):
+        for item in iter_samples(self._config, self._validate, skip=lambda sid: sid not in left,
+                                 index=self._index):
             if isinstance(item, Sample) and item.id in left:
                 left.discard(item.id)  # an id two entries yield: the first entry's, as planned
                 yield item
@@ -135,7 +148,9 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
     that two `sources:` entries both yield (the same folder listed twice) is planned once.
 
     Memory stays flat in the size of the sources: this pass keeps ids only (the samples stream from
-    `PlannedSamples`), and images are not decoded here unless `validate_images` (the dry run)."""
+    `PlannedSamples`), and images are not decoded here unless `validate_images` (the dry run). A
+    finished record costs its id only: read from the work folder's record index when it matches the
+    source file (`generation.sources.record_index`), and that index is written by this pass when not."""
     finished = checkpoint.finished_ids()
     quarantined = set(checkpoint.quarantined(finished))
     only = options.only_ids
@@ -154,7 +169,8 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
         return (sample_id in done or (only is not None and sample_id not in only)
                 or not in_worker_slice(sample_id, options))
 
-    for item in iter_samples(config, validate_images, skip=not_planned):
+    index = record_index(checkpoint)
+    for item in iter_samples(config, validate_images, skip=not_planned, index=index):
         sample_id = item_id(item)
         if not in_worker_slice(sample_id, options):
             continue
@@ -177,7 +193,7 @@ def make_plan(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoin
     if duplicates:
         log.warning("%d ids come from more than one `sources:` entry (e.g. %s); each is generated once, from the "
                     "first entry: is a source listed twice?", len(duplicates), ", ".join(duplicates[:3]))
-    return Plan(PlannedSamples(config, options, todo, validate_images), failures, total, skipped)
+    return Plan(PlannedSamples(config, options, todo, validate_images, index), failures, total, skipped)
 
 
 def describe_plan(config: PipelineConfig, options: RunOptions) -> str:

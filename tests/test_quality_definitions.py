@@ -3,6 +3,7 @@ grounded, leaked (and repaired), verified through the audit, duplicates; and the
 rate. Each case is a dialogue a broken definition would misjudge."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from generation.quality.definitions import (
@@ -177,6 +178,35 @@ def test_near_duplicates_group_texts_that_differ_by_a_word_and_not_different_one
                  "parked beside a station in the rain while people wait under umbrellas for the next train."):
         near.add(minhash(text))
     assert near.groups() == [[0, 1]]
+
+
+def test_copies_of_a_text_join_its_group_without_growing_the_buckets():
+    """N copies of one text cost N, not N² (a bucket holds each distinct signature once), and the groups
+    are what pairwise comparison of every signature gives."""
+    words = "the shop sold apples and pears on every day of the month while the bus waited in the rain".split()
+    texts = [" ".join(words[k:] + words[:k]) for k in range(0, 12, 3)]  # 4 distinct, partly overlapping texts
+    texts += [" ".join(words[:8] + ["bananas"] + words[9:])]  # a near-duplicate of texts[0]
+    order = [i % len(texts) for i in range(200)]
+    near = NearDuplicates()
+    signatures = [minhash(texts[i]) for i in order]
+    for signature in signatures:
+        near.add(signature)
+    assert max(len(b) for b in near.buckets.values()) <= len(texts)
+    parent = list(range(len(order)))  # the reference: union every pair at or above the threshold
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(order)):
+        for j in range(i):
+            if float(np.mean(signatures[i] == signatures[j])) >= near.threshold:
+                parent[root(i)] = root(j)
+    reference: dict[int, list[int]] = {}
+    for i in range(len(order)):
+        reference.setdefault(root(i), []).append(i)
+    assert sorted(near.groups()) == sorted(g for g in reference.values() if len(g) > 1)
 
 
 # ------------------------------------------------------------------------------- staged rate

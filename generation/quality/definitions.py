@@ -460,13 +460,19 @@ def minhash(text: str) -> np.ndarray:
 
 class NearDuplicates:
     """Groups of near-duplicate texts by MinHash with LSH banding (candidates share a band), confirmed
-    by the signatures' estimated Jaccard similarity."""
+    by the signatures' estimated Jaccard similarity.
+
+    A signature equal to an earlier one joins that one's group and enters no bucket: the earlier one
+    was compared with every bucket-mate added before or after it, so its group already holds every
+    text the new one would match. Without that, N copies of one text (a replicated benchmark, a
+    source that repeats its boilerplate) cost N² comparisons; with it, N."""
 
     def __init__(self, threshold: float = NEAR_DUPLICATE_JACCARD) -> None:
         self.threshold = threshold
         self.signatures: list[np.ndarray] = []
         self.buckets: dict[tuple[int, bytes], list[int]] = {}
         self.parent: list[int] = []
+        self.first_with: dict[bytes, int] = {}  # whole signature -> the first index that had it
 
     def _root(self, i: int) -> int:
         while self.parent[i] != i:
@@ -478,6 +484,10 @@ class NearDuplicates:
         index = len(self.signatures)
         self.signatures.append(signature)
         self.parent.append(index)
+        same = self.first_with.setdefault(signature.tobytes(), index)
+        if same != index:
+            self.parent[index] = self._root(same)
+            return index
         rows = _PERMUTATIONS // _BANDS
         for band in range(_BANDS):
             key = (band, signature[band * rows:(band + 1) * rows].tobytes())

@@ -23,10 +23,10 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Union
 from generation.schema import Quarantined, Sample
 from generation.sources import cauldron, infoseek, llava_cot, tabmwp, visual_cot
 from generation.sources.base import (
-    SOURCE_IDS, STAGE, Deferred, Located, SourceConfig, SourceError, guarded, subset_of,
+    SOURCE_IDS, STAGE, Deferred, Located, RecordIndex, SourceConfig, SourceError, guarded, subset_of,
 )
 
-Adapter = Callable[[SourceConfig], Iterator[Located]]
+Adapter = Callable[[SourceConfig, Optional[RecordIndex]], Iterator[Located]]
 
 ADAPTERS: dict[str, Adapter] = {
     "visual_cot": visual_cot.read,
@@ -51,7 +51,8 @@ def item_id(item: Item) -> str:
     return item.id if isinstance(item, Sample) else item.sample_id
 
 
-def read_source(cfg: SourceConfig, skip: Optional[Callable[[str], bool]] = None) -> Iterator[Item]:
+def read_source(cfg: SourceConfig, skip: Optional[Callable[[str], bool]] = None,
+                index: Optional[RecordIndex] = None) -> Iterator[Item]:
     """Every record of one source, in native order: a `Sample`, or a `Quarantined` (yielded, not
     raised) for a record that cannot be used or repeats an earlier record's id. `subsets` and `limit`
     apply here, so every adapter honours them the same way; `limit` counts quarantined records too
@@ -61,11 +62,14 @@ def read_source(cfg: SourceConfig, skip: Optional[Callable[[str], bool]] = None)
     decoding, image path resolution or image decode); its id still counts for repeats, so a later
     record with the same id is quarantined as a repeat whether or not the first was skipped.
 
+    `index` (the work folder's, `generation.sources.record_index`): where each source file's ids are
+    remembered, so a rerun reads a finished record's id without decoding the record.
+
     Iterating raises `SourceError` (one line naming the fix) only when the source as a whole is
     unreadable: missing folder, a layout the adapter does not recognise, or a Hub id that cannot be
     reached. It is raised before any record is yielded.
     """
-    items: Iterator[Item] = without_repeats(ADAPTERS[cfg.kind](cfg), skip)
+    items: Iterator[Item] = without_repeats(ADAPTERS[cfg.kind](cfg, index), skip)
     if cfg.subsets:
         wanted = set(cfg.subsets)
         items = (x for x in items if subset_of(item_id(x)) in wanted)
@@ -93,4 +97,4 @@ def without_repeats(located: Iterable[Located], skip: Optional[Callable[[str], b
                           f"the first record with an id is the one kept", "RepeatedId")
 
 
-__all__ = ["ADAPTERS", "REPEAT_SUFFIX", "SOURCE_IDS", "Skipped", "SourceConfig", "SourceError", "item_id", "read_source"]
+__all__ = ["ADAPTERS", "REPEAT_SUFFIX", "RecordIndex", "SOURCE_IDS", "Skipped", "SourceConfig", "SourceError", "item_id", "read_source"]

@@ -41,6 +41,7 @@ from generation.sources.records import (
     json_kind,
     parsed,
 )
+from generation.sources.record_index import RecordIndex, indexed_json_container, indexed_jsonl
 from generation.sources.instructions import (
     BREVITY_SUFFIXES,
     LEADING_INSTRUCTIONS,
@@ -147,6 +148,13 @@ def require(record: Any, field: str, sid: str, where: str = "") -> Any:
     value = record.get(field)
     if value is None or value == [] or value == {} or (isinstance(value, str) and not value.strip()):
         raise quarantine(sid, f"{prefix}missing field '{field}'", KeyError(field))
+    return value
+
+
+def usable(value: Any, sid: str) -> Any:
+    """A decoded record, or (for a `RecordError`: bad bytes, not JSON, cut off) its quarantine, raised."""
+    if isinstance(value, RecordError):
+        raise quarantine(sid, str(value), value)
     return value
 
 
@@ -406,6 +414,6 @@ __all__ = [
     "DEFAULT_QA_FILTERS", "ImageFolder", "Located", "MULTIPLE_CHOICE_PROMPT", "RecordError", "SHORT_ANSWER_PROMPT",
     "SOURCE_IDS", "SourceConfig", "SourceError", "add_response_constraint", "all_dropped", "choice_letter",
     "Deferred", "degenerate_reason", "dropped_meta", "field_text", "format_choices", "guarded", "id_text", "is_numeric",
-    "iter_json_container", "iter_jsonl", "local_root", "parse_listed_choices", "parsed", "qa_meta", "quarantine",
+    "indexed_json_container", "indexed_jsonl", "iter_json_container", "iter_jsonl", "RecordIndex", "usable", "local_root", "parse_listed_choices", "parsed", "qa_meta", "quarantine",
     "require", "sample_id", "subset_of",
 ]

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred, LETTERS, Located, SourceConfig, SourceError, add_response_constraint, all_dropped,
+    Deferred, LETTERS, Located, RecordIndex, SourceConfig, SourceError, add_response_constraint, all_dropped,
     choice_letter, degenerate_reason, dropped_meta, hub_error, image_from_bytes, is_short_answer,
     parse_listed_choices, qa_meta, quarantine, require, sample_id,
 )
@@ -53,7 +53,8 @@ ANSWER_PREFIX = re.compile(r"^\s*answer\s*:\s*", re.I)
 # ---------------------------------------------------------------------------------------------------
 
 
-def read(cfg: SourceConfig) -> Iterator[Located]:
+def read(cfg: SourceConfig, index: Optional[RecordIndex] = None) -> Iterator[Located]:
+    """The rows of every subset (ids are row positions: no record index is needed for them)."""
     validate = cfg.validate_images
     for subset, rows in (_hub_rows(cfg) if cfg.hub_id else _local_rows(cfg)):
         for index, (where, row) in enumerate(rows):

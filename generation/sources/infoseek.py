@@ -23,13 +23,14 @@ sample adds `corpus/passages.jsonl` for that).
 """
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from generation.schema import QA, ImageRef, Sample
 from generation.sources.base import (
-    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, field_text,
-    iter_jsonl, local_root, parsed, qa_meta, quarantine, require, sample_id,
+    Deferred, ImageFolder, Located, RecordIndex, SourceConfig, SourceError, add_response_constraint, field_text,
+    indexed_jsonl, iter_jsonl, local_root, qa_meta, quarantine, require, sample_id, usable,
 )
 from generation.splits import normalise_native_split
 
@@ -51,10 +52,11 @@ FIELDS = {"id": "data_id", "image_id": "image_id", "question": "question", "answ
           "answer_eval": "answer_eval", "split": "data_split"}
 # corpus/passages.jsonl ({"id", "title", "text"}) is read by the RAG operator, not here
 HUB_FILES = [*ANNOTATION_FILES, "*_withkb.jsonl", ID2IMAGE_FILE, "oven_images/*", "images/*", "corpus/*"]
+ID_SCHEME = "infoseek-1"  # bump when the id rule in `read` changes: record indexes made under the old one are ignored
 # ---------------------------------------------------------------------------------------------------
 
 
-def read(cfg: SourceConfig) -> Iterator[Located]:
+def read(cfg: SourceConfig, index: Optional[RecordIndex] = None) -> Iterator[Located]:
     root = local_root(cfg, HUB_FILES)
     files = [root / d / f for d in ANNOTATION_DIRS for f in ANNOTATION_FILES if (root / d / f).is_file()]
     if not files:
@@ -64,29 +66,29 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
         raise SourceError(f"{SOURCE}: no images under {root}: expected {ID2IMAGE_FILE} (image_id -> image_path) or "
                           f"the OVEN snapshot {OVEN_IMAGE.format(shard='{shard}', image_id='{image_id}', ext='.jpg')}")
     images = ImageFolder.of(cfg, root)
-    locate = ImageLocator(images, _id2image(root) if has_id2image else {})
+    locate = ImageLocator(images, cache(lambda: _id2image(root) if has_id2image else {}))
+    prefix = sample_id(SOURCE, SUBSET, "")
     for path in files:
-        entities = _withkb(path.with_name(WITHKB_FILE.format(stem=path.stem)))
-        for line, rec in iter_jsonl(path):
-            native = field_text(parsed(rec), FIELDS["id"]) or f"{path.stem}-line-{line}"
-            sid = sample_id(SOURCE, SUBSET, native)
-            where = f"{path.name}: line {line}"
-            if isinstance(rec, Exception):
-                yield Located(where, quarantine(sid, str(rec), rec))
-                continue
-            yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, locate, entities.get(native))))
+        entities = cache(lambda path=path: _withkb(path.with_name(WITHKB_FILE.format(stem=path.stem))))
+
+        def sid_of(line: int, rec: Any, path: Path = path) -> str:
+            return sample_id(SOURCE, SUBSET, field_text(rec, FIELDS["id"]) or f"{path.stem}-line-{line}")
+
+        for line, sid, load in indexed_jsonl(path, sid_of, index, ID_SCHEME):
+            yield Located(f"{path.name}: line {line}", Deferred(sid, lambda: _to_sample(
+                usable(load(), sid), sid, locate, entities().get(sid.removeprefix(prefix)))))
 
 
 class ImageLocator:
     """image_id -> the image's path, by the three rules of the module docstring."""
 
-    def __init__(self, images: ImageFolder, id2image: dict[str, str]) -> None:
+    def __init__(self, images: ImageFolder, id2image: Callable[[], dict[str, str]]) -> None:
         self.images = images
-        self.id2image = id2image
+        self.id2image = id2image  # read when the first sample is built: a rerun with nothing to do never reads it
 
     def candidate(self, image_id: str) -> str:
-        if image_id in self.id2image:
-            return self.id2image[image_id]
+        if image_id in self.id2image():
+            return self.id2image()[image_id]
         shard = image_id.rsplit("_", 1)[-1][:2]
         for ext in OVEN_EXTENSIONS:
             rel = OVEN_IMAGE.format(shard=shard, image_id=image_id, ext=ext)

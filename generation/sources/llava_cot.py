@@ -22,8 +22,8 @@ from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
     Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, all_dropped,
-    choice_letter, degenerate_reason, dropped_meta, field_text, iter_jsonl, local_root,
-    parse_listed_choices, parsed, qa_meta, quarantine, require, sample_id,
+    choice_letter, degenerate_reason, dropped_meta, field_text, indexed_jsonl, local_root,
+    parse_listed_choices, qa_meta, quarantine, require, sample_id, usable, RecordIndex,
 )
 
 SOURCE = "llava_cot"
@@ -36,29 +36,26 @@ TAGS = ("SUMMARY", "CAPTION", "REASONING", "CONCLUSION")
 # math-like is our reading of the LLaVA-CoT paper's source list (GeoQA+, CLEVR-Math), not confirmed
 # folder names.
 MATH_SUBSETS = {"geoqa+", "GeoQA+", "CLEVR-Math", "clevr-math", "MathV360K"}
-HUB_FILES = [TRAIN_FILE]  # the Hub repo ships images as split zip parts: unpack them next to train.jsonl
+HUB_FILES = [TRAIN_FILE]
+ID_SCHEME = "llava_cot-1"  # bump when `_sid` changes: record indexes made under the old rule are then ignored  # the Hub repo ships images as split zip parts: unpack them next to train.jsonl
 # ---------------------------------------------------------------------------------------------------
 
 _ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:correct\s+|final\s+)?answer\s+is\s*:?\s*(.+?)\s*$", re.I | re.S)
 
 
-def read(cfg: SourceConfig) -> Iterator[Located]:
+def read(cfg: SourceConfig, index: Optional[RecordIndex] = None) -> Iterator[Located]:
     root = local_root(cfg, HUB_FILES)
     path = root / TRAIN_FILE
     if not path.is_file():
         raise SourceError(f"{SOURCE}: {TRAIN_FILE} not found under {root} (Xkev/LLaVA-CoT-100k's layout: "
                           f"{TRAIN_FILE} beside the unpacked image folders)")
     images = ImageFolder.of(cfg, root)
-    for line, rec in iter_jsonl(path):
-        sid = _sid(parsed(rec), line)
-        where = f"{TRAIN_FILE}: line {line}"
-        if isinstance(rec, Exception):
-            yield Located(where, quarantine(sid, str(rec), rec))
-            continue
-        yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, images, cfg.drop_qas)))
+    for line, sid, load in indexed_jsonl(path, _sid, index, ID_SCHEME):
+        yield Located(f"{TRAIN_FILE}: line {line}",
+                      Deferred(sid, lambda: _to_sample(usable(load(), sid), sid, images, cfg.drop_qas)))
 
 
-def _sid(rec: Any, line: int) -> str:
+def _sid(line: int, rec: Any) -> str:
     if not isinstance(rec, dict):
         return sample_id(SOURCE, "unknown", f"line-{line}")
     image = field_text(rec, FIELDS["image"])

@@ -81,24 +81,34 @@ def _decode_record(raw: bytes) -> Any:
         raise RecordError(f"not valid JSON ({exc})") from None
 
 
+def jsonl_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, raw bytes) per non-blank line of a JSON-lines file."""
+    with path.open("rb") as fh:
+        offset = 0
+        for n, raw in enumerate(fh, 1):
+            if raw.strip():
+                yield n, offset, raw
+            offset += len(raw)
+
+
+def jsonl_record(n: int, raw: bytes) -> Any:
+    """Line `n` decoded: its JSON object, or a `RecordError` for that line alone."""
+    try:
+        value = _decode_record(raw)
+    except RecordError as exc:
+        truncated = " (the file ends inside it: truncated?)" if not raw.endswith(b"\n") else ""
+        return RecordError(f"line {n}: {exc}{truncated}", exc.value if isinstance(exc.value, dict) else None)
+    return value if isinstance(value, dict) else RecordError(f"line {n} is {json_kind(value)}, not a JSON object")
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object or a `RecordError`) per non-blank line: one bad line is one record.
 
     Lines are read as bytes and decoded one by one, so invalid UTF-8, a line that is not JSON, a JSON
     value that is not an object, or a last line cut off by a truncated download costs that line only.
     """
-    with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                value = _decode_record(raw)
-            except RecordError as exc:
-                truncated = " (the file ends inside it: truncated?)" if not raw.endswith(b"\n") else ""
-                yield n, RecordError(f"line {n}: {exc}{truncated}", exc.value if isinstance(exc.value, dict) else None)
-                continue
-            yield n, value if isinstance(value, dict) else RecordError(
-                f"line {n} is {json_kind(value)}, not a JSON object")
+    for n, _, raw in jsonl_lines(path):
+        yield n, jsonl_record(n, raw)
 
 
 def _has_bad_bytes(value: Any) -> bool:
@@ -119,13 +129,24 @@ def iter_json_container(path: Path, kind: str) -> Iterator[tuple[Union[str, int]
     download) ends with one error for the record it cuts, after every complete record before it.
     Only a file that is not a JSON object or list at all raises `SourceError` (the layout is wrong).
     """
+    for _, key, _, value in container_members(path, kind):
+        yield key, value
+
+
+def read_container_text(path: Path, kind: str) -> str:
+    """A JSON container file as text (bad bytes kept as lone surrogates), or `SourceError`."""
     try:
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+        return path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     except FileNotFoundError:
         raise SourceError(f"{kind}: file not found: {path}") from None
     except OSError as exc:
         raise SourceError(f"{kind}: cannot read {path}: {exc}") from None
-    decoder = json.JSONDecoder()
+
+
+def container_members(path: Path, kind: str) -> Iterator[tuple[int, Union[str, int], int, Any]]:
+    """`iter_json_container`'s members as (position, key or index, char offset of the member, record
+    or `RecordError`): the offset lets `container_member` decode that member again on its own."""
+    text = read_container_text(path, kind)
     pos = _skip_ws(text, 0)
     opener = text[pos:pos + 1]
     if opener not in ("{", "["):
@@ -135,27 +156,40 @@ def iter_json_container(path: Path, kind: str) -> Iterator[tuple[Union[str, int]
     pos = _skip_ws(text, pos + 1)
     index = 0
     while pos < len(text) and text[pos] != closer:
-        key: Union[str, int] = index
-        try:
-            if opener == "{":
-                key, pos = decoder.raw_decode(text, pos)
-                pos = _skip_ws(text, pos)
-                if text[pos:pos + 1] != ":":
-                    raise ValueError(f"expected ':' after key at char {pos}")
-                pos = _skip_ws(text, pos + 1)
-            value, pos = decoder.raw_decode(text, pos)
-        except ValueError as exc:
-            cut = "the file ends inside this record (truncated?)" if _ends_inside(text, pos) else str(exc)
-            yield key, RecordError(f"{path.name}: {cut}")
+        key, value, end = container_member(text, pos, path, index)
+        yield index, key, pos, value
+        if end is None:
             return
-        yield key, RecordError(f"{path.name}: invalid UTF-8 in this record", value) if _has_bad_bytes(value) else value
         index += 1
-        pos = _skip_ws(text, pos)
+        pos = _skip_ws(text, end)
         if text[pos:pos + 1] == ",":
             pos = _skip_ws(text, pos + 1)
     if pos >= len(text):
         log.warning("%s: %s ends before its closing '%s' (truncated download?); every complete record was read",
                     kind, path, closer)
+
+
+def container_member(text: str, pos: int, path: Path, index: int) -> tuple[Union[str, int], Any, Optional[int]]:
+    """The member starting at `pos` of a container's text: (key or `index`, record or `RecordError`,
+    where it ends; None when it cannot be decoded, which ends the container)."""
+    is_object = text[_skip_ws(text, 0)] == "{"
+    key: Union[str, int] = index
+    try:
+        if is_object:
+            key, pos = _DECODER.raw_decode(text, pos)
+            pos = _skip_ws(text, pos)
+            if text[pos:pos + 1] != ":":
+                raise ValueError(f"expected ':' after key at char {pos}")
+            pos = _skip_ws(text, pos + 1)
+        value, pos = _DECODER.raw_decode(text, pos)
+    except ValueError as exc:
+        cut = "the file ends inside this record (truncated?)" if _ends_inside(text, pos) else str(exc)
+        return key, RecordError(f"{path.name}: {cut}"), None
+    return key, (RecordError(f"{path.name}: invalid UTF-8 in this record", value) if _has_bad_bytes(value)
+                 else value), pos
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _skip_ws(text: str, pos: int) -> int:

@@ -18,13 +18,13 @@ problem is math (`math: true`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, choice_letter,
-    format_choices, field_text, id_text, iter_json_container, local_root, qa_meta, quarantine, parsed,
-    require, sample_id,
+    Deferred, ImageFolder, Located, RecordIndex, SourceConfig, SourceError, add_response_constraint, choice_letter,
+    format_choices, field_text, id_text, indexed_json_container, local_root, qa_meta, quarantine, require,
+    sample_id, usable,
 )
 from generation.splits import normalise_native_split
 
@@ -40,6 +40,7 @@ FIELDS = {"question": "question", "choices": "choices", "answer": "answer", "uni
           "grade": "grade", "split": "split"}
 MULTI_CHOICE = "multi_choice"
 HUB_FILES = [*PROBLEM_FILES.values(), *SUBSET_FILES.values(), "tables/*"]
+ID_SCHEME = "tabmwp-1"  # bump when the id rule in `read` changes: record indexes made under the old one are ignored
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -61,19 +62,22 @@ def problem_files(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def read(cfg: SourceConfig) -> Iterator[Located]:
+def read(cfg: SourceConfig, index: Optional[RecordIndex] = None) -> Iterator[Located]:
     root = local_root(cfg, HUB_FILES)
     files = problem_files(root)
     images = ImageFolder.of(cfg, root)
     for file_split, path in files:
-        for n, (key, rec) in enumerate(iter_json_container(path, SOURCE)):
-            pid = id_text(key) or f"{path.stem}-record-{n}"
-            sid = sample_id(SOURCE, field_text(parsed(rec), FIELDS["ques_type"]) or SOURCE, pid)
-            where = f"{path.name}: pid {pid}"
-            if isinstance(rec, Exception):
-                yield Located(where, quarantine(sid, str(rec), rec))
-            else:
-                yield Located(where, Deferred(sid, lambda: _to_sample(rec, sid, pid, file_split, images)))
+        def sid_of(at: tuple[int, Any], rec: Any, path: Path = path) -> str:
+            return sample_id(SOURCE, field_text(rec, FIELDS["ques_type"]) or SOURCE, _pid(path, *at))
+
+        for n, key, sid, load in indexed_json_container(path, SOURCE, sid_of, index, ID_SCHEME):
+            pid = _pid(path, n, key)
+            yield Located(f"{path.name}: pid {pid}",
+                          Deferred(sid, lambda: _to_sample(usable(load(), sid), sid, pid, file_split, images)))
+
+
+def _pid(path: Path, n: int, key: Any) -> str:
+    return id_text(key) or f"{path.stem}-record-{n}"
 
 
 def _to_sample(rec: dict[str, Any], sid: str, pid: str, file_split: str, images: ImageFolder) -> Sample:

@@ -22,13 +22,15 @@ and the image size. A folder with metadata only is read from the metadata alone.
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from generation.schema import QA, Sample
 from generation.sources.base import (
-    Deferred, ImageFolder, Located, SourceConfig, SourceError, add_response_constraint, field_text,
-    id_text, iter_json_container, iter_jsonl, local_root, qa_meta, parsed, quarantine, require, sample_id,
+    Deferred, ImageFolder, Located, RecordIndex, SourceConfig, SourceError, add_response_constraint, field_text,
+    id_text, indexed_json_container, indexed_jsonl, iter_jsonl, local_root, qa_meta, quarantine, require,
+    sample_id, usable,
 )
 from generation.splits import normalise_native_split
 
@@ -48,13 +50,14 @@ IMAGE_FOLDER = {"textcap": "textvqa"}  # datasets whose images live in another d
 # The request the converter appends to each question (two variants upstream); removed from our question.
 _REQUEST = "provide the bounding box coordinate of the region that can help you answer the question better."
 COT_PROMPTS = (" Please " + _REQUEST, " Please think step by step and " + _REQUEST)
-HUB_FILES = [TRAIN_FILE, "viscot_dataset/*", "metadata/*"]  # Hub images come as archives: extract them under cot/
+HUB_FILES = [TRAIN_FILE, "viscot_dataset/*", "metadata/*"]
+ID_SCHEME = "visual_cot-1"  # bump when an id rule changes: record indexes made under the old one are then ignored  # Hub images come as archives: extract them under cot/
 # ---------------------------------------------------------------------------------------------------
 
 _BOX = re.compile(r"\[\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\]")
 
 
-def read(cfg: SourceConfig) -> Iterator[Located]:
+def read(cfg: SourceConfig, index: Optional[RecordIndex] = None) -> Iterator[Located]:
     root = local_root(cfg, HUB_FILES)
     train = root / TRAIN_FILE
     metadata_files = _metadata_files(root)
@@ -66,27 +69,21 @@ def read(cfg: SourceConfig) -> Iterator[Located]:
                           f"({IMAGE_DIR.format(folder='{dataset}', image='{image}')})")
     images = ImageFolder.of(cfg, root)
     if train.is_file():
-        index = _metadata_index(metadata_files)
-        for n, rec in iter_json_container(train, SOURCE):
-            sid = _train_sid(parsed(rec), int(n))
-            where = f"{TRAIN_FILE}: record {n}"
-            if isinstance(rec, Exception):
-                yield Located(where, quarantine(sid, str(rec), rec))
-            else:
-                yield Located(where, Deferred(sid, lambda: _from_train_record(rec, sid, images, index)))
+        boxes = cache(lambda: _metadata_index(metadata_files))  # read when a record is first built
+        for n, _, sid, load in indexed_json_container(train, SOURCE, _train_sid, index, ID_SCHEME):
+            yield Located(f"{TRAIN_FILE}: record {n}",
+                          Deferred(sid, lambda: _from_train_record(usable(load(), sid), sid, images, boxes())))
         return
     for path in metadata_files:
-        dataset, split = _file_dataset_split(path)
-        for line, row in iter_jsonl(path):
-            where = f"{path.parent.name}/{path.name}: line {line}"
-            value = parsed(row)
-            row_dataset = field_text(value, META_FIELDS["dataset"]) or dataset
-            row_split = field_text(value, META_FIELDS["split"]) or split
-            sid = sample_id(SOURCE, row_dataset, native_id(row_split, line - 1))  # the converter's question_id
-            if isinstance(row, Exception):
-                yield Located(where, quarantine(sid, str(row), row))
-            else:
-                yield Located(where, Deferred(sid, lambda: _from_metadata(row, sid, images)))
+        def sid_of(line: int, row: Any, path: Path = path) -> str:
+            dataset, split = _file_dataset_split(path)
+            row_dataset = field_text(row, META_FIELDS["dataset"]) or dataset
+            row_split = field_text(row, META_FIELDS["split"]) or split
+            return sample_id(SOURCE, row_dataset, native_id(row_split, line - 1))  # the converter's question_id
+
+        for line, sid, load in indexed_jsonl(path, sid_of, index, ID_SCHEME):
+            yield Located(f"{path.parent.name}/{path.name}: line {line}",
+                          Deferred(sid, lambda: _from_metadata(usable(load(), sid), sid, images)))
 
 
 def native_id(split: Any, question_id: Any) -> str:
@@ -115,8 +112,9 @@ def _metadata_index(files: list[Path]) -> dict[tuple[Any, str], list[dict[str, A
     return index
 
 
-def _train_sid(rec: Any, n: int) -> str:
+def _train_sid(at: tuple[int, Any], rec: Any) -> str:
     """The id, computed defensively so a broken record still gets a stable, traceable id."""
+    n = at[0]
     if not isinstance(rec, dict):
         return sample_id(SOURCE, "unknown", f"record-{n}")
     dataset = field_text(rec, FIELDS["dataset"])
