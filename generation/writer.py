@@ -253,13 +253,17 @@ def _ids(path: Path) -> Optional[list[str]]:
         return None
 
 
-def _current_schema(path: Path) -> bool:
-    """Was the file written with today's features? (An older folder lacks fields added since: its
-    groups are rewritten even when their rows did not change.)"""
+def _current_ids(path: Path) -> Optional[list[str]]:
+    """The file's ids when it was written with today's features, else None (an older folder lacks fields
+    added since: its groups are rewritten even when their rows did not change). One footer read: a
+    200k-row shard's footer is large."""
     try:
-        return pq.read_schema(path).remove_metadata().equals(SCHEMA.remove_metadata())
-    except Exception:
-        return False
+        pf = pq.ParquetFile(path)
+        if not pf.schema_arrow.remove_metadata().equals(SCHEMA.remove_metadata()):
+            return None
+        return pf.read(columns=["id"]).column("id").to_pylist()
+    except Exception:  # unreadable or foreign file
+        return None
 
 
 def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSettings) -> bool:
@@ -268,8 +272,8 @@ def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSe
         return False
     found: list[str] = []
     for path in files:
-        file_ids = _ids(path)
-        if file_ids is None or not _current_schema(path):  # unreadable, foreign or old: rewrite the group
+        file_ids = _current_ids(path)
+        if file_ids is None:  # unreadable, foreign or old: rewrite the group
             return False
         found.extend(file_ids)
     return found == ids
@@ -359,8 +363,8 @@ def ids_in_files(out_dir: Path, fmt: str, source: str, split: str) -> Optional[s
     found: set[str] = set()
     count = 0
     for path in _group_files(folder, split) if folder.is_dir() else []:
-        file_ids = _ids(path)
-        if file_ids is None or not _current_schema(path):
+        file_ids = _current_ids(path)
+        if file_ids is None:
             return None
         found.update(file_ids)
         count += len(file_ids)
