@@ -45,7 +45,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 from generation.errors import MmatError
 from generation.redact import mask_known
@@ -138,14 +138,53 @@ def index_path(rows_path: Path) -> Path:
 IndexEntry = tuple[int, int, str, str, str]  # start, end, id, source, split
 
 
+def _file_state(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, -1, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _index_line(entry: IndexEntry) -> str:
     return json.dumps(list(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _parse_index(data: bytes, size: int) -> Optional[tuple[list[IndexEntry], int]]:
+    """Every complete line of an index in one JSON parse (a resume reads a million of them), checked
+    as `_read_index` checks them; None when a line is torn or not an entry (then `_read_index` reads
+    line by line to find where the good ones end)."""
+    complete = data[: data.rfind(b"\n") + 1]
+    if not complete:
+        return [], 0
+    try:
+        parsed = json.loads(b"[" + complete[:-1].replace(b"\n", b",") + b"]")
+    except ValueError:
+        return None
+    entries: list[IndexEntry] = []
+    end = 0
+    for entry in parsed:
+        if type(entry) is not list or len(entry) != 5:
+            return None
+        start, stop, sample_id, source, split = entry
+        if start != end or stop <= start or stop > size or not isinstance(sample_id, str):
+            return [], 0  # not this rows file's index: rebuild
+        entries.append((start, stop, sample_id, str(source), str(split)))
+        end = stop
+    return entries, len(complete)
 
 
 def _read_index(rows_path: Path, size: int) -> tuple[list[IndexEntry], int]:
     """The index's entries that the rows file confirms (see the module docstring) and the index bytes
     they take; ([], 0) when the index must be rebuilt from the rows file."""
-    entries: list[IndexEntry] = []
+    try:
+        parsed = _parse_index(index_path(rows_path).read_bytes(), size)
+    except FileNotFoundError:
+        return [], 0
+    if parsed is not None:
+        entries, used = parsed
+        return (entries, used) if _last_entry_confirmed(rows_path, entries) else ([], 0)
+    entries = []
     end = used = 0
     for line in _complete_lines(index_path(rows_path)):
         try:
@@ -157,15 +196,19 @@ def _read_index(rows_path: Path, size: int) -> tuple[list[IndexEntry], int]:
         entries.append((start, stop, sample_id, str(source), str(split)))
         end = stop
         used += len(line.encode("utf-8"))
-    if entries:
-        start, stop, sample_id = entries[-1][:3]
-        with open(rows_path, "rb") as fh:
-            fh.seek(start)
-            line = fh.read(stop - start)
-        match = _ID_PREFIX.match(line.decode("utf-8", "replace"))
-        if not line.endswith(b"\n") or not match or json.loads(match.group(1)) != sample_id:
-            return [], 0
-    return entries, used
+    return (entries, used) if _last_entry_confirmed(rows_path, entries) else ([], 0)
+
+
+def _last_entry_confirmed(rows_path: Path, entries: list[IndexEntry]) -> bool:
+    """Is the index's last entry a whole line of the rows file, of its id (or is the index empty)?"""
+    if not entries:
+        return True
+    start, stop, sample_id = entries[-1][:3]
+    with open(rows_path, "rb") as fh:
+        fh.seek(start)
+        line = fh.read(stop - start)
+    match = _ID_PREFIX.match(line.decode("utf-8", "replace"))
+    return line.endswith(b"\n") and match is not None and json.loads(match.group(1)) == sample_id
 
 
 def _scan_rows(path: Path, offset: int) -> Iterator[IndexEntry]:
@@ -207,9 +250,9 @@ def load_index(rows_path: Path, repair: bool = False) -> list[IndexEntry]:
     return entries
 
 
-@dataclass(frozen=True)
-class RecordRef:
-    """Where one finished record lives, so shards can be written without holding every row in memory."""
+class RecordRef(NamedTuple):
+    """Where one finished record lives, so shards can be written without holding every row in memory
+    (a tuple: a resume makes one per finished sample)."""
 
     id: str
     source: str
@@ -268,6 +311,8 @@ class Checkpoint:
         self.blobs = BlobStore(self.dir / "blobs", self.tmp_prefix)
         self._lock_fd: Optional[int] = None
         self._layout_fd: Optional[int] = None
+        # (the rows files' states, repaired?, refs) of the last `finished_refs`: one read per change
+        self._refs_cache: Optional[tuple[tuple, bool, list[RecordRef]]] = None
         if readonly:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -388,16 +433,24 @@ class Checkpoint:
 
     def finished_refs(self, repair: bool = True) -> list[RecordRef]:
         """(id, source, split, file, offset) of every finished record, each id once (first copy wins),
-        read from the rows files' indexes (`load_index`; `repair=False` while the writer may append)."""
+        read from the rows files' indexes (`load_index`; `repair=False` while the writer may append).
+        The files are read again only when one of them changed since the last call (a new file, or
+        another size, mtime or inode: rows files only grow, or are cut back by a repair)."""
+        files = self.rows_files()
+        state = tuple((path, *_file_state(path)) for path in files)  # before reading: a later append shows next time
+        repair = repair and not self.readonly
+        cached = self._refs_cache
+        if cached is not None and cached[0] == state and (cached[1] or not repair):
+            return list(cached[2])
         seen: set[str] = set()
         refs: list[RecordRef] = []
-        for path in self.rows_files():
-            repair = repair and path == self.rows_path and not self.readonly
-            for start, _, sample_id, source, split in load_index(path, repair=repair):
+        for path in files:
+            for start, _, sample_id, source, split in load_index(path, repair=repair and path == self.rows_path):
                 if sample_id not in seen:
                     seen.add(sample_id)
                     refs.append(RecordRef(sample_id, source, split, path, start))
-        return refs
+        self._refs_cache = (state, repair, refs)
+        return list(refs)
 
     def load(self, ref: RecordRef) -> dict[str, Any]:
         """The full stored record a `RecordRef` points at."""

@@ -161,8 +161,9 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
                     check_teacher(config)
                 except TeacherFatalError as exc:
                     raise run_stopped(exc) from None
-            with RollingShards(checkpoint, options.out_dir, config, options):
-                (execute or execute_locally)(config, options, checkpoint, plan, summary)
+            if plan.size:  # nothing left (a rerun of a finished run): no teacher, no engine, no thread
+                with RollingShards(checkpoint, options.out_dir, config, options):
+                    (execute or execute_locally)(config, options, checkpoint, plan, summary)
         summary.elapsed_s = time.perf_counter() - start
         finish_run(summary, checkpoint, config, options)
         if options.retry:

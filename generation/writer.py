@@ -103,24 +103,11 @@ def _row_bytes(encoded: dict) -> int:
     return size + sum(len(m["content"][-1]["text"] or "") for m in encoded.get("messages") or []) + 512
 
 
-def _cut(encoded_rows: Iterable[dict], max_bytes: int, max_rows: Optional[int] = None) -> Iterator[list[dict]]:
-    """Consecutive encoded rows cut before `max_bytes` (estimated, `_row_bytes`) or `max_rows`."""
-    chunk: list[dict] = []
-    size = 0
-    for row in encoded_rows:
-        nbytes = _row_bytes(row)
-        if chunk and (size + nbytes > max_bytes or (max_rows is not None and len(chunk) >= max_rows)):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += nbytes
-    if chunk:
-        yield chunk
-
-
-def _chunks(rows: Iterable[dict], max_bytes: int) -> Iterator[list[dict]]:
-    """Rows encoded in the features' storage format, one file's worth at a time."""
-    return _cut((FEATURES.encode_example(row) for row in rows), max_bytes)
+def _encoded(rows: Iterable[dict]) -> Iterator[tuple[dict, int]]:
+    """Rows encoded in the features' storage format, each with its estimated size (`_row_bytes`)."""
+    for row in rows:
+        encoded = FEATURES.encode_example(row)
+        yield encoded, _row_bytes(encoded)
 
 
 def temp_prefix(settings: WriterSettings) -> str:
@@ -156,24 +143,69 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _row_groups(encoded_rows: list[dict], row_group_rows: int) -> Iterator[list[dict]]:
-    """Consecutive rows cut at `row_group_rows` rows or `ROW_GROUP_MAX_BYTES`, whichever comes first."""
-    return _cut(encoded_rows, ROW_GROUP_MAX_BYTES, row_group_rows)
-
-
 def _parquet_writer(path: Path) -> pq.ParquetWriter:
     return pq.ParquetWriter(path, SCHEMA, **PARQUET_OPTIONS)
 
 
-def _write_tmp(folder: Path, encoded_rows: list[dict], row_group_rows: int, serial: int,
-               settings: WriterSettings) -> Path:
-    tmp = folder / f"{temp_prefix(settings)}{os.getpid()}-{serial:05d}.parquet"
-    with _parquet_writer(tmp) as writer:
-        for batch in _row_groups(encoded_rows, row_group_rows):
-            writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA), row_group_size=len(batch))
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    return tmp
+class _TempFiles:
+    """Rows streamed into temp shard files, one row group in memory at a time (memory does not grow
+    with the group, whatever `shard_max_bytes` is): a file is cut before `shard_max_bytes` of rows
+    (estimated, `_row_bytes`), a row group at `row_group_rows` rows or `ROW_GROUP_MAX_BYTES`, whichever
+    comes first. Iterating yields (temp path, ids of its rows) as each file is closed and fsync'd; a
+    file being written when an error (or a `close`) stops the stream is removed."""
+
+    def __init__(self, folder: Path, rows: Iterable[dict], settings: WriterSettings, first_serial: int = 0) -> None:
+        self.folder = folder
+        self.rows = rows
+        self.settings = settings
+        self.serial = first_serial
+
+    def __iter__(self) -> Iterator[tuple[Path, list[str]]]:
+        max_rows = self.settings.row_group_rows
+        tmp: Optional[Path] = None
+        writer: Optional[pq.ParquetWriter] = None
+        ids: list[str] = []
+        group: list[dict] = []
+        file_bytes = group_bytes = 0
+        try:
+            for row, nbytes in _encoded(self.rows):
+                if ids and file_bytes + nbytes > self.settings.shard_max_bytes:
+                    self._flush(writer, group)
+                    yield self._close(writer, tmp), ids
+                    writer = tmp = None
+                    ids, group, file_bytes, group_bytes = [], [], 0, 0
+                elif group and (group_bytes + nbytes > ROW_GROUP_MAX_BYTES or len(group) >= max_rows):
+                    self._flush(writer, group)
+                    group, group_bytes = [], 0
+                if writer is None:
+                    tmp = self.folder / f"{temp_prefix(self.settings)}{os.getpid()}-{self.serial:05d}.parquet"
+                    self.serial += 1
+                    writer = _parquet_writer(tmp)
+                group.append(row)
+                ids.append(row["id"])
+                group_bytes += nbytes
+                file_bytes += nbytes
+            if writer is not None:
+                self._flush(writer, group)
+                path = self._close(writer, tmp)
+                writer = None
+                yield path, ids
+        finally:
+            if writer is not None:  # stopped mid-file: no temp file survives
+                writer.close()
+                tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _flush(writer: pq.ParquetWriter, group: list[dict]) -> None:
+        if group:
+            writer.write_table(pa.Table.from_pylist(group, schema=SCHEMA), row_group_size=len(group))
+
+    @staticmethod
+    def _close(writer: pq.ParquetWriter, tmp: Path) -> Path:
+        writer.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        return tmp
 
 
 def _names(split: str, count: int, settings: WriterSettings) -> list[str]:
@@ -221,13 +253,17 @@ def _ids(path: Path) -> Optional[list[str]]:
         return None
 
 
-def _current_schema(path: Path) -> bool:
-    """Was the file written with today's features? (An older folder lacks fields added since: its
-    groups are rewritten even when their rows did not change.)"""
+def _current_ids(path: Path) -> Optional[list[str]]:
+    """The file's ids when it was written with today's features, else None (an older folder lacks fields
+    added since: its groups are rewritten even when their rows did not change). One footer read: a
+    200k-row shard's footer is large."""
     try:
-        return pq.read_schema(path).remove_metadata().equals(SCHEMA.remove_metadata())
-    except Exception:
-        return False
+        pf = pq.ParquetFile(path)
+        if not pf.schema_arrow.remove_metadata().equals(SCHEMA.remove_metadata()):
+            return None
+        return pf.read(columns=["id"]).column("id").to_pylist()
+    except Exception:  # unreadable or foreign file
+        return None
 
 
 def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSettings) -> bool:
@@ -236,8 +272,8 @@ def _unchanged(files: list[Path], split: str, ids: list[str], settings: WriterSe
         return False
     found: list[str] = []
     for path in files:
-        file_ids = _ids(path)
-        if file_ids is None or not _current_schema(path):  # unreadable, foreign or old: rewrite the group
+        file_ids = _current_ids(path)
+        if file_ids is None:  # unreadable, foreign or old: rewrite the group
             return False
         found.extend(file_ids)
     return found == ids
@@ -327,8 +363,8 @@ def ids_in_files(out_dir: Path, fmt: str, source: str, split: str) -> Optional[s
     found: set[str] = set()
     count = 0
     for path in _group_files(folder, split) if folder.is_dir() else []:
-        file_ids = _ids(path)
-        if file_ids is None or not _current_schema(path):
+        file_ids = _current_ids(path)
+        if file_ids is None:
             return None
         found.update(file_ids)
         count += len(file_ids)
@@ -346,12 +382,11 @@ def write_part(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable[
     numbers = [int(m.group(1)) for p in _group_files(folder, split) if (m := pattern.fullmatch(p.name))]
     next_part = max(numbers, default=-1) + 1
     result = GroupWritten(fmt, source, split)
-    for serial, chunk in enumerate(_chunks(rows, settings.shard_max_bytes)):
-        tmp = _write_tmp(folder, chunk, settings.row_group_rows, 200_000 + serial, settings)
+    for tmp, ids in _TempFiles(folder, rows, settings, first_serial=200_000):
         target = folder / f"{_part_stem(split, settings)}-part{next_part:05d}.parquet"
         os.replace(tmp, target)  # only ids no file holds: never a row in two files
         next_part += 1
-        result.rows += len(chunk)
+        result.rows += len(ids)
         result.files.append(target)
     _fsync_dir(folder)
     return result
@@ -376,14 +411,14 @@ def write_group(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable
     if ids is not None and _unchanged(old, split, ids, settings) \
             and not _others(folder, split, old, set(ids), settings):
         return GroupWritten(fmt, source, split, rows=len(ids), files=old)
-    # Chunks stream to temp files (one chunk in memory at a time); only once the count is known do
+    # Rows stream to temp files (one row group in memory at a time); only once the count is known do
     # they get their final `-of-{n}` names.
     temps: list[tuple[Path, int]] = []
     written: set[str] = set()
     try:
-        for serial, chunk in enumerate(_chunks(rows, settings.shard_max_bytes)):
-            written.update(row["id"] for row in chunk)
-            temps.append((_write_tmp(folder, chunk, settings.row_group_rows, serial, settings), len(chunk)))
+        for tmp, ids_in_tmp in _TempFiles(folder, rows, settings):
+            written.update(ids_in_tmp)
+            temps.append((tmp, len(ids_in_tmp)))
         # Our rows out of every old file first, then the new ones in: never both at once.
         _take_out(folder, _others(folder, split, old, written, settings), written, settings)
     except BaseException:

@@ -89,3 +89,23 @@ def test_rows_appended_past_the_index_are_read_from_the_rows_file(tmp_path):
     assert len(idx.read_text().splitlines()) == 2  # a reader never writes
     assert load_index(checkpoint.rows_path, repair=True) and len(idx.read_text().splitlines()) == 6
     checkpoint.close()
+
+
+def test_finished_refs_follow_every_workers_appends_after_a_first_read(tmp_path):
+    """A run reads the finished refs more than once (plan, shards); what another worker (or this one)
+    appended in between, a new worker's file and a rows file cut back by a repair all show."""
+    mine = _fill(tmp_path, 4)
+    assert [i for i, _ in _refs(mine)] == [f"src/a/{i:03d}" for i in range(4)]
+    other = Checkpoint(tmp_path, worker="00001-of-00002", lock=True)
+    other.add_finished("src/a/050", "src", "train", _rows(50))
+    assert [i for i, _ in _refs(mine)][-1] == "src/a/050"
+    mine.add_finished("src/a/060", "src", "train", _rows(60))
+    assert [i for i, _ in _refs(mine)] == [f"src/a/{i:03d}" for i in (0, 1, 2, 3, 60, 50)]
+    with open(other.rows_path, "rb+") as fh:  # cut back (a repair of a torn line leaves the file shorter)
+        fh.truncate(0)
+    assert "src/a/050" not in [i for i, _ in _refs(mine)]
+    refs = mine.finished_refs()
+    refs.clear()  # a caller's copy: the next read is whole
+    assert len(mine.finished_refs()) == 5
+    other.close()
+    mine.close()

@@ -198,3 +198,72 @@ def test_the_terminal_report_is_readable_at_80_columns(report):
     total = next(line for line in text.splitlines() if line.startswith("│ total "))
     assert "0.88 (7/8)" in total and "0.12 (1/8)" in total
     assert len(COLUMNS) > 5  # the second table carries the rest
+
+
+def _write(root, fmt, source, rows, name=None):
+    out = root / shard_dir(fmt, source)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(datasets.Dataset.from_list(rows, features=FEATURES).data.table, out / (name or shard_name("train", 0, 1)))
+
+
+def test_duplicates_past_the_first_batch_and_shard_are_named_by_their_own_ids(tmp_path):
+    """The audit keeps where rows are, not their ids: a copy read in a later batch of a later shard is
+    named by its own id and its original's (hand-made: 300 distinct dialogues in two shards of 40 and
+    262 rows, with the copy of dialogue 10 at row 258 of the second, past its first batch of 256, and
+    a near-duplicate of dialogue 20, another image and one word changed, at its row 260)."""
+    from generation.quality.audit import audit_dataset
+
+    menu_step = Step(thought=SOUP, signal="end")
+
+    def one(k, row_id=None, changed=None, image=None):
+        words = [f"dish{k}n{j}" for j in range(80)]  # a text of its own per dialogue
+        if changed is not None:
+            words[changed] = "carrot"
+        return dialogue(row_id or f"infoseek/infoseek/d{k:03d}", MENU_Q, "tomato basil",
+                        [look("ocr", " ".join(words)), menu_step], "tomato basil", image=k if image is None else image)
+
+    made = [one(k) for k in range(300)]
+    made.insert(298, one(10, "infoseek/infoseek/copy10"))
+    made.insert(300, one(20, "infoseek/infoseek/near20", changed=40, image=999))
+    rows = [build_rows(s, t, i)["rr"] for s, t, i in made]
+    root = tmp_path / "mmat-1m"
+    _write(root, "rr", "infoseek", rows[:40], shard_name("train", 0, 2))
+    _write(root, "rr", "infoseek", rows[40:], shard_name("train", 1, 2))
+    report = audit_dataset(root, "rr")
+    assert report.total.dialogues == 302
+    assert report.exact_duplicates == 1
+    assert report.examples["exact_duplicate"] == [{"id": "infoseek/infoseek/copy10",
+                                                   "why": "same as infoseek/infoseek/d010"}]
+    assert report.near_duplicates == 1
+    assert report.examples["near_duplicate"] == [{"id": "infoseek/infoseek/near20",
+                                                  "why": "near-duplicate of infoseek/infoseek/d020"}]
+
+
+def test_the_token_ratio_is_orr_over_rr_tokens_of_the_dialogues_in_both(folder, tmp_path):
+    """By hand: text tokens (words and punctuation marks) of every message, summed over the ids both
+    formats have; an RR row without its ORR row counts in neither sum."""
+    import re
+    import shutil
+
+    from generation.quality.audit import audit_dataset
+
+    root = tmp_path / "mmat-1m"
+    shutil.copytree(folder, root)
+    orr_menu = root / shard_dir("orr", "infoseek") / shard_name("train", 0, 1)
+    table = pq.read_table(orr_menu)
+    pq.write_table(table.slice(0, table.num_rows - 1), orr_menu)  # menu2 has no ORR row now
+
+    def tokens(fmt):
+        out = {}
+        for path in sorted((root / "data" / fmt).rglob("*.parquet")):
+            for row in pq.read_table(path, columns=["id", "messages"]).to_pylist():
+                texts = [b["text"] or "" for m in row["messages"] for b in m["content"] if b["type"] == "text"]
+                out[row["id"]] = sum(len(re.findall(r"\w+|[^\w\s]", t, re.ASCII)) for t in texts)
+        return out
+
+    rr, orr = tokens("rr"), tokens("orr")
+    both = [i for i in rr if i in orr]
+    assert len(both) == 7 and "infoseek/infoseek/menu2" not in both
+    expected = sum(orr[i] for i in both) / sum(rr[i] for i in both)
+    assert audit_dataset(root, "rr").token_ratio == pytest.approx(expected, rel=1e-12)
+    assert audit_dataset(root, "orr").token_ratio == pytest.approx(expected, rel=1e-12)

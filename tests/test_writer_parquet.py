@@ -57,3 +57,72 @@ def test_group_with_an_old_schema_is_rewritten_though_its_rows_did_not_change(tm
     assert schema.remove_metadata().equals(FEATURES.arrow_schema.remove_metadata())
     assert pq.read_table(again.files[0]).num_rows == 3
     assert isinstance(schema, pa.Schema)
+
+
+def _cut_rows(n):
+    rows = [_rows(i)["orr"] for i in range(100, 100 + n)]
+    image = rows[0]["images"]
+    rows = [{**row, "images": image} for row in rows]
+    sizes = {writer._row_bytes(FEATURES.encode_example(r)) for r in rows}
+    assert len(sizes) == 1, "the hand-computed cuts below assume rows of one size"
+    return rows, sizes.pop()
+
+
+def test_files_and_row_groups_cut_where_the_sizes_say(tmp_path, monkeypatch):
+    """17 rows of size r, files of at most 7.5 r, row groups of 3 rows or 2.5 r: by hand, three files
+    of 7, 7 and 3 rows, row groups of 2, 2, 2, 1 / 2, 2, 2, 1 / 2, 1, every row once, in order."""
+    rows, r = _cut_rows(17)
+    monkeypatch.setattr(writer, "ROW_GROUP_MAX_BYTES", 2 * r + r // 2)
+    written = write_group(tmp_path, "orr", "tabmwp", "train", rows,
+                          WriterSettings(shard_max_bytes=7 * r + r // 2, row_group_rows=3))
+    metas = [pq.ParquetFile(p).metadata for p in written.files]
+    assert [[m.row_group(i).num_rows for i in range(m.num_row_groups)] for m in metas] == \
+        [[2, 2, 2, 1], [2, 2, 2, 1], [2, 1]]
+    assert [p.name for p in written.files] == [f"train-{j:05d}-of-00003.parquet" for j in range(3)]
+    ids = [i for p in written.files for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    assert ids == [r["id"] for r in rows] and written.rows == 17
+    assert not list(written.files[0].parent.glob(".tmp-*"))
+
+
+def test_rows_stream_one_row_group_at_a_time(tmp_path, monkeypatch):
+    """A group of any size is written with one row group of rows in memory: each row group reaches the
+    file before the rows after it are read (memory stays flat however large `shard_max_bytes` is)."""
+    rows, _ = _cut_rows(20)
+    consumed = []
+    flushed = []
+
+    def source():
+        for row in rows:
+            consumed.append(row["id"])
+            yield row
+
+    real_flush = writer._TempFiles._flush
+
+    def flush(w, group):
+        flushed.append((len(consumed), len(group)))
+        real_flush(w, group)
+
+    monkeypatch.setattr(writer._TempFiles, "_flush", staticmethod(flush))
+    written = write_group(tmp_path, "orr", "tabmwp", "train", source(), WriterSettings(row_group_rows=4))
+    assert written.rows == 20 and len(written.files) == 1
+    # a group of 4 is flushed when the 5th row arrives (or at the end): never more than 5 rows read ahead
+    assert flushed == [(5, 4), (9, 4), (13, 4), (17, 4), (20, 4)]
+
+
+def test_a_failing_row_source_leaves_no_temp_file_and_the_old_shards(tmp_path):
+    rows, _ = _cut_rows(6)
+    first = write_group(tmp_path, "orr", "tabmwp", "train", rows[:3], WriterSettings(row_group_rows=2))
+
+    def broken():
+        yield from rows[:5]
+        raise OSError("checkpoint unreadable")
+
+    try:
+        write_group(tmp_path, "orr", "tabmwp", "train", broken(), WriterSettings(row_group_rows=2))
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the error must reach the caller")
+    folder = first.files[0].parent
+    assert sorted(p.name for p in folder.iterdir()) == ["train-00000-of-00001.parquet"]
+    assert pq.read_table(first.files[0]).num_rows == 3

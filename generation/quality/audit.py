@@ -69,7 +69,7 @@ class RowQuality:
     judge_score: Optional[float] = None
     parsed: bool = True
     content: str = ""  # the dialogue's questions, thoughts, results and answers (near-duplicates)
-    text_key: str = ""  # every message text (exact duplicates, with the images)
+    text_key: int = 0  # xxh3-128 of every message text (exact duplicates, with the images)
 
 
 def _question_views(row: dict[str, Any]) -> list[Any]:
@@ -136,7 +136,7 @@ def row_quality(row: dict[str, Any], tokens: int = 0) -> RowQuality:
     texts = [b.get("text") or "" for m in row["messages"] for b in m["content"] if b.get("type") == "text"]
     out.images = sum(1 for m in row["messages"] for b in m["content"] if b.get("type") == "image")
     out.turns = sum(1 for m in row["messages"] if m["role"] == "assistant")
-    out.text_key = xxhash.xxh3_128_hexdigest("\x00".join(texts).encode("utf-8"))
+    out.text_key = xxhash.xxh3_128_intdigest("\x00".join(texts).encode("utf-8"))
     try:
         questions = _question_views(row)
     except ValueError:  # FormatError: counted, never fatal
@@ -329,13 +329,94 @@ def _tokens_per_row(batch: pa.RecordBatch) -> np.ndarray:
     return np.bincount(block_row, weights=tok, minlength=batch.num_rows)[: batch.num_rows].astype(np.int64)
 
 
-def _format_tokens(shards: list[Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
+def _id_keys(ids: list[str]) -> np.ndarray:
+    """64-bit keys of ids (xxh3): what the token ratio matches the two formats' rows by, 8 bytes a row
+    instead of a dict of id strings."""
+    import xxhash
+
+    return np.fromiter((xxhash.xxh3_64_intdigest(i.encode("utf-8")) for i in ids), dtype=np.uint64, count=len(ids))
+
+
+class _Tokens:
+    """Text tokens per id of one format, as (id key, tokens) arrays grown batch by batch."""
+
+    def __init__(self) -> None:
+        self.keys: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+
+    def add(self, ids: list[str], tokens: np.ndarray) -> None:
+        self.keys.append(_id_keys(ids))
+        self.counts.append(np.asarray(tokens, dtype=np.int64))
+
+    def per_id(self, repeated: str) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted distinct keys, tokens); an id met twice keeps its `last` count or their `sum`."""
+        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.uint64)
+        counts = np.concatenate(self.counts) if self.counts else np.zeros(0, np.int64)
+        if repeated == "last":
+            distinct, last = np.unique(keys[::-1], return_index=True)
+            return distinct, counts[::-1][last]
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        return distinct, np.bincount(inverse.ravel(), weights=counts, minlength=len(distinct)).astype(np.int64)
+
+
+def _format_tokens(shards: list[Any]) -> _Tokens:
+    out = _Tokens()
     for shard in shards:
         for batch in _batches(shard, ["id", "messages"]):
-            for row_id, n in zip(batch.column("id").to_pylist(), _tokens_per_row(batch).tolist()):
-                out[row_id] = out.get(row_id, 0) + int(n)
+            out.add(batch.column("id").to_pylist(), _tokens_per_row(batch))
     return out
+
+
+def _token_ratio(audited: _Tokens, other: _Tokens, audited_format: str) -> Optional[float]:
+    """ORR tokens / RR tokens over the ids both formats have (None when none, or no RR token)."""
+    keys, counts = audited.per_id("last")
+    other_keys, other_counts = other.per_id("sum")
+    _, mine, theirs = np.intersect1d(keys, other_keys, assume_unique=True, return_indices=True)
+    if not len(mine):
+        return None
+    ours, others = int(counts[mine].sum()), int(other_counts[theirs].sum())
+    rr, orr = (ours, others) if audited_format == "rr" else (others, ours)
+    return orr / rr if rr else None
+
+
+class _TextKeys:
+    """Per row read, in order: the key of its texts and where it is (shard number, row in the shard),
+    as arrays (24 bytes a row), so the exact-duplicate check holds no per-row Python object."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+
+    def add(self, keys: list[int], shard: int, first_row: int) -> None:
+        part = np.zeros(len(keys), dtype=_TEXT_KEY)
+        part["hi"] = [k >> 64 for k in keys]
+        part["lo"] = [k & 0xFFFFFFFFFFFFFFFF for k in keys]
+        part["shard"] = shard
+        part["row"] = np.arange(first_row, first_row + len(keys))
+        self.parts.append(part)
+
+    def rows(self) -> np.ndarray:
+        """Every row read, in reading order (a row's number in the audit is its position here)."""
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=_TEXT_KEY)
+
+    def repeated(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+        """The numbers of the rows of each text met more than once (in reading order), texts in order
+        of first meeting."""
+        if not len(rows):
+            return
+        keys = np.stack([rows["hi"], rows["lo"]], axis=1).view(np.dtype((np.void, 16))).ravel()
+        _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+        again = np.flatnonzero(counts[inverse] > 1)
+        if not len(again):
+            return
+        order = again[np.lexsort((again, first[inverse[again]]))]
+        groups = inverse[order]
+        bounds = np.concatenate(([0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(order)]))
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            yield order[a:b]
+
+
+_TEXT_KEY = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("shard", "<i4"), ("row", "<i8")])
 
 
 def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[str] = None) -> AuditReport:
@@ -353,43 +434,54 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
     if not shards:
         raise FileNotFoundError(f"no {config} shards in {dataset}")
     report = AuditReport(dataset=str(dataset), config=config)
+    # What is kept per row for the whole pass is fixed-size (`_TextKeys`, `_Tokens`, `NearDuplicates`):
+    # memory grows by a few hundred bytes a dialogue, never by its rows or texts.
     near = NearDuplicates()
-    near_ids: list[str] = []
-    by_text: dict[str, list[tuple[Any, int, str]]] = defaultdict(list)
-    tokens: dict[str, int] = {}
-    for shard in shards:
+    near_rows: list[int] = []  # the audit's number of each row given to `near`, in its order
+    text_keys = _TextKeys()
+    read = 0  # rows read so far (a row's number)
+    tokens = _Tokens()
+    for number, shard in enumerate(shards):
         offset = 0
         for batch in _batches(shard, _COLUMNS):
             counts = _tokens_per_row(batch)
+            keys: list[int] = []
             for i, row in enumerate(batch.to_pylist()):
                 q = row_quality(row, int(counts[i]))
-                tokens[q.id] = q.tokens
                 for key in ("total", q.source, f"{q.source}/{q.subset}"):
                     report.groups.setdefault(key, GroupStats()).add(q)
                 _examples(report, q)
                 if q.judge_score is not None:
                     report.judge_scores.append(float(q.judge_score))
-                by_text[q.text_key].append((shard, offset + i, q.id))
+                keys.append(q.text_key)
                 if q.content:
                     near.add(minhash(q.content))
-                    near_ids.append(q.id)
+                    near_rows.append(read + i)
+            tokens.add(batch.column("id").to_pylist(), counts)
+            text_keys.add(keys, number, offset)
             offset += batch.num_rows
-    exact = _exact_duplicates(report, store, by_text, xxhash)
+            read += batch.num_rows
+    rows = text_keys.rows()
+    repeat = _exact_duplicates(report, store, shards, text_keys, rows, xxhash)
+    near_numbers = np.asarray(near_rows, dtype=np.int64)
     for group in near.groups():
-        ids = [near_ids[i] for i in group if near_ids[i] not in exact]  # an exact duplicate is counted once
-        if len(ids) < 2:
+        numbers = near_numbers[group]
+        numbers = numbers[~repeat[numbers]]  # an exact duplicate is counted once
+        if len(numbers) < 2:
             continue
-        report.near_duplicates += len(ids) - 1
+        report.near_duplicates += len(numbers) - 1
         if len(report.examples["near_duplicate"]) < EXAMPLES_PER_KIND:
-            report.examples["near_duplicate"].append({"id": ids[1], "why": f"near-duplicate of {ids[0]}"})
+            first, second = (_id_of(store, shards, rows[n]) for n in numbers[:2].tolist())
+            report.examples["near_duplicate"].append({"id": second, "why": f"near-duplicate of {first}"})
     other = "orr" if spec.format == "rr" else "rr"
     other_tokens = _format_tokens([s for s in store.shards_of(other) if spec.source is None or s.source == spec.source])
-    both = [i for i in tokens if i in other_tokens]
-    if both:
-        rr = sum((tokens if spec.format == "rr" else other_tokens)[i] for i in both)
-        orr = sum((other_tokens if spec.format == "rr" else tokens)[i] for i in both)
-        report.token_ratio = orr / rr if rr else None
+    report.token_ratio = _token_ratio(tokens, other_tokens, spec.format)
     return report
+
+
+def _id_of(store: Any, shards: list[Any], row: np.void) -> str:
+    """A row's id, read back from its shard (the audit keeps where rows are, not their ids)."""
+    return store.rows(shards[int(row["shard"])], [int(row["row"])], columns=["id"])[0]["id"]
 
 
 def _examples(report: AuditReport, q: RowQuality) -> None:
@@ -404,21 +496,20 @@ def _examples(report: AuditReport, q: RowQuality) -> None:
         report.example("leaked", q, q.leak_reason)
 
 
-def _exact_duplicates(report: AuditReport, store: Any, by_text: dict[str, list[tuple[Any, int, str]]],
-                      xxhash: Any) -> set[str]:
+def _exact_duplicates(report: AuditReport, store: Any, shards: list[Any], text_keys: _TextKeys, rows: np.ndarray,
+                      xxhash: Any) -> np.ndarray:
     """Rows with the same text are exact duplicates when their image bytes match too (read only for them).
-    Returns the ids of the rows that repeat an earlier one."""
-    repeats: set[str] = set()
-    for rows in by_text.values():
-        if len(rows) < 2:
-            continue
+    Returns, per row number, whether the row repeats an earlier one."""
+    repeats = np.zeros(len(rows), dtype=bool)
+    for numbers in text_keys.repeated(rows):
         keys: dict[str, str] = {}
-        for shard, index, row_id in rows:
-            images = store.rows(shard, [index], columns=["images"])[0]["images"] or []
+        for n, shard, index in zip(numbers.tolist(), rows["shard"][numbers].tolist(), rows["row"][numbers].tolist()):
+            row = store.rows(shards[shard], [index], columns=["id", "images"])[0]
+            row_id, images = row["id"], row["images"] or []
             key = xxhash.xxh3_128_hexdigest(b"\x00".join((im or {}).get("bytes") or b"" for im in images))
             if key in keys:
                 report.exact_duplicates += 1
-                repeats.add(row_id)
+                repeats[n] = True
                 if len(report.examples["exact_duplicate"]) < EXAMPLES_PER_KIND:
                     report.examples["exact_duplicate"].append({"id": row_id, "why": f"same as {keys[key]}"})
             else:

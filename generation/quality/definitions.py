@@ -460,47 +460,69 @@ def minhash(text: str) -> np.ndarray:
 
 class NearDuplicates:
     """Groups of near-duplicate texts by MinHash with LSH banding (candidates share a band), confirmed
-    by the signatures' estimated Jaccard similarity.
+    by the signatures' estimated Jaccard similarity: the connected components of the graph whose edges
+    join two signatures that share a band and match in at least `threshold` of their values.
 
-    A signature equal to an earlier one joins that one's group and enters no bucket: the earlier one
-    was compared with every bucket-mate added before or after it, so its group already holds every
-    text the new one would match. Without that, N copies of one text (a replicated benchmark, a
-    source that repeats its boilerplate) cost N² comparisons; with it, N."""
+    Memory is the signatures alone, 512 bytes a text in one growing array (an audit of a million
+    dialogues holds no per-text Python object); the bands are grouped once, in `groups`, by sorting.
+    Identical signatures are merged first and the bands compare distinct ones only: N copies of one
+    text (a replicated benchmark, a source that repeats its boilerplate) cost N, not N² comparisons."""
 
     def __init__(self, threshold: float = NEAR_DUPLICATE_JACCARD) -> None:
         self.threshold = threshold
-        self.signatures: list[np.ndarray] = []
-        self.buckets: dict[tuple[int, bytes], list[int]] = {}
-        self.parent: list[int] = []
-        self.first_with: dict[bytes, int] = {}  # whole signature -> the first index that had it
-
-    def _root(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
+        self._signatures = np.empty((1024, _PERMUTATIONS), dtype=np.uint64)
+        self.count = 0
+        self.compared = 0  # signature pairs compared by the last `groups` (distinct signatures only)
 
     def add(self, signature: np.ndarray) -> int:
-        index = len(self.signatures)
-        self.signatures.append(signature)
-        self.parent.append(index)
-        same = self.first_with.setdefault(signature.tobytes(), index)
-        if same != index:
-            self.parent[index] = self._root(same)
-            return index
-        rows = _PERMUTATIONS // _BANDS
-        for band in range(_BANDS):
-            key = (band, signature[band * rows:(band + 1) * rows].tobytes())
-            for other in self.buckets.setdefault(key, []):
-                if self._root(other) != self._root(index) and \
-                        float(np.mean(self.signatures[other] == signature)) >= self.threshold:
-                    self.parent[self._root(index)] = self._root(other)
-            self.buckets[key].append(index)
-        return index
+        if self.count == len(self._signatures):
+            grown = np.empty((2 * len(self._signatures), _PERMUTATIONS), dtype=np.uint64)
+            grown[: self.count] = self._signatures[: self.count]
+            self._signatures = grown
+        self._signatures[self.count] = signature
+        self.count += 1
+        return self.count - 1
 
     def groups(self) -> list[list[int]]:
-        """Groups of two or more near-duplicates (indices in `add` order), each sorted."""
+        """Groups of two or more near-duplicates (indices in `add` order), each sorted, in the order of
+        their first index."""
+        signatures = self._signatures[: self.count]
+        if not self.count:
+            return []
+        # distinct signatures, numbered in the order of their first occurrence
+        rows = np.ascontiguousarray(signatures).view(np.dtype((np.void, signatures.shape[1] * 8))).ravel()
+        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        distinct = signatures[first[order]]  # distinct[k]: the k-th distinct signature met
+        of_text = rank[inverse.ravel()]  # text index -> its distinct signature
+        parent = list(range(len(distinct)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        self.compared = 0
+        width = _PERMUTATIONS // _BANDS
+        for band in range(_BANDS):
+            keys = np.ascontiguousarray(distinct[:, band * width:(band + 1) * width])
+            keys = keys.view(np.dtype((np.void, width * 8))).ravel()
+            by_key = np.argsort(keys, kind="stable")  # members of a bucket stay in first-met order
+            sorted_keys = keys[by_key]
+            bounds = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1, [len(keys)]))
+            for bucket in np.flatnonzero(np.diff(bounds) > 1).tolist():  # buckets of two or more
+                members = by_key[bounds[bucket]:bounds[bucket + 1]]
+                for k in range(1, len(members)):
+                    similar = np.mean(distinct[members[:k]] == distinct[members[k]], axis=1) >= self.threshold
+                    self.compared += k
+                    for other in members[:k][similar].tolist():
+                        a, b = root(int(members[k])), root(other)
+                        if a != b:
+                            parent[a] = b
         out: dict[int, list[int]] = {}
-        for i in range(len(self.signatures)):
-            out.setdefault(self._root(i), []).append(i)
-        return [sorted(g) for g in out.values() if len(g) > 1]
+        for index, k in enumerate(of_text.tolist()):
+            out.setdefault(root(k), []).append(index)
+        return [g for g in out.values() if len(g) > 1]
