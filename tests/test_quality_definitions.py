@@ -66,6 +66,18 @@ def test_arithmetic_written_out_from_the_evidence_grounds_a_number():
     assert not stated.grounded and stated.leaked
 
 
+def test_a_fraction_is_grounded_when_its_numerator_and_denominator_are_shown():
+    # TabMWP's probabilities: the part from the table, the whole summed out, the answer in lowest terms
+    table = ocr("I will read the table.", "Velvet Suede\nFoam 6 6\nBeads 2 5")
+    question = "What is the probability that a beanbag chair is filled with beads and made from suede?"
+    summed, _ = judge_question(question, [table, end("6 + 6 + 2 + 5 = 19. P = \\frac{5}{19}.")], "5/19")
+    assert summed.grounded and not summed.leaked
+    unsummed, _ = judge_question(question, [table, end("P = \\frac{5}{19}.")], "5/19")
+    assert not unsummed.grounded  # 19 was never shown nor derived
+    wrong_sum, _ = judge_question(question, [table, end("6 + 6 + 2 + 4 = 19. P = \\frac{5}{19}.")], "5/19")
+    assert not wrong_sum.grounded  # wrong arithmetic derives nothing
+
+
 NINA = "Nina has $12.00. Does she have enough to buy a kite and a yo-yo?\nA. yes\nB. no"
 MARBLES = "Is the total number of marbles even or odd?\nA. even\nB. odd"
 

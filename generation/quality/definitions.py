@@ -19,7 +19,8 @@ the operator and retrieval results that came back), then the final answer.
   $12.00`, `45 > 41`) and a parity (`27 ends in 7, so it is odd`).
 - **supported**: the target is in the evidence. Text: its normal form (`generation.answers`) occurs,
   word for word, in the evidence's normal form. Numbers: the value is an evidence number or a derived
-  one. Yes/no: the evidence speaks about what the question asks (at least half of its content words
+  one; a fraction `a/b` (TabMWP's simplified probabilities, `4/11`) also when its numerator and its
+  denominator are both known numbers (evidence, derived, or the question's). Yes/no: the evidence speaks about what the question asks (at least half of its content words
   occur in it; a proxy: no text can show that a "no" is right), or a step decided a comparison of known
   numbers (what settles "does she have enough?"). A text answer a decided fact names (`odd`) is supported
   like one the results show. Long answers (more than
@@ -142,6 +143,9 @@ _TOKEN = re.compile(r"(?P<num>[$€£¥]?\d[\d,]*(?:\.\d+)?(?:\s?[%°])?)|(?P<op
 _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub,
             ast.UAdd)
 _OPS = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
+
+
+_FRACTION = re.compile(r"-?(\d+)\s*/\s*(\d+)")
 
 
 def _number(token: str) -> tuple[float, int]:
@@ -300,6 +304,9 @@ class Evidence:
         if target.kind == "number" and target.value is not None:
             places = _places(target.text)
             if any(same_number(v, target.value, places) for v in self.numbers + self.derived):
+                return True
+            fraction = _FRACTION.fullmatch(target.norm)
+            if fraction and all(self.known(float(part)) for part in fraction.groups()):
                 return True
         if target.kind == "yesno":
             if "comparison" in self.decided:
