@@ -96,7 +96,7 @@ def test_a_generation_actor_killed_mid_run_is_restarted_and_no_id_is_lost_or_dup
     from generation.ray_engine import run_generation_ray
     from generation.plan import RunOptions
 
-    config_path = write_config(tmp_path / "kill.yaml", [source("tabmwp"), source("cauldron"), source("visual_cot")],
+    config_path = write_config(tmp_path / "kill.yaml", [source("tabmwp"), source("visual_cot")],
                                ocr="rapidocr", runner={"max_concurrency": 2, "ray": {"batch_size": 2}})
     expected, _ = source_ids(config_path)
     out = tmp_path / "out"
