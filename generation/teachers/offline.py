@@ -267,13 +267,16 @@ class OfflineTeacher:
         return _clip(text, 1500)
 
     @staticmethod
-    def _quote(ctx: TeacherContext, target: Target, steps: Sequence[Any]) -> Optional[str]:
+    def _dialogue_observations(ctx: TeacherContext) -> list[Any]:
+        """Every result this dialogue has shown so far (earlier questions first), in order."""
+        return [o for qa in ctx.previous for s in qa.steps for o in s.observations] + \
+            [o for s in ctx.steps for o in s.observations]
+
+    def _quote(self, ctx: TeacherContext, target: Target) -> Optional[str]:
         """'The ocr result says "…".' for the first result piece that holds the target (a small count: the
         whole result, which is what the count is read from, not a line where the digit happens to be)."""
-        observations = [(o.operator, o.text) for qa in ctx.previous for s in qa.steps for o in s.observations]
-        observations += [(o.operator, o.text) for s in steps for o in s.observations]
         whole = target.kind == "number" and target.value is not None and target.value in CONSTANTS
-        for operator, text in observations:
+        for operator, text in ((o.operator, o.text) for o in self._dialogue_observations(ctx)):
             for where, piece in ([("", text)] if whole else _pieces(text)):
                 probe = Evidence(ctx.qa.question)
                 probe.add_result(piece)
@@ -300,11 +303,9 @@ class OfflineTeacher:
         tail = f"None of these results shows {asked}, so I cannot confirm it from the tool evidence."
         return " ".join(parts[:4] + [tail]) if parts else f"No tool result shows {asked}, so I cannot confirm it."
 
-    @staticmethod
-    def _observations(ctx: TeacherContext, operator: str, backend: Optional[str] = None) -> list[str]:
+    def _observations(self, ctx: TeacherContext, operator: str, backend: Optional[str] = None) -> list[str]:
         """The texts `operator` returned in this dialogue so far, latest first."""
-        steps = [s for qa in ctx.previous for s in qa.steps] + list(ctx.steps)
-        return [o.text for s in reversed(steps) for o in s.observations
+        return [o.text for o in reversed(self._dialogue_observations(ctx))
                 if o.operator == operator and (backend is None or o.backend == backend)]
 
     def _read_off(self, ctx: TeacherContext) -> Optional[tuple[list[str], str]]:
@@ -360,7 +361,7 @@ class OfflineTeacher:
                 any(equations(s) for s in self._derivation(ctx, False)):
             method = " ".join(derivation) or "I can compute the result from these values."
             return " ".join(p for p in (table, method) if p), True
-        quote = self._quote(ctx, target, ctx.steps)
+        quote = self._quote(ctx, target)
         conclusion = self._conclusion(target, answer)
         # With a calculation the derivation is the support; without one, the quote of the result that shows it.
         tries = ([table, *derivation, conclusion], [quote, conclusion]) if derivation else \

@@ -29,7 +29,6 @@ _LEAST = ("least", "fewest", "lowest", "smallest", "shortest", "lightest", "youn
 _ADJECTIVE_COLUMNS = {"longest": ("length", "distance", "long"), "shortest": ("length", "distance", "height"),
                       "tallest": ("height", "tall"), "heaviest": ("weight", "mass"), "lightest": ("weight", "mass"),
                       "oldest": ("age", "year"), "youngest": ("age", "year"), "cheapest": ("price", "cost")}
-_WORD_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 _ABOVE = ("more", "greater", "over", "above", "higher")
 _BELOW = ("less", "fewer", "under", "below", "lower")
 
@@ -129,7 +128,8 @@ def derive(question: str, table: Table) -> Optional[tuple[list[str], str]]:
     if total:
         column = table.column([total.group(1)])
         top = total.group(2)
-        count = _WORD_NUMBERS.get(top, int(top) if top and top.isdigit() else len(table.rows)) if top else len(table.rows)
+        top_count = parse_numbers(top) if top else []  # "top three" / "top 3" (the verifier's number words)
+        count = int(top_count[0]) if top_count else len(table.rows)
         if column is None or count < 2 or count > len(table.rows):
             return None
         cells = [(row.name, row.numbers[column]) for row in table.rows[:count]]
