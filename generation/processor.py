@@ -171,7 +171,7 @@ class SampleProcessor:
     async def rows_for(self, sample: Sample) -> tuple[dict[str, dict], TeacherUsage]:
         images = [LoadedImage(ref.read_bytes()) for ref in sample.images]
         for image in images:
-            image.rgb  # decode now: a broken image quarantines here, before any teacher call
+            image.check()  # a broken image quarantines here, before any teacher call
         trajectory = await generate_trajectory(sample, images, self.teacher, self.operators, self.settings)
         enforce_policy(trajectory, sample, self.config.teacher)  # on_mismatch, require_grounding
         if self.config.teacher.judge:

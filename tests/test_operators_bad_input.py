@@ -14,7 +14,7 @@ from skimage import data
 
 from operators.base import OperatorError, OperatorResult
 from operators.config import OperatorsConfig
-from operators.images import ImageDecodeError
+from operators.images import ImageDecodeError, LoadedImage, check_decodable, decode_rgb
 from operators.registry import build_operators
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -166,3 +166,43 @@ def test_bad_image_in_a_batch_fails_only_its_own_item(ocr_ops):
 def test_image_operators_need_an_image(ocr_ops):
     with pytest.raises(OperatorError, match="needs at least one image"):
         ocr_ops.run("ocr", [])
+
+
+# -- the runner's check before the first paid call (`LoadedImage.check`) ------------------------------
+@UNUSABLE
+def test_the_cheap_check_refuses_what_a_decode_refuses(payload, reason):
+    data = _unusable(payload)
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_rgb(data)
+    with pytest.raises(ImageDecodeError, match=reason) as info:
+        LoadedImage(data).check()
+    assert "\n" not in str(info.value)
+
+
+def _flip_in_idat(png: bytes) -> bytes:
+    at = png.index(b"IDAT") + 20
+    return png[:at] + bytes([png[at] ^ 0xFF]) + png[at + 1:]
+
+
+@pytest.mark.parametrize("broken", [
+    lambda: _flip_in_idat(encode(text_image(), "PNG")),                        # a flipped byte: the CRC fails
+    lambda: encode(text_image(), "PNG")[:-12],                                 # cut before IEND
+    lambda: encode(text_image(), "JPEG", quality=90)[:-200],                  # the last scan cut
+], ids=["png-flipped-byte", "png-no-iend", "jpeg-cut-late"])
+def test_the_cheap_check_finds_damage_inside_the_pixel_data(broken):
+    with pytest.raises(ImageDecodeError, match="unreadable image"):
+        LoadedImage(broken()).check()
+
+
+@pytest.mark.parametrize("make, cheap", [
+    (lambda: encode(text_image(), "PNG"), True), (lambda: encode(text_image(), "JPEG", quality=90), True),
+    (cmyk_jpeg, True), (rgba_png, True), (sixteen_bit_png, True), (palette_png, True),
+    (lambda: encode(text_image(), "GIF"), False), (lambda: encode(text_image(), "WEBP"), False),
+], ids=["png", "jpeg", "cmyk-jpeg", "rgba-png", "16-bit-png", "palette-png", "gif", "webp"])
+def test_good_images_pass_the_check_and_still_decode_whole(make, cheap):
+    data = make()
+    assert check_decodable(data) is cheap
+    image = LoadedImage(data)
+    image.check()
+    assert (image._rgb is None) is cheap  # a format without a cheap check was decoded once, and kept
+    assert image.rgb.mode == "RGB" and image.rgb.size == Image.open(io.BytesIO(data)).size  # full size, not 1/8
