@@ -37,9 +37,14 @@ def _environment():
     return env
 
 
+@lru_cache(maxsize=None)
+def _template(name: str):
+    return _environment().get_template(f"{name}.j2")  # jinja's own cache takes a lock and an LRU step per call
+
+
 def render_prompt(name: str, **variables: Any) -> tuple[str, str]:
     """(system, user) text of `generation/prompts/{name}.j2`, split at its `[user]` line."""
-    text = _environment().get_template(f"{name}.j2").render(**variables)
+    text = _template(name).render(**variables)
     if "[user]" not in text:
         raise ValueError(f"prompt template {name}.j2 has no [user] section")
     system, user = text.split("[user]", 1)
@@ -47,5 +52,8 @@ def render_prompt(name: str, **variables: Any) -> tuple[str, str]:
     return _tidy(system), _tidy(user)
 
 
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def _tidy(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return _BLANK_LINES.sub("\n\n", text).strip()
