@@ -40,6 +40,7 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `python benchmarks/engine_scale.py` from anywhere
 
 _CHILD = textwrap.dedent(r'''
     import json, logging, os, resource, sys, time
