@@ -267,3 +267,25 @@ def test_the_token_ratio_is_orr_over_rr_tokens_of_the_dialogues_in_both(folder, 
     expected = sum(orr[i] for i in both) / sum(rr[i] for i in both)
     assert audit_dataset(root, "rr").token_ratio == pytest.approx(expected, rel=1e-12)
     assert audit_dataset(root, "orr").token_ratio == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_text_repeated_hundreds_of_times_is_a_duplicate_only_with_the_same_images(tmp_path):
+    """Templated replies repeat a text many times: 330 rows of one text over two shards (past a batch of
+    256 image reads), cycling over 3 images, are 3 originals and 327 exact duplicates; each copy is named
+    with the first row that has its image."""
+    from generation.quality.audit import audit_dataset
+
+    made = [dialogue(f"infoseek/infoseek/t{k:03d}", MENU_Q, "tomato basil",
+                     [look("ocr", MENU), Step(thought=SOUP, signal="end")], "tomato basil", image=k % 3)
+            for k in range(330)]
+    rows = [build_rows(s, t, i)["rr"] for s, t, i in made]
+    root = tmp_path / "mmat-1m"
+    _write(root, "rr", "infoseek", rows[:70], shard_name("train", 0, 2))
+    _write(root, "rr", "infoseek", rows[70:], shard_name("train", 1, 2))
+    report = audit_dataset(root, "rr")
+    assert report.total.dialogues == 330
+    assert report.exact_duplicates == 327
+    assert report.examples["exact_duplicate"][:3] == [
+        {"id": "infoseek/infoseek/t003", "why": "same as infoseek/infoseek/t000"},
+        {"id": "infoseek/infoseek/t004", "why": "same as infoseek/infoseek/t001"},
+        {"id": "infoseek/infoseek/t005", "why": "same as infoseek/infoseek/t002"}]

@@ -496,25 +496,51 @@ def _examples(report: AuditReport, q: RowQuality) -> None:
         report.example("leaked", q, q.leak_reason)
 
 
+_IMAGE_READ_ROWS = 256  # rows whose images are read at once for the exact-duplicate check
+
+
+def _image_keys(store: Any, shards: list[Any], rows: np.ndarray, numbers: np.ndarray, xxhash: Any) -> dict[int, bytes]:
+    """The hash of each numbered row's image bytes, reading each shard's rows in sorted batches (a row
+    group is read once per batch, not once per row: with many repeated texts, e.g. templated replies,
+    per-row reads were most of the audit)."""
+    keys: dict[int, bytes] = {}
+    shard_of = rows["shard"][numbers]
+    for shard in np.unique(shard_of).tolist():
+        mine = numbers[shard_of == shard]
+        mine = mine[np.argsort(rows["row"][mine], kind="stable")]
+        for start in range(0, len(mine), _IMAGE_READ_ROWS):
+            batch = mine[start:start + _IMAGE_READ_ROWS]
+            for n, row in zip(batch.tolist(), store.rows(shards[shard], rows["row"][batch].tolist(), columns=["images"])):
+                keys[n] = xxhash.xxh3_128_digest(b"\x00".join((im or {}).get("bytes") or b"" for im in row["images"] or []))
+    return keys
+
+
 def _exact_duplicates(report: AuditReport, store: Any, shards: list[Any], text_keys: _TextKeys, rows: np.ndarray,
                       xxhash: Any) -> np.ndarray:
     """Rows with the same text are exact duplicates when their image bytes match too (read only for them).
     Returns, per row number, whether the row repeats an earlier one."""
     repeats = np.zeros(len(rows), dtype=bool)
-    for numbers in text_keys.repeated(rows):
-        keys: dict[str, str] = {}
-        for n, shard, index in zip(numbers.tolist(), rows["shard"][numbers].tolist(), rows["row"][numbers].tolist()):
-            row = store.rows(shards[shard], [index], columns=["id", "images"])[0]
-            row_id, images = row["id"], row["images"] or []
-            key = xxhash.xxh3_128_hexdigest(b"\x00".join((im or {}).get("bytes") or b"" for im in images))
-            if key in keys:
-                report.exact_duplicates += 1
-                repeats[n] = True
-                if len(report.examples["exact_duplicate"]) < EXAMPLES_PER_KIND:
-                    report.examples["exact_duplicate"].append({"id": row_id, "why": f"same as {keys[key]}"})
-            else:
-                keys[key] = row_id
+    groups = list(text_keys.repeated(rows))
+    if not groups:
+        return repeats
+    image_keys = _image_keys(store, shards, rows, np.concatenate(groups), xxhash)
+    for numbers in groups:
+        seen: dict[bytes, int] = {}
+        for n in numbers.tolist():
+            key = image_keys[n]
+            if key not in seen:
+                seen[key] = n
+                continue
+            report.exact_duplicates += 1
+            repeats[n] = True
+            if len(report.examples["exact_duplicate"]) < EXAMPLES_PER_KIND:
+                report.examples["exact_duplicate"].append({"id": _row_id(store, shards, rows, n),
+                                                           "why": f"same as {_row_id(store, shards, rows, seen[key])}"})
     return repeats
+
+
+def _row_id(store: Any, shards: list[Any], rows: np.ndarray, n: int) -> str:
+    return store.row(shards[int(rows["shard"][n])], int(rows["row"][n]), ["id"])["id"]
 
 
 def write_json(report: AuditReport, path: str | Path) -> Path:
