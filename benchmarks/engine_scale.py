@@ -163,11 +163,13 @@ def main() -> None:
     parser.add_argument("--distilabel-venv", type=Path, default=Path("/tmp/distilabel"))
     parser.add_argument("--distilabel-concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--distilabel-samples", type=int, default=1000, help="N for the distilabel comparison")
-    parser.add_argument("--baseline-ref", help="git ref whose code reruns the same finished run too (before/after)")
+    parser.add_argument("--baseline-ref", help="git ref whose code runs the same ratio, cpu and resume measurements "
+                        "too, right after this tree's (before/after in one run)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure only these")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mmat-engine-scale-"))
     baseline = export_ref(args.baseline_ref, tmp / "baseline") if args.baseline_ref else None
+    codes = [("", REPO)] + ([(f" [{args.baseline_ref}]", baseline)] if baseline else [])  # (label, tree) to measure
     servers = []
     try:
         proc, url = spawn(args.latency)
@@ -180,17 +182,20 @@ def main() -> None:
             source = replicate_llava_cot(tmp / f"llava-{c}", n)
             k = calls_per_sample(pipeline(source, url, c, args.steps, 1))
             bound = c / (k * args.latency)
-            r = child({"source": str(source), "url": url, "concurrency": c, "steps": args.steps,
-                       "out": str(tmp / f"out-{c}")})
-            rate = r["finished"] / r["elapsed_s"]
-            print(f"ratio    C={c:<5} N={n:<6} k={k:.2f} L={args.latency}s bound={bound:7.1f}/s rate={rate:7.1f}/s "
-                  f"ratio={rate / bound:.3f} peak_rss={r['peak_rss_mb']:.0f} MB", flush=True)
+            for label, repo in codes:
+                r = child({"source": str(source), "url": url, "concurrency": c, "steps": args.steps,
+                           "out": str(tmp / f"out-{c}{'-base' if label else ''}")}, repo)
+                rate = r["finished"] / r["elapsed_s"]
+                print(f"ratio    C={c:<5} N={n:<6} k={k:.2f} L={args.latency}s bound={bound:7.1f}/s rate={rate:7.1f}/s "
+                      f"ratio={rate / bound:.3f} peak_rss={r['peak_rss_mb']:.0f} MB{label}", flush=True)
         if "cpu" in args.only:
             source = replicate_llava_cot(tmp / "llava-cpu", args.cpu_samples)
-            r = child({"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "steps": args.steps,
-                       "out": str(tmp / "out-cpu")})
-            print(f"cpu/call L=0 C={args.cpu_concurrency} N={args.cpu_samples}: {1000 * r['cpu_s'] / r['requests']:.2f} "
-                  f"ms ({r['cpu_s']:.1f} s CPU / {r['requests']} requests, imports and shards included)", flush=True)
+            for label, repo in codes:
+                r = child({"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency,
+                           "steps": args.steps, "out": str(tmp / f"out-cpu{'-base' if label else ''}")}, repo)
+                print(f"cpu/call L=0 C={args.cpu_concurrency} N={args.cpu_samples}: {1000 * r['cpu_s'] / r['requests']:.2f} "
+                      f"ms ({r['cpu_s']:.1f} s CPU / {r['requests']} requests, imports and shards included){label}",
+                      flush=True)
         for n in args.full_sizes if "full" in args.only else ():
             source = replicate_llava_cot(tmp / f"llava-f{n}", n)
             out = tmp / f"out-f{n}"
