@@ -157,6 +157,9 @@ class RunnerConfig(StrictModel):
     work_dir: Optional[str] = None  # default: <out parent>/.mmat-work/<out name>
     max_quarantine_rate: float = Field(1.0, ge=0.0, le=1.0)
     max_concurrency: Optional[int] = Field(None, ge=1)  # samples in flight; default: teacher.max_concurrency
+    # the local engine's generation processes: >1 when its CPU, not the teacher's latency, is the limit
+    # (`generation.process_engine`); samples in flight and RPM/TPM budgets are split between them
+    processes: int = Field(1, ge=1)
     ray: RayConfig = RayConfig()  # used by `--engine ray` only
 
 

@@ -203,10 +203,10 @@ class OperatorLayout:
 
 # -- generation actors ---------------------------------------------------------------------------
 
-def checkpoint_worker_name() -> str:
-    """One rows/quarantine file per generation actor process (a restarted actor gets a new one)."""
+def checkpoint_worker_name(engine: str = "ray") -> str:
+    """One rows/quarantine file per generation process (a restarted actor gets a new one)."""
     host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname()) or "host"
-    return f"ray-{host}-{os.getpid()}"
+    return f"{engine}-{host}-{os.getpid()}"
 
 
 class GenerateActor:
@@ -216,12 +216,13 @@ class GenerateActor:
     loop that the actor owns (the teacher's client and the operators are bound to it), sharing one
     semaphore of `concurrency` samples in flight."""
 
-    def __init__(self, config_json: str, work_dir: str, layout: OperatorLayout, concurrency: int) -> None:
+    def __init__(self, config_json: str, work_dir: str, layout: OperatorLayout, concurrency: int,
+                 engine: str = "ray") -> None:
         from generation.logs import setup_console_logging
 
         setup_console_logging(quiet=True)  # warnings and redaction in the actor's log too
         self.config = PipelineConfig.model_validate_json(config_json)
-        self.checkpoint = Checkpoint(Path(work_dir), worker=checkpoint_worker_name(), lock=True)
+        self.checkpoint = Checkpoint(Path(work_dir), worker=checkpoint_worker_name(engine), lock=True)
         self.done = self.checkpoint.finished_ids()  # durable before this actor started (a killed one's too)
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="mmat-generate-loop", daemon=True).start()

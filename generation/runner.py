@@ -108,7 +108,13 @@ async def _run_async(config: PipelineConfig, options: RunOptions, checkpoint: Ch
 
 def execute_locally(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
                     summary: RunSummary) -> None:
-    """The local engine: one process, one event loop, `samples_in_flight` samples at once."""
+    """The local engine: one process, one event loop, `samples_in_flight` samples at once; with
+    `runner.processes` > 1, that many generation processes (`generation.process_engine`)."""
+    if config.runner.processes > 1:
+        from generation.process_engine import execute_in_processes
+
+        execute_in_processes(config, options, checkpoint, plan, summary)
+        return
     asyncio.run(_run_async(config, options, checkpoint, plan, summary))
 
 
