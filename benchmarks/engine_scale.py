@@ -26,6 +26,7 @@ The machine is shared: absolute numbers are noisy; compare ratios within one run
     .venv/bin/python benchmarks/engine_scale.py                      # C=64/256/1024, N resume 20k/200k
     .venv/bin/python benchmarks/engine_scale.py --only full --full-sizes 200000     # the 200k real run
     .venv/bin/python benchmarks/engine_scale.py --concurrency 64 --resume-sizes 2000 --samples 500
+    .venv/bin/python benchmarks/engine_scale.py --only ratio cpu --processes 1 2 --baseline-ref HEAD~5
 """
 from __future__ import annotations
 
@@ -73,18 +74,26 @@ _CHILD = textwrap.dedent(r'''
         return wrapper
     shards.RollingShards.roll = timed(shards.RollingShards.roll, "rolling_s")  # parts written while the run goes
     runner.rebuild_folder = timed(runner.rebuild_folder, "end_s")  # the tail's parts and the card
-    config = pipeline(Path(args["source"]), args["url"], args["concurrency"], args["steps"], 1)
+    config = pipeline(Path(args["source"]), args["url"], args["concurrency"], args["steps"], 1,
+                      **({"processes": args["processes"]} if args.get("processes", 1) > 1 else {}))
     if args.get("synthesise"):
         from benchmarks.engine_scale import synthesise_checkpoint
         synthesise_checkpoint(config, Path(args["out"]))
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    def cpu():  # this process and its generation processes (`runner.processes`), once joined
+        return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF,
+                                                                               resource.RUSAGE_CHILDREN)))
+    before = cpu()
     start = time.perf_counter()
     summary = run_generation(config, RunOptions(out_dir=Path(args["out"]), quiet=True))
     wall = time.perf_counter() - start
+    cpu_s = cpu() - before
     after = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"finished": summary.finished, "skipped": summary.skipped, "elapsed_s": summary.elapsed_s,
-                      "wall_s": wall, "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-                      "requests": sum(c.stats.requests for c in clients), "peak_rss_mb": after.ru_maxrss / 1024,
+                      "wall_s": wall, "cpu_s": cpu_s,
+                      # the generation processes' clients are not in this process: k × samples (exact for
+                      # the benchmark server's replies, which every question answers in the same calls)
+                      "requests": sum(c.stats.requests for c in clients) if args.get("processes", 1) == 1
+                                  else round(args["k"] * summary.finished), "peak_rss_mb": after.ru_maxrss / 1024,
                       **shard_s}))
 ''')
 
@@ -165,11 +174,14 @@ def main() -> None:
     parser.add_argument("--distilabel-samples", type=int, default=1000, help="N for the distilabel comparison")
     parser.add_argument("--baseline-ref", help="git ref whose code runs the same ratio, cpu and resume measurements "
                         "too, right after this tree's (before/after in one run)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1],
+                        help="also measure ratio and cpu with runner.processes at each of these (> 1)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="measure only these")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mmat-engine-scale-"))
     baseline = export_ref(args.baseline_ref, tmp / "baseline") if args.baseline_ref else None
-    codes = [("", REPO)] + ([(f" [{args.baseline_ref}]", baseline)] if baseline else [])  # (label, tree) to measure
+    codes = [("", REPO, 1)] + ([(f" [{args.baseline_ref}]", baseline, 1)] if baseline else [])  # (label, tree, processes)
+    codes += [(f" [runner.processes: {p}]", REPO, p) for p in args.processes if p > 1]
     servers = []
     try:
         proc, url = spawn(args.latency)
@@ -182,17 +194,18 @@ def main() -> None:
             source = replicate_llava_cot(tmp / f"llava-{c}", n)
             k = calls_per_sample(pipeline(source, url, c, args.steps, 1))
             bound = c / (k * args.latency)
-            for label, repo in codes:
-                r = child({"source": str(source), "url": url, "concurrency": c, "steps": args.steps,
-                           "out": str(tmp / f"out-{c}{'-base' if label else ''}")}, repo)
+            for i, (label, repo, processes) in enumerate(codes):
+                r = child({"source": str(source), "url": url, "concurrency": c, "steps": args.steps, "k": k,
+                           "processes": processes, "out": str(tmp / f"out-{c}-{i}")}, repo)
                 rate = r["finished"] / r["elapsed_s"]
                 print(f"ratio    C={c:<5} N={n:<6} k={k:.2f} L={args.latency}s bound={bound:7.1f}/s rate={rate:7.1f}/s "
                       f"ratio={rate / bound:.3f} peak_rss={r['peak_rss_mb']:.0f} MB{label}", flush=True)
         if "cpu" in args.only:
             source = replicate_llava_cot(tmp / "llava-cpu", args.cpu_samples)
-            for label, repo in codes:
-                r = child({"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency,
-                           "steps": args.steps, "out": str(tmp / f"out-cpu{'-base' if label else ''}")}, repo)
+            k = calls_per_sample(pipeline(source, zero_url, args.cpu_concurrency, args.steps, 1))
+            for i, (label, repo, processes) in enumerate(codes):
+                r = child({"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "k": k,
+                           "processes": processes, "steps": args.steps, "out": str(tmp / f"out-cpu-{i}")}, repo)
                 print(f"cpu/call L=0 C={args.cpu_concurrency} N={args.cpu_samples}: {1000 * r['cpu_s'] / r['requests']:.2f} "
                       f"ms ({r['cpu_s']:.1f} s CPU / {r['requests']} requests, imports and shards included){label}",
                       flush=True)

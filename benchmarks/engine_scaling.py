@@ -57,7 +57,8 @@ def replicate_llava_cot(dest: Path, n: int) -> Path:
     return dest
 
 
-def pipeline(source: Path, url: str, concurrency: int, steps: int, generate_actors: int) -> PipelineConfig:
+def pipeline(source: Path, url: str, concurrency: int, steps: int, generate_actors: int,
+             processes: int = 1) -> PipelineConfig:
     return PipelineConfig.model_validate({
         "name": "engine-scaling",
         "sources": [{"kind": "llava_cot", "path": str(source)}],
@@ -67,7 +68,7 @@ def pipeline(source: Path, url: str, concurrency: int, steps: int, generate_acto
                       "label_bbox": {"backend": "off"}, "image_caption": {"backend": "template"},
                       "rag": {"backend": "off"}},
         "rationale": {"max_steps": steps, "reflection": True},
-        "runner": {"ray": {"generate_actors": generate_actors}},
+        "runner": {"ray": {"generate_actors": generate_actors}, "processes": processes},
     })
 
 
