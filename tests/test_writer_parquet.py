@@ -126,3 +126,29 @@ def test_a_failing_row_source_leaves_no_temp_file_and_the_old_shards(tmp_path):
     folder = first.files[0].parent
     assert sorted(p.name for p in folder.iterdir()) == ["train-00000-of-00001.parquet"]
     assert pq.read_table(first.files[0]).num_rows == 3
+
+
+def test_rows_written_as_they_are_equal_rows_encoded_by_datasets_and_odd_values_are_still_coerced(tmp_path):
+    """The writer sends rows whose images are storage dicts (the checkpoint's) straight to Arrow, without
+    `FEATURES.encode_example` per row; the shard must not change, and a value Arrow refuses still goes
+    through `datasets`' coercion (a number where text belongs becomes its text)."""
+    rows = [_rows(i)["orr"] for i in range(6)]
+    assert all(isinstance(img, dict) for r in rows for img in r["images"])
+
+    def written(folder, group):
+        [path] = write_group(tmp_path / folder, "orr", "tabmwp", "train", group, WriterSettings(row_group_rows=4),
+                             ids=[r["id"] for r in group]).files
+        return pq.read_table(path)
+
+    straight = written("straight", rows)
+    assert straight.equals(written("encoded", [FEATURES.encode_example(r) for r in rows]))
+    odd = [dict(r) for r in rows]
+    odd[2]["question"] = 12345  # Arrow refuses an int for a string
+    odd[3]["teacher"] = {**odd[3]["teacher"], "prompt_tokens": 7.0, "latency_s": 2}  # Arrow takes these as datasets does
+    odd[4]["images"] = [r for r in (odd[4]["images"][0]["bytes"],)]  # raw bytes: not a storage dict
+    table = written("odd", odd)
+    assert table.column("question").to_pylist()[2] == "12345"
+    assert table.column("teacher").to_pylist()[3]["prompt_tokens"] == 7
+    assert table.column("teacher").to_pylist()[3]["latency_s"] == 2.0
+    assert table.column("images").to_pylist()[4] == straight.column("images").to_pylist()[4]
+    assert table.column("id").to_pylist() == straight.column("id").to_pylist()
