@@ -84,8 +84,9 @@ def test_killing_the_driver_takes_its_processes_and_the_rerun_finishes_each_id_o
                                   env=mmat_env(OPENAI_API_KEY=KEY), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
-        while len(_durable_ids(work)) < 4 and time.time() < deadline and driver.poll() is None:
-            time.sleep(0.05)
+        while (len(_durable_ids(work)) < 4 or len(list(work.glob("rows-local-*.jsonl"))) < 2) \
+                and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.05)  # both processes have made samples durable
         children = [int(p.stem.rsplit("-", 1)[1]) for p in work.glob("rows-local-*.jsonl")]
         assert driver.poll() is None and len(children) == 2, "the run finished before it could be killed"
         os.kill(driver.pid, signal.SIGKILL)

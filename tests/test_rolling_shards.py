@@ -89,3 +89,54 @@ def test_run_killed_after_rolling_parts_resumes_exactly_once(tmp_path):
     assert {p: p.stat().st_ino for p in parts if p.exists()} == inodes  # parts kept as written: only the tail
     rows = (default_work_dir(out) / "rows-0.jsonl").read_text().splitlines()
     assert len(rows) == len(expected)  # no finished sample was redone
+
+
+def _config(rows: int):
+    from generation.config import PipelineConfig
+
+    return PipelineConfig.model_validate({"sources": [{"kind": "tabmwp", "path": "unused"}],
+                                          "output": {"rolling_shard_rows": rows}})
+
+
+def _finish(checkpoint, numbers):
+    from tests.test_writer import _rows
+
+    checkpoint.add_finished_many([(f"tabmwp/free_text/{i:03d}", "tabmwp", "train", _rows(i)) for i in numbers])
+
+
+def _part_ids(out: Path, fmt: str) -> list[list[str]]:
+    import pyarrow.parquet as pq
+
+    return [pq.read_table(p, columns=["id"]).column("id").to_pylist()
+            for p in sorted(out.glob(f"data/{fmt}/tabmwp/*-part*.parquet"))]
+
+
+def test_each_pass_reads_only_what_the_indexes_gained_and_writes_each_id_once(tmp_path):
+    """A pass parses the index lines appended since the last one (a torn last line waits for its end);
+    a sample another worker's file also holds goes into one part (the first copy wins)."""
+    from generation.checkpoint import Checkpoint, index_path
+    from generation.plan import RunOptions
+    from generation.shards import RollingShards
+
+    checkpoint = Checkpoint(tmp_path / "work", lock=True)
+    out = tmp_path / "out"
+    rolling = RollingShards(checkpoint, out, _config(3), RunOptions(out_dir=out))
+    _finish(checkpoint, range(0, 4))
+    assert rolling.roll() == 2  # one part per format: ids 0-3
+    idx = index_path(checkpoint.rows_path)
+    after_first = rolling._read[idx]
+    assert after_first == idx.stat().st_size
+    _finish(Checkpoint(tmp_path / "work", worker="00001-of-00002"), [3, 4])  # 3 again, in another worker's file
+    _finish(checkpoint, [5])
+    complete = idx.stat().st_size
+    _finish(checkpoint, [6])
+    whole = idx.read_bytes()
+    idx.write_bytes(whole[:-5])  # 6's entry half written
+    assert rolling.roll() == 0  # pending 4 and 5 (3 is in the parts already; 6 not readable yet): under 3 rows
+    assert rolling._read[idx] == complete  # read from where the last pass stopped, up to the torn line
+    idx.write_bytes(whole)
+    _finish(checkpoint, [7])
+    assert rolling.roll() == 2  # 4, 5, 6, 7
+    for fmt in FORMATS:
+        assert _part_ids(out, fmt) == [[f"tabmwp/free_text/{i:03d}" for i in range(0, 4)],
+                                       [f"tabmwp/free_text/{i:03d}" for i in range(4, 8)]], fmt
