@@ -211,19 +211,21 @@ def main() -> None:
                       flush=True)
         for n in args.full_sizes if "full" in args.only else ():
             source = replicate_llava_cot(tmp / f"llava-f{n}", n)
-            out = tmp / f"out-f{n}"
-            run = {"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "steps": args.steps,
-                   "out": str(out)}
-            first = child(run)
-            again = child(run)
-            print(f"full     N={n:<7} L=0 C={args.cpu_concurrency}: {first['finished']} samples in {first['wall_s']:.1f} s, "
-                  f"peak RSS {first['peak_rss_mb']:.0f} MB, {1000 * first['cpu_s'] / max(first['requests'], 1):.2f} ms "
-                  f"CPU/call; shards: {first['rolling_s']:.1f} s rolling (in a thread, during the run) + "
-                  f"{first['end_s']:.1f} s at the end (tail + card); nothing-left rerun {again['wall_s']:.1f} s "
-                  f"(skipped {again['skipped']}, shards+card {again['end_s']:.1f} s, peak RSS {again['peak_rss_mb']:.0f} MB)",
-                  flush=True)
-            shutil.rmtree(out.parent / ".mmat-work" / out.name, ignore_errors=True)
-            shutil.rmtree(out, ignore_errors=True)
+            k = calls_per_sample(pipeline(source, zero_url, args.cpu_concurrency, args.steps, 1))
+            for label, repo, _ in codes[:1 + bool(baseline)]:  # this tree, and the baseline's code
+                out = tmp / f"out-f{n}"
+                run = {"source": str(source), "url": zero_url, "concurrency": args.cpu_concurrency, "steps": args.steps,
+                       "out": str(out), "k": k}
+                first = child(run, repo)
+                again = child(run, repo)
+                print(f"full     N={n:<7} L=0 C={args.cpu_concurrency}: {first['finished']} samples in {first['wall_s']:.1f} s, "
+                      f"peak RSS {first['peak_rss_mb']:.0f} MB, {1000 * first['cpu_s'] / max(first['requests'], 1):.2f} ms "
+                      f"CPU/call; shards: {first['rolling_s']:.1f} s rolling (in a thread, during the run) + "
+                      f"{first['end_s']:.1f} s at the end (tail + card); nothing-left rerun {again['wall_s']:.1f} s "
+                      f"(skipped {again['skipped']}, shards+card {again['end_s']:.1f} s, peak RSS "
+                      f"{again['peak_rss_mb']:.0f} MB){label}", flush=True)
+                shutil.rmtree(out.parent / ".mmat-work" / out.name, ignore_errors=True)
+                shutil.rmtree(out, ignore_errors=True)
         for n in args.resume_sizes if "resume" in args.only else ():
             source = replicate_llava_cot(tmp / f"llava-r{n}", n)
             out = tmp / f"out-r{n}"
