@@ -54,7 +54,7 @@ def local_run(tmp_path_factory) -> LocalRun:
     from generation.sources import read_source
 
     tmp = tmp_path_factory.mktemp("llamacpp-engine")
-    settings = ServerSettings(model_path=str(GGUF), alias=SMOLLM2_NAME, n_ctx=4096, threads=1)
+    settings = ServerSettings(model_path=str(GGUF), alias=SMOLLM2_NAME, n_ctx=4096, threads=2)  # the run waits on it: both cores
     with LlamaCppServer(settings) as server, RecordingProxy(server.url) as proxy:
         config = parse_config({
             "name": "local-teacher-test",
