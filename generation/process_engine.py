@@ -155,6 +155,8 @@ def execute_in_processes(config: PipelineConfig, options: RunOptions, checkpoint
                         worker.conn.send(None)  # nothing more for it: finish, close, report, exit
                         worker.closed = True
                 waiting = {w.conn: w for w in workers if w.outstanding or w.closed}
+                if not waiting:  # every live process has work or is closing; never wait on nothing
+                    break
                 for conn in wait(list(waiting)):
                     worker = waiting[conn]
                     try:
