@@ -150,10 +150,10 @@ def _index_line(entry: IndexEntry) -> str:
     return json.dumps(list(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _parse_index(data: bytes, size: int) -> Optional[tuple[list[IndexEntry], int]]:
+def _parse_index(data: bytes, size: int, end: int = 0) -> Optional[tuple[list[IndexEntry], int]]:
     """Every complete line of an index in one JSON parse (a resume reads a million of them), checked
-    as `_read_index` checks them; None when a line is torn or not an entry (then `_read_index` reads
-    line by line to find where the good ones end)."""
+    as `_read_index` checks them, the first entry starting at byte `end` of the rows file; None when a
+    line is torn or not an entry (then `_read_index` reads line by line to find where the good ones end)."""
     complete = data[: data.rfind(b"\n") + 1]
     if not complete:
         return [], 0
@@ -162,7 +162,6 @@ def _parse_index(data: bytes, size: int) -> Optional[tuple[list[IndexEntry], int
     except ValueError:
         return None
     entries: list[IndexEntry] = []
-    end = 0
     for entry in parsed:
         if type(entry) is not list or len(entry) != 5:
             return None
@@ -172,6 +171,20 @@ def _parse_index(data: bytes, size: int) -> Optional[tuple[list[IndexEntry], int
         entries.append((start, stop, sample_id, str(source), str(split)))
         end = stop
     return entries, len(complete)
+
+
+def index_tail(rows_path: Path, read: int, end: int) -> tuple[list[IndexEntry], int]:
+    """The entries a rows file's index gained after its first `read` bytes (the first must start at
+    byte `end` of the rows file) and the index bytes they take; complete lines only, so a half-written
+    last entry waits for the next call. ([], 0) when none, or when what follows is not a valid
+    continuation (the caller reads no further: the end of the run reads the rows file itself)."""
+    try:
+        with open(index_path(rows_path), "rb") as fh:
+            fh.seek(read)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], 0
+    return _parse_index(data, rows_path.stat().st_size, end) or ([], 0)
 
 
 def _read_index(rows_path: Path, size: int) -> tuple[list[IndexEntry], int]:

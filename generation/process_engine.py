@@ -26,7 +26,6 @@ import logging
 import math
 import multiprocessing
 import os
-import signal
 import threading
 from multiprocessing.connection import Connection, wait
 from typing import Any, Iterator, Optional
@@ -34,6 +33,7 @@ from typing import Any, Iterator, Optional
 from generation.checkpoint import Checkpoint
 from generation.config import PipelineConfig
 from generation.errors import MmatError
+from generation.orphans import die_with_parent
 from generation.plan import Plan, RunOptions
 from generation.progress import RunSummary, recording
 from generation.schema import Sample
@@ -48,17 +48,6 @@ class GenerationProcessDied(MmatError, RuntimeError):
     """A generation process ended without finishing its samples; one line, the rerun resumes."""
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when the driver dies (kill -9 included)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _child(conn: Connection, config_json: str, work_dir: str, concurrency: int, driver: int) -> None:
     """One generation process: samples in from `conn`, one outcome per sample out, as each finishes.
     `None` in: finish what runs, close, report the operator executions, exit."""
@@ -67,9 +56,7 @@ def _child(conn: Connection, config_json: str, work_dir: str, concurrency: int, 
     from generation.ray_engine import GenerateActor, OperatorLayout
     from operators import OPERATOR_NAMES
 
-    _die_with_parent()
-    if os.getppid() != driver:  # the driver died before we asked to die with it
-        os._exit(1)
+    die_with_parent(driver)
     actor = GenerateActor(config_json, work_dir, OperatorLayout(in_process=list(OPERATOR_NAMES)), concurrency,
                           engine="local")
     done = threading.Condition()

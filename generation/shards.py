@@ -31,7 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
-from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef, _replace_atomically, index_path
+from generation.checkpoint import (Checkpoint, QuarantineRecord, RecordRef, _replace_atomically, index_path,
+                                  index_tail)
 from generation.config import PipelineConfig
 from generation.folder_lock import out_folder_lock
 from generation.plan import RunOptions, in_worker_slice
@@ -119,6 +120,7 @@ class RollingShards:
         self._thread: Optional[threading.Thread] = None
         self._in_files: dict[tuple[str, str, str], set[str]] = {}  # (fmt, source, split) -> ids in its files
         self._read: dict[Path, int] = {}  # index file -> bytes of complete lines read
+        self._end: dict[Path, int] = {}  # index file -> where in its rows file the last entry read ends
         self._pending: dict[tuple[str, str], dict[str, RecordRef]] = {}  # group -> id -> ref, not in parts yet
         self._whole: set[tuple[str, str]] = set()  # groups whose files do not add up: the end rewrites them
         self.parts_written = 0
@@ -145,25 +147,18 @@ class RollingShards:
                 return
 
     def _new_refs(self) -> Iterator[RecordRef]:
-        """The finished records every rows file's index gained since the last call (an entry is written
-        after its line is durable; a line not indexed yet shows next time, or the end writes it)."""
+        """The finished records every rows file's index gained since the last call (`index_tail`: an
+        entry is written after its line is durable; a line not indexed yet shows next time, or the end
+        writes it)."""
         for rows_path in self.checkpoint.rows_files():
             idx = index_path(rows_path)
-            start = self._read.get(idx, 0)
-            try:
-                with open(idx, "rb") as fh:
-                    fh.seek(start)
-                    data = fh.read()
-            except FileNotFoundError:
+            entries, used = index_tail(rows_path, self._read.get(idx, 0), self._end.get(idx, 0))
+            if not entries:
                 continue
-            complete = data[: data.rfind(b"\n") + 1]
-            self._read[idx] = start + len(complete)
-            for line in complete.splitlines():
-                try:
-                    offset, _, sample_id, source, split = json.loads(line)
-                except (ValueError, TypeError):
-                    continue  # not an entry: the end of the run reads the rows file itself
-                yield RecordRef(sample_id, source, split, rows_path, offset)
+            self._read[idx] = self._read.get(idx, 0) + used
+            self._end[idx] = entries[-1][1]
+            for start, _, sample_id, source, split in entries:
+                yield RecordRef(sample_id, source, split, rows_path, start)
 
     def _files(self, fmt: str, source: str, split: str) -> Optional[set[str]]:
         key = (fmt, source, split)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 from PIL import Image, ImageOps
 
@@ -59,14 +60,8 @@ def _open(data: bytes) -> Image.Image:
     `ImageDecodeError`. No pixel is decoded."""
     if not data:
         raise ImageDecodeError("empty image (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"decompression bomb: {exc}") from None
-    except Exception as exc:  # PIL raises many types for broken files
-        raise ImageDecodeError(f"unreadable image: {type(exc).__name__}: {exc}") from None
+    with _decoding():
+        im = Image.open(io.BytesIO(data))
     width, height = im.size
     if width * height > MAX_PIXELS:
         raise ImageDecodeError(f"image too large: {width}x{height} pixels exceeds {MAX_PIXELS}")
@@ -75,11 +70,13 @@ def _open(data: bytes) -> Image.Image:
     return im
 
 
-def _load(im: Image.Image) -> None:
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """PIL's many failures, a decompression-bomb warning included, as one `ImageDecodeError` line."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.load()
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"decompression bomb: {exc}") from None
     except Exception as exc:  # PIL raises many types for broken files
@@ -89,7 +86,8 @@ def _load(im: Image.Image) -> None:
 def decode_rgb(data: bytes) -> Image.Image:
     """Bytes → upright 8-bit RGB image, or ImageDecodeError with a one-line reason."""
     im = _open(data)
-    _load(im)
+    with _decoding():
+        im.load()
     im = ImageOps.exif_transpose(im)
     return to_rgb(im)
 
@@ -103,14 +101,13 @@ def check_decodable(data: bytes) -> bool:
     (libjpeg's DCT scaling still reads every scan, so a cut file fails)."""
     im = _open(data)
     if im.format == "PNG":
-        try:
+        with _decoding():
             im.verify()
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
-            raise ImageDecodeError(f"unreadable image: {type(exc).__name__}: {exc}") from None
         return True
     if im.format == "JPEG":
         im.draft(im.mode, (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
-        _load(im)
+        with _decoding():
+            im.load()
         return True
     return False
 

@@ -97,6 +97,13 @@ def default_work_dir(out: Path) -> Path:
     return out.parent / ".mmat-work" / out.name
 
 
+def rows_file_ids(work_dir: Path) -> Counter:
+    """How many rows-*.jsonl lines each id has over every worker's file (a redone sample counts twice)."""
+    from generation.checkpoint import load_index
+
+    return Counter(i for path in Path(work_dir).glob("rows-*.jsonl") for (_, _, i, _, _) in load_index(path))
+
+
 def read_quarantine(work_dir: Path) -> dict[str, dict]:
     """Latest quarantine record per id over every worker's file (ids that finished since excluded)."""
     from generation.checkpoint import Checkpoint

@@ -7,15 +7,16 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from tests.llamacpp_support import process_gone
 from tests.openai_server import OpenAICompatServer, error
 from tests.runner_support import (
     FORMATS,
@@ -25,6 +26,7 @@ from tests.runner_support import (
     mmat_cmd,
     mmat_env,
     read_quarantine,
+    rows_file_ids,
     source,
     source_ids,
     write_config,
@@ -40,11 +42,6 @@ def _rows(out: Path, fmt: str) -> list[dict]:
     return sorted(rows, key=lambda r: r["id"])
 
 
-def _durable_ids(work_dir: Path) -> list[str]:
-    return [json.loads(line)["id"] for path in work_dir.glob("rows-*.jsonl")
-            for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_two_processes_write_the_same_dataset_as_one(tmp_path):
     sources = [source("tabmwp"), source("llava_cot", limit=6)]
     one = write_config(tmp_path / "one.yaml", sources, runner={"max_concurrency": 4})
@@ -57,18 +54,10 @@ def test_two_processes_write_the_same_dataset_as_one(tmp_path):
     work = default_work_dir(tmp_path / "two")
     assert sorted(p.name.split("-")[0] for p in work.glob("rows-*.jsonl")) == ["rows", "rows"]
     assert len(list(work.glob("rows-local-*.jsonl"))) == 2  # one rows file per generation process
-    assert sorted(_durable_ids(work)) == sorted(expected)  # each sample ran once, in one of them
+    assert rows_file_ids(work) == Counter(expected)  # each sample ran once, in one of them
     for fmt in FORMATS:
         assert _rows(tmp_path / "two", fmt) == _rows(tmp_path / "one", fmt), fmt
     assert inspect_folder(tmp_path / "two").card_mismatches == []
-
-
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in state  # dead, not yet reaped by whoever adopted it
 
 
 def test_killing_the_driver_takes_its_processes_and_the_rerun_finishes_each_id_once(tmp_path):
@@ -83,25 +72,23 @@ def test_killing_the_driver_takes_its_processes_and_the_rerun_finishes_each_id_o
                                   env=mmat_env(OPENAI_API_KEY=KEY), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
-        while (len(_durable_ids(work)) < 4 or len(list(work.glob("rows-local-*.jsonl"))) < 2) \
+        while (sum(rows_file_ids(work).values()) < 4 or len(list(work.glob("rows-local-*.jsonl"))) < 2) \
                 and time.time() < deadline and driver.poll() is None:
             time.sleep(0.05)  # both processes have made samples durable
         children = [int(p.stem.rsplit("-", 1)[1]) for p in work.glob("rows-local-*.jsonl")]
         assert driver.poll() is None and len(children) == 2, "the run finished before it could be killed"
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
-        deadline = time.time() + 15
-        while not all(_gone(pid) for pid in children) and time.time() < deadline:
-            time.sleep(0.1)
-        assert all(_gone(pid) for pid in children), "a generation process outlived its killed driver"
-        killed_at = len(_durable_ids(work))
+        assert all(process_gone(pid, timeout_s=15) for pid in children), \
+            "a generation process outlived its killed driver"
+        killed_at = sum(rows_file_ids(work).values())
         again = mmat("generate", "--config", config, "--out", out, "--quiet", cwd=tmp_path,
                      env=mmat_env(OPENAI_API_KEY=KEY))
     assert again.returncode == 0, again.stderr
     expected, _ = source_ids(config)
     assert killed_at < len(expected)
-    durable = _durable_ids(work)
-    assert len(durable) == len(set(durable)) and set(durable) == expected  # none lost, none done twice
+    durable = rows_file_ids(work)
+    assert set(durable.values()) == {1} and set(durable) == expected  # none lost, none done twice
     state = inspect_folder(out)
     for fmt in FORMATS:
         assert state.duplicates(fmt) == [] and state.id_set(fmt) == expected, fmt

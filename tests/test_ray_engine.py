@@ -20,6 +20,7 @@ from tests.runner_support import (
     inspect_folder,
     kill_and_resume,
     mmat_env,
+    rows_file_ids,
     source,
     source_ids,
     write_config,
@@ -55,13 +56,6 @@ def _split_counts(out: Path) -> dict[str, int]:
     return dict(counts)
 
 
-def _rows_file_ids(work_dir: Path) -> Counter:
-    """How many rows-*.jsonl lines each id has over every worker's file (a redone sample counts twice)."""
-    from generation.checkpoint import load_index
-
-    return Counter(i for path in work_dir.glob("rows-*.jsonl") for (_, _, i, _, _) in load_index(path))
-
-
 def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local_engine(local_ray, demo, tmp_path,
                                                                                        monkeypatch):
     """The local engine's run of the same config is the session's demo dataset (tests/demo_fixtures.py)."""
@@ -81,7 +75,7 @@ def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local
     # every sample went through a generation actor's own checkpoint file, none through the driver's
     work = default_work_dir(tmp_path / "ray")
     assert [p.name for p in work.glob("rows-*.jsonl") if not p.name.startswith("rows-ray-")] == []
-    assert sum(_rows_file_ids(work).values()) == 70
+    assert sum(rows_file_ids(work).values()) == 70
     for fmt in FORMATS:
         ray_rows, local_rows = _rows(tmp_path / "ray", fmt), _rows(local_out, fmt)
         assert set(ray_rows) == set(local_rows) and len(ray_rows) == 70
@@ -128,7 +122,7 @@ def test_a_generation_actor_killed_mid_run_is_restarted_and_no_id_is_lost_or_dup
     assert summary.exit_code == 0
     files = sorted(p.name for p in work.glob("rows-ray-*.jsonl"))
     assert len(files) >= 2, f"no restarted actor wrote rows: {files}"  # Ray restarted the killed actor
-    lines = _rows_file_ids(work)
+    lines = rows_file_ids(work)
     assert set(lines) == expected
     assert [i for i, n in lines.items() if n > 1] == []  # the restarted actor skipped what was durable
     state = inspect_folder(out)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from tests.runner_support import (
     inspect_folder,
     mmat_cmd,
     mmat_env,
+    rows_file_ids,
     source,
     source_ids,
     write_config,
@@ -123,12 +123,6 @@ def _args(pid: int) -> str:
         return ""
 
 
-def _rows_file_ids(work_dir: Path) -> Counter:
-    from generation.checkpoint import load_index
-
-    return Counter(i for path in work_dir.glob("rows-*.jsonl") for (_, _, i, _, _) in load_index(path))
-
-
 @pytest.fixture
 def cluster():
     nodes = TwoNodeCluster()
@@ -158,7 +152,7 @@ def test_the_ocr_node_dies_mid_run_and_the_job_ends_with_every_id_once(cluster, 
     try:
         deadline = time.monotonic() + 300
         while job.poll() is None and time.monotonic() < deadline:
-            durable = sum(_rows_file_ids(work).values()) if work.exists() else 0
+            durable = sum(rows_file_ids(work).values()) if work.exists() else 0
             if durable >= 3:  # the OCR actor has served calls; most samples still to come
                 killed = cluster.kill_worker(0)
                 print(f"killed the worker node's raylet at {time.monotonic() - started:.0f} s, {durable} durable")
@@ -174,7 +168,7 @@ def test_the_ocr_node_dies_mid_run_and_the_job_ends_with_every_id_once(cluster, 
     output = (tmp_path / "generate.log").read_text()
     assert killed is not None, f"the run ended before the worker node could be killed:\n{output[-3000:]}"
     assert rc == 0, output[-4000:]
-    lines = _rows_file_ids(work)
+    lines = rows_file_ids(work)
     assert set(lines) == expected, sorted(expected ^ set(lines))  # nothing lost
     assert [i for i, n in lines.items() if n > 1] == []  # nothing twice, even in the checkpoint
     state = inspect_folder(out)

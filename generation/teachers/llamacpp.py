@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
+from generation.orphans import die_with_parent
 from generation.errors import MmatError
 
 if TYPE_CHECKING:  # the child process imports this module too: it must stay light
@@ -332,16 +333,6 @@ def served_teacher(cfg: "TeacherConfig", log_path: Optional[Path] = None) -> Ite
 # --------------------------------------------------------------------------------------------------
 # The child process: `python -m generation.teachers.llamacpp '<settings JSON>'`
 # --------------------------------------------------------------------------------------------------
-def _die_with_parent(settings: ServerSettings) -> None:
-    if settings.parent_death_signal and sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if settings.parent_pid and os.getppid() != settings.parent_pid:
-        os._exit(1)  # the parent died before the signal was armed
-
-
 def _stop_when_stdin_closes(stop: threading.Event) -> None:
     try:
         while sys.stdin.buffer.read(4096):
@@ -369,7 +360,7 @@ def _params(settings: ServerSettings) -> Any:
 
 
 def _serve(settings: ServerSettings) -> int:
-    _die_with_parent(settings)
+    die_with_parent(settings.parent_pid, arm=settings.parent_death_signal)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
