@@ -270,8 +270,8 @@ def test_the_token_ratio_is_orr_over_rr_tokens_of_the_dialogues_in_both(folder, 
 
 
 def test_one_text_repeated_hundreds_of_times_is_a_duplicate_only_with_the_same_images(tmp_path):
-    """Templated replies repeat a text many times: 330 rows of one text over two shards (past a batch of
-    256 image reads), cycling over 3 images, are 3 originals and 327 exact duplicates; each copy is named
+    """Templated replies repeat a text many times: 330 rows of one text over two shards (several batches
+    of image reads in each), cycling over 3 images, are 3 originals and 327 exact duplicates; each copy is named
     with the first row that has its image."""
     from generation.quality.audit import audit_dataset
 
@@ -289,3 +289,33 @@ def test_one_text_repeated_hundreds_of_times_is_a_duplicate_only_with_the_same_i
         {"id": "infoseek/infoseek/t003", "why": "same as infoseek/infoseek/t000"},
         {"id": "infoseek/infoseek/t004", "why": "same as infoseek/infoseek/t001"},
         {"id": "infoseek/infoseek/t005", "why": "same as infoseek/infoseek/t002"}]
+
+
+def test_image_digests_hash_the_joined_bytes_of_each_rows_images_in_place():
+    """The exact-duplicate key of a row's images, read from the Arrow buffers, is the digest of its image
+    bytes joined by NUL, as `b"\\x00".join(...)` over the rows as Python values gives it: for no image, a
+    null list, a null image, null bytes, several images, and a sliced and a chunked column."""
+    import pyarrow as pa
+    import xxhash
+
+    from generation.quality.audit import _image_digests
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    values = [[{"bytes": b"png-one", "path": None}], [], None, [None], [{"bytes": None, "path": "a.png"}],
+              [{"bytes": b"two", "path": None}, {"bytes": b"three", "path": "x"}, None],
+              [{"bytes": b"", "path": None}, {"bytes": b"\x00", "path": None}], [{"bytes": b"png-one", "path": "y"}]]
+    column = pa.array(values, type=pa.list_(image))
+
+    def expected(rows):
+        return [xxhash.xxh3_128_digest(b"\x00".join((im or {}).get("bytes") or b"" for im in row or []))
+                for row in rows]
+
+    assert _image_digests(column, xxhash) == expected(values)
+    assert _image_digests(column.slice(3, 4), xxhash) == expected(values[3:7])
+    chunked = pa.chunked_array([column.slice(0, 5), column.slice(5)])
+    assert _image_digests(chunked, xxhash) == expected(values)
+    large = pa.array(values, type=pa.list_(pa.struct([("bytes", pa.large_binary()), ("path", pa.string())])))
+    assert _image_digests(large, xxhash) == expected(values)
+    digests = _image_digests(column, xxhash)
+    # the same bytes under another path are the same image; no image, a null one and empty bytes are alike
+    assert digests[0] == digests[7] and len(set(digests)) == 4

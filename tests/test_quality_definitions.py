@@ -250,3 +250,22 @@ def test_staged_rate_is_a_fraction(rate):
     with pytest.raises(ValidationError):
         ReflectionConfig(staged_rate=rate)
     assert ReflectionConfig().staged_rate <= 57_647 / 1_090_263  # at or below the paper's repair rate
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_distinct_signatures_are_found_exactly_even_when_their_digests_collide(monkeypatch, collide):
+    """Distinct signatures are found by a digest of each row; what `np.unique` over the rows gives, also
+    when every row gets the same digest (a collision must not merge two different signatures)."""
+    import xxhash
+
+    from generation.quality.definitions import _distinct_rows
+
+    rng = np.random.default_rng(7)
+    distinct = rng.integers(0, 1 << 61, (40, 64), dtype=np.uint64)
+    signatures = distinct[rng.integers(0, 40, 5000)]
+    if collide:
+        monkeypatch.setattr(xxhash, "xxh3_128_digest", lambda data: b"\x00" * 16)
+    _, first, inverse = np.unique(signatures.view(np.dtype((np.void, 512))).ravel(), return_index=True,
+                                  return_inverse=True)
+    got_first, got_inverse = _distinct_rows(signatures)  # distinct rows numbered in another order
+    assert len(got_first) == 40 and np.array_equal(got_first[got_inverse], first[inverse.ravel()])

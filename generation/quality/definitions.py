@@ -542,8 +542,9 @@ _DISTINCT_CHECK_ROWS = 16384
 
 
 def _distinct_rows(signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(rows, return_index=True, return_inverse=True)[1:]` over the signature rows, found by a
-    128-bit digest of each row. `np.unique` over the 512-byte rows themselves sorts a copy of the whole
+    """The distinct signature rows: the index of each one's first row, and each row's distinct number
+    (as `np.unique(rows, return_index=True, return_inverse=True)[1:]`, numbered in another order), found
+    by a 128-bit digest of each row. `np.unique` over the 512-byte rows themselves sorts a copy of the whole
     array (the audit's peak at 200k dialogues: 840 MB). Every row is then compared with the first row of
     its digest, so a digest collision cannot merge two signatures: it falls back to the rows themselves."""
     import xxhash
