@@ -41,7 +41,12 @@ _ABBREVIATION_END = re.compile(
     r"(?:\b(?:[A-Za-z]\.){2,}|\b(?:Inc|Corp|Co|Ltd|Jr|Sr|Dr|Mr|Mrs|Ms|St|Mt|Ave|Blvd|Rd|Bros|etc|vs|approx)\.)$", re.I)
 
 
+_PUNCT_TO_SPACE = str.maketrans({ch: " " for ch in _PUNCT})
+
+
 def strip_accents(text: str) -> str:
+    if text.isascii():  # nothing to decompose, no combining mark (most answers, every English dialogue)
+        return text
     return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
 
@@ -65,7 +70,7 @@ def normalise_answer(text: object) -> str:
     text = strip_accents(unicodedata.normalize("NFKC", str(text))).casefold().strip()
     text = ANSWER_LEAD_IN.sub("", text)
     text = _THOUSANDS.sub("", text)
-    text = "".join(" " if ch in _PUNCT else ch for ch in text)
+    text = text.translate(_PUNCT_TO_SPACE)
     text = _NON_DECIMAL_PERIOD.sub("", text)
     text = _DECIMAL.sub(_plain_decimal, text)
     text = _ARTICLES.sub(" ", text)

@@ -139,7 +139,7 @@ def content_words(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------- arithmetic
 _TOKEN = re.compile(r"(?P<num>[$€£¥]?\d[\d,]*(?:\.\d+)?(?:\s?[%°])?)|(?P<op>[-+×*/÷−=()])|(?P<x>(?<=\s)[xX](?=\s))"
-                    r"|(?P<space>\s+)|(?P<other>.)", re.S)
+                    r"|(?P<space>\s+)|(?P<other>[^\s\d$€£¥+×*/÷−=()xX-]+|.)", re.S)  # a run of other text at once
 _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub,
             ast.UAdd)
 _OPS = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
