@@ -199,7 +199,8 @@ def main() -> None:
                            "processes": processes, "out": str(tmp / f"out-{c}-{i}")}, repo)
                 rate = r["finished"] / r["elapsed_s"]
                 print(f"ratio    C={c:<5} N={n:<6} k={k:.2f} L={args.latency}s bound={bound:7.1f}/s rate={rate:7.1f}/s "
-                      f"ratio={rate / bound:.3f} peak_rss={r['peak_rss_mb']:.0f} MB{label}", flush=True)
+                      f"ratio={rate / bound:.3f} peak_rss={r['peak_rss_mb']:.0f} MB end={r.get('end_s', 0):.1f} s{label}",
+                      flush=True)
         if "cpu" in args.only:
             source = replicate_llava_cot(tmp / "llava-cpu", args.cpu_samples)
             k = calls_per_sample(pipeline(source, zero_url, args.cpu_concurrency, args.steps, 1))
