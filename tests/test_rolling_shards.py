@@ -140,3 +140,28 @@ def test_each_pass_reads_only_what_the_indexes_gained_and_writes_each_id_once(tm
     for fmt in FORMATS:
         assert _part_ids(out, fmt) == [[f"tabmwp/free_text/{i:03d}" for i in range(0, 4)],
                                        [f"tabmwp/free_text/{i:03d}" for i in range(4, 8)]], fmt
+
+
+def test_the_thread_imports_the_end_ahead_and_goes_on_when_that_import_fails(tmp_path, monkeypatch):
+    """The rolling thread imports what the end of the run uses before its first pass; when that import
+    fails (matplotlib missing) it still writes its parts, and reports no error."""
+    import sys
+    import time
+
+    from generation.checkpoint import Checkpoint
+    from generation.plan import RunOptions
+    from generation.shards import RollingShards
+
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # `import matplotlib.pyplot` raises ImportError
+    config = _config(3)
+    config.output.rolling_check_s = 0.05
+    checkpoint = Checkpoint(tmp_path / "work", lock=True)
+    out = tmp_path / "out"
+    with RollingShards(checkpoint, out, config, RunOptions(out_dir=out)) as rolling:
+        _finish(checkpoint, range(0, 4))
+        deadline = time.monotonic() + 20
+        while rolling.parts_written < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert rolling.error is None and rolling.parts_written == 2
+    for fmt in FORMATS:
+        assert _part_ids(out, fmt) == [[f"tabmwp/free_text/{i:03d}" for i in range(0, 4)]], fmt
