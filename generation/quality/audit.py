@@ -572,13 +572,9 @@ def _exact_duplicates(report: AuditReport, store: Any, shards: list[Any], text_k
     for n, o in zip(numbers[again].tolist(), original[again].tolist()):
         if len(report.examples["exact_duplicate"]) >= EXAMPLES_PER_KIND:
             break
-        report.examples["exact_duplicate"].append({"id": _row_id(store, shards, rows, n),
-                                                   "why": f"same as {_row_id(store, shards, rows, o)}"})
+        report.examples["exact_duplicate"].append({"id": _id_of(store, shards, rows[n]),
+                                                   "why": f"same as {_id_of(store, shards, rows[o])}"})
     return repeats
-
-
-def _row_id(store: Any, shards: list[Any], rows: np.ndarray, n: int) -> str:
-    return store.row(shards[int(rows["shard"][n])], int(rows["row"][n]), ["id"])["id"]
 
 
 def write_json(report: AuditReport, path: str | Path) -> Path:
