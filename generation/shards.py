@@ -20,7 +20,9 @@ every `output.rolling_check_s` seconds and gives each group that has gathered
 `output.rolling_shard_rows` finished rows not yet in any of its files a new part file (sorted by id),
 under the same lock, so the folder is loadable with what is finished mid-run; a group with parts gets
 only its tail at the end (`generation.writer`, "Rolling shards"). It reads ids from the checkpoint's
-index and the shards' id columns, never rows it does not write.
+index and the shards' id columns, never rows it does not write. After each part it reads the new file
+for the audit and the card (`generation.readings_cache`, kept in the work folder), so the end of the
+run reads only the tail there too.
 """
 from __future__ import annotations
 
@@ -195,12 +197,26 @@ class RollingShards:
                 if not todo:
                     continue
                 with out_folder_lock(self.out_dir):
-                    write_part(self.out_dir, fmt, source, split, _rows(self.checkpoint, todo, fmt), self.settings)
+                    part = write_part(self.out_dir, fmt, source, split, _rows(self.checkpoint, todo, fmt), self.settings)
                 ids.update(r.id for r in todo)
                 written += 1
                 self.parts_written += 1
+                self._read_ahead(part.files, fmt)
             pending.clear()
         return written
+
+    def _read_ahead(self, files: list[Path], fmt: str) -> None:
+        """The audit's and the card's readings of new part files, kept in the work folder
+        (`generation.readings_cache`) while the samples run, so the end of the run reads only its tail.
+        Best effort: what fails here, or is skipped once the run is ending, the end reads itself."""
+        if self._stop.is_set():
+            return
+        try:
+            from generation.readings_cache import read_ahead
+
+            read_ahead(Path(self.checkpoint.dir), self.out_dir, files, fmt)
+        except Exception as exc:  # noqa: BLE001 - never costs a part; the end's audit reads the file
+            log.debug("reading parts ahead for the audit: %s: %s", type(exc).__name__, exc)
 
 
 def _import_the_end() -> None:
@@ -236,6 +252,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
     from mmat_1m import card_configs
     from generation.config_snapshot import write_config_snapshot
     from generation.quality.audit import audit_run
+    from generation.readings_cache import run_cache
     from publishing.card import CARD_FILENAME, write_card
 
     out_dir = Path(options.out_dir)
@@ -253,9 +270,12 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
             if (out_dir / CARD_FILENAME).is_file() and stamp.is_file() and stamp.read_text() == inputs:
                 log.info("dataset folder up to date (same shards, config and quarantine): card kept")
             else:
+                readings = run_cache(Path(checkpoint.dir), out_dir)  # what was read before is not read again
                 write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
                                                "quarantine_by_stage": by_stage, "elapsed_s": round(elapsed_s, 2)},
-                           quality_report=audit_run(out_dir))  # the audit's numbers go to run.log and the card
+                           quality_report=audit_run(out_dir, readings),  # its numbers go to run.log and the card
+                           readings=readings)
+                readings.prune()
                 _replace_atomically(stamp, inputs.encode("utf-8"), checkpoint.tmp_prefix)
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)

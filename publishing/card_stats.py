@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -81,8 +81,57 @@ def _per_row_sum(parents: np.ndarray, weights: Optional[np.ndarray], n: int) -> 
     return np.bincount(parents, weights=weights, minlength=n)[:n]
 
 
-def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: dict[str, None]) -> None:
+@dataclass
+class ShardStats:
+    """The card's numbers of one shard file: its format's counts, and per row what is counted once per
+    dialogue (a dialogue's RR and ORR rows share it: `add_shard` counts it at the first row of its id,
+    in the folder's shard order). Kept per file by `generation.readings_cache`, so the card at the end
+    of a large run reads only the shards it has not read before; merged, it gives exactly the numbers
+    of reading the rows one by one."""
+
+    format: FormatStats = field(default_factory=FormatStats)
+    ids: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    subsets: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
+    completion_tokens: list[int] = field(default_factory=list)
+    cost_usd: list[float] = field(default_factory=list)
+    dropped_qas: list[Optional[int]] = field(default_factory=list)
+    # (row, operator, backend) of every operator result with both named (`observations.backend`)
+    backends: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able counts, per-row arrays): what `generation.readings_cache` keeps."""
+        fs = self.format
+        meta = {"format": {name: [[k, n] for k, n in value.items()] if isinstance(value, Counter) else value
+                           for name, value in vars(fs).items()},
+                "backends": [list(b) for b in self.backends]}
+        dropped = np.array([-1 if d is None else int(d) for d in self.dropped_qas], dtype=np.int64)
+        arrays = {"ids": np.array(self.ids, dtype=str), "sources": np.array(self.sources, dtype=str),
+                  "subsets": np.array(self.subsets, dtype=str), "models": np.array(self.models, dtype=str),
+                  "prompt_tokens": np.array(self.prompt_tokens, dtype=np.int64),
+                  "completion_tokens": np.array(self.completion_tokens, dtype=np.int64),
+                  "cost_usd": np.array(self.cost_usd, dtype=np.float64), "dropped_qas": dropped}
+        return meta, arrays
+
+    @classmethod
+    def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "ShardStats":
+        fs = FormatStats()
+        for name, value in meta["format"].items():
+            setattr(fs, name, Counter({k: n for k, n in value}) if isinstance(getattr(fs, name), Counter) else int(value))
+        return cls(format=fs, ids=arrays["ids"].tolist(), sources=arrays["sources"].tolist(),
+                   subsets=arrays["subsets"].tolist(), models=arrays["models"].tolist(),
+                   prompt_tokens=arrays["prompt_tokens"].tolist(), completion_tokens=arrays["completion_tokens"].tolist(),
+                   cost_usd=arrays["cost_usd"].tolist(),
+                   dropped_qas=[None if d < 0 else d for d in arrays["dropped_qas"].tolist()],
+                   backends=[(int(r), o, b) for r, o, b in meta["backends"]])
+
+
+def _scan_batch(batch: pa.RecordBatch, out: ShardStats) -> None:
+    fs = out.format
     n = batch.num_rows
+    first_row = fs.rows
     fs.rows += n
     # Turns (assistant messages) and text tokens per row.
     messages = batch.column("messages")
@@ -92,7 +141,6 @@ def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: 
     turns = _per_row_sum(msg_row[roles == "assistant"], None, n).astype(np.int64)
     content = pc.struct_field(msg, "content")
     blocks = pc.list_flatten(content)
-    block_row = msg_row[np.asarray(pc.list_parent_indices(content))] if len(blocks) else np.zeros(0, np.int64)
     texts = pc.struct_field(blocks, "text")
     kinds = np.asarray(pc.fill_null(pc.struct_field(blocks, "type"), ""), dtype=object)
     fs.images += int((kinds == "image").sum())
@@ -112,31 +160,19 @@ def _scan_batch(batch: pa.RecordBatch, fs: FormatStats, stats: CardStats, seen: 
         op_names = np.concatenate([op_names, np.array(["rag"] * int(rag.sum()), dtype=object)])
         op_row = np.concatenate([op_row, step_row[rag]])
     fs.operator_calls.update(op_names.tolist())
-    fs.operator_dialogues.update(name for _, name in set(zip(op_row.tolist(), op_names.tolist())))
-    _count_backends(batch, flat_steps, step_row, stats, seen)
+    fs.operator_dialogues.update(name for _, name in dict.fromkeys(zip(op_row.tolist(), op_names.tolist())))
+    out.backends += [(first_row + row, name, backend) for row, name, backend in _backends(flat_steps, step_row)]
     # Reflection kinds.
     fs.reflections.update(pc.fill_null(pc.struct_field(batch.column("reflection"), "kind"), "none").to_pylist())
-    # Teacher usage, counted once per dialogue (the RR and ORR rows of a dialogue share it).
+    # Per row, what the card counts once per dialogue (`add_shard`).
     teacher = batch.column("teacher")
-    ids = batch.column("id").to_pylist()
-    sources = batch.column("source").to_pylist()
-    subsets = batch.column("subset").to_pylist()
-    cols = [pc.fill_null(pc.struct_field(teacher, k), d).to_pylist()
-            for k, d in (("model", ""), ("prompt_tokens", 0), ("completion_tokens", 0), ("cost_usd", 0.0))]
-    dropped = _meta_field(batch, "dropped_qas")
-    for row_id, source, subset, model, pt, ct, cost, n_dropped in zip(ids, sources, subsets, *cols, dropped):
-        if row_id in seen:
-            continue
-        seen[row_id] = None
-        if n_dropped is not None:
-            stats.dropped_qas = (stats.dropped_qas or 0) + int(n_dropped)
-        stats.dialogues += 1
-        stats.subsets[source][subset] += 1
-        if model:
-            stats.teacher_models[model] += 1
-        stats.prompt_tokens += int(pt)
-        stats.completion_tokens += int(ct)
-        stats.cost_usd += float(cost)
+    out.ids += batch.column("id").to_pylist()
+    out.sources += batch.column("source").to_pylist()
+    out.subsets += batch.column("subset").to_pylist()
+    for name, key, default in (("models", "model", ""), ("prompt_tokens", "prompt_tokens", 0),
+                               ("completion_tokens", "completion_tokens", 0), ("cost_usd", "cost_usd", 0.0)):
+        getattr(out, name).extend(pc.fill_null(pc.struct_field(teacher, key), default).to_pylist())
+    out.dropped_qas += _meta_field(batch, "dropped_qas")
 
 
 def _meta_field(batch: pa.RecordBatch, name: str) -> list:
@@ -145,43 +181,86 @@ def _meta_field(batch: pa.RecordBatch, name: str) -> list:
         return [None] * batch.num_rows
     return pc.struct_field(batch.column("meta"), name).to_pylist()
 
-def _count_backends(batch: pa.RecordBatch, flat_steps: pa.Array, step_row: np.ndarray, stats: CardStats,
-                    seen: dict[str, None]) -> None:
-    """Which backend produced each operator result, once per dialogue (shards older than the
-    `observations.backend` field have none to count)."""
+
+def _backends(flat_steps: pa.Array, step_row: np.ndarray) -> list[tuple[int, str, str]]:
+    """(row in the batch, operator, backend) of each operator result that names both (shards older than
+    the `observations.backend` field have none)."""
     obs = pc.struct_field(flat_steps, "observations")
     flat = pc.list_flatten(obs)
     if not len(flat) or "backend" not in {f.name for f in flat.type}:
-        return
+        return []
     obs_row = step_row[np.asarray(pc.list_parent_indices(obs))]
-    ids = batch.column("id").to_pylist()
-    new = {i for i, row_id in enumerate(ids) if row_id not in seen}
     names = pc.struct_field(flat, "operator").to_pylist()
     backends = pc.struct_field(flat, "backend").to_pylist()
-    for row, name, backend in zip(obs_row.tolist(), names, backends):
-        if row in new and name and backend:
+    return [(row, name, backend) for row, name, backend in zip(obs_row.tolist(), names, backends) if name and backend]
+
+
+def scan_shard(path: str | Path) -> ShardStats:
+    """The card's numbers of one shard file (all columns but `images`)."""
+    pf = pq.ParquetFile(path)
+    columns = [c for c in _STAT_COLUMNS if c in pf.schema_arrow.names]
+    if len(columns) < len(_STAT_COLUMNS):
+        missing = sorted(set(_STAT_COLUMNS) - set(columns))
+        raise ValueError(f"{path}: shard lacks columns {missing}; not an mmat-1m shard")
+    columns += [c for c in _OPTIONAL_STAT_COLUMNS if c in pf.schema_arrow.names]
+    out = ShardStats()
+    for batch in pf.iter_batches(batch_size=4096, columns=columns):
+        _scan_batch(batch, out)
+    return out
+
+
+def read_shard_stats(path: Path, cache: Any = None) -> ShardStats:
+    """`scan_shard`, through a `generation.readings_cache.ReadingsCache` when given (kept from before
+    when it holds this very file's)."""
+    if cache is None:
+        return scan_shard(path)
+    return cache.reading(path, "card", scan_shard, ShardStats.from_arrays)
+
+
+def add_shard(stats: CardStats, fmt: str, shard: ShardStats, seen: set[str]) -> None:
+    """Add one shard's numbers; what is counted once per dialogue is counted at the first row of each id
+    (`seen`: the ids met so far, over every format)."""
+    fs = stats.formats[fmt]
+    for name, value in vars(shard.format).items():
+        if isinstance(value, Counter):
+            getattr(fs, name).update(value)
+        else:
+            setattr(fs, name, getattr(fs, name) + value)
+    first: set[int] = set()
+    for row, (row_id, source, subset, model, pt, ct, cost, dropped) in enumerate(zip(
+            shard.ids, shard.sources, shard.subsets, shard.models, shard.prompt_tokens, shard.completion_tokens,
+            shard.cost_usd, shard.dropped_qas)):
+        if row_id in seen:
+            continue
+        seen.add(row_id)
+        first.add(row)
+        if dropped is not None:
+            stats.dropped_qas = (stats.dropped_qas or 0) + int(dropped)
+        stats.dialogues += 1
+        stats.subsets[source][subset] += 1
+        if model:
+            stats.teacher_models[model] += 1
+        stats.prompt_tokens += int(pt)
+        stats.completion_tokens += int(ct)
+        stats.cost_usd += float(cost)
+    for row, name, backend in shard.backends:
+        if row in first:
             stats.operator_backends[name][backend] += 1
 
 
-def collect_stats(dataset_dir: str | Path) -> CardStats:
-    """Read every shard of the folder (metadata, and all columns but `images`) into `CardStats`."""
+def collect_stats(dataset_dir: str | Path, cache: Any = None) -> CardStats:
+    """Read every shard of the folder (metadata, and all columns but `images`) into `CardStats`.
+    `cache`: the run's `generation.readings_cache.ReadingsCache` (the numbers are the same without it)."""
     root = Path(dataset_dir)
     stats = CardStats()
-    seen: dict[str, None] = {}
+    seen: set[str] = set()
     for fmt, source, split, path in _shard_files(root):
-        pf = pq.ParquetFile(path)
-        md = pf.metadata
+        md = pq.ParquetFile(path).metadata
         key = (fmt, source, split)
         stats.rows[key] += md.num_rows
         stats.num_bytes[key] += sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
         stats.download_bytes[key] += path.stat().st_size
-        columns = [c for c in _STAT_COLUMNS if c in pf.schema_arrow.names]
-        if len(columns) < len(_STAT_COLUMNS):
-            missing = sorted(set(_STAT_COLUMNS) - set(columns))
-            raise ValueError(f"{path}: shard lacks columns {missing}; not an mmat-1m shard")
-        columns += [c for c in _OPTIONAL_STAT_COLUMNS if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            _scan_batch(batch, stats.formats[fmt], stats, seen)
+        add_shard(stats, fmt, read_shard_stats(path, cache), seen)
     return stats
 
 

@@ -165,3 +165,42 @@ def test_the_thread_imports_the_end_ahead_and_goes_on_when_that_import_fails(tmp
     assert rolling.error is None and rolling.parts_written == 2
     for fmt in FORMATS:
         assert _part_ids(out, fmt) == [[f"tabmwp/free_text/{i:03d}" for i in range(0, 4)]], fmt
+
+
+def test_parts_are_read_ahead_so_the_end_reads_only_the_tail(tmp_path, monkeypatch):
+    """Each part is read for the audit and the card right after it is written (kept in the work folder:
+    `generation.readings_cache`); the end of the run then reads only the tail's files, and its audit
+    and card numbers are those of reading every file."""
+    import generation.quality.audit as audit
+    import publishing.card_stats as card_stats
+    from generation.checkpoint import Checkpoint
+    from generation.plan import RunOptions
+    from generation.readings_cache import CACHE_DIRNAME
+    from generation.shards import RollingShards, rebuild_folder
+
+    checkpoint = Checkpoint(tmp_path / "work", lock=True)
+    out = tmp_path / "out"
+    config = _config(3)
+    rolling = RollingShards(checkpoint, out, config, RunOptions(out_dir=out))
+    _finish(checkpoint, range(0, 4))
+    assert rolling.roll() == 2
+    parts = sorted(out.glob("data/*/tabmwp/*-part*.parquet"))
+    kept = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / CACHE_DIRNAME).glob("*.npz"))
+    assert len(parts) == 2 and kept == ["audit-rows", "audit-tokens", "card", "card"]
+
+    read: list[str] = []
+    reports: list = []
+    for module, name in ((audit, "audit_shard"), (audit, "shard_tokens"), (card_stats, "scan_shard")):
+        def recording(path, real=getattr(module, name)):
+            read.append(Path(path).name)
+            return real(path)
+        monkeypatch.setattr(module, name, recording)
+    real_audit_run = audit.audit_run
+    monkeypatch.setattr(audit, "audit_run", lambda *a, **k: reports.append(real_audit_run(*a, **k)) or reports[-1])
+    _finish(checkpoint, range(4, 6))
+    rebuild_folder(checkpoint, config, RunOptions(out_dir=out), 1.0)
+    tail = sorted(set(out.glob("data/*/tabmwp/*.parquet")) - set(parts))
+    assert len(tail) == 2 and sorted(read) == sorted([tail[0].name] * 2 + [tail[1].name] * 2)  # card + audit each
+    monkeypatch.undo()
+    assert reports[0].to_dict() == audit.audit_dataset(out, "rr").to_dict()
+    assert reports[0].total.dialogues == 6

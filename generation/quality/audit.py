@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from generation.quality.definitions import (
+    SIGNATURE_VALUES,
     NearDuplicates,
     QuestionQuality,
     StepView,
@@ -40,6 +41,7 @@ log = logging.getLogger("mmat.audit")
 
 FIGURE_PATH = "figures/quality.png"
 EXAMPLES_PER_KIND = 5
+EXAMPLES_PER_SOURCE = 2
 FAILING_KINDS = ("not_verified", "not_grounded", "leaked", "exact_duplicate", "near_duplicate", "unparsable")
 _COLUMNS = ["id", "source", "subset", "format", "messages", "steps", "question", "answer", "reflection"]
 _OPTIONAL = ["meta"]
@@ -195,11 +197,31 @@ class GroupStats:
             self.math_dialogues += 1
             self.math_reflected += int(q.reflection_kind == "math")
         self.operator_calls.update(q.operators)
-        self.operator_dialogues.update(set(q.operators))
+        self.operator_dialogues.update(dict.fromkeys(q.operators, 1))  # once each, in order (ties list in order)
         self.steps += q.steps
         self.turns += q.turns
         self.tokens += q.tokens
         self.images += q.images
+
+    def merge(self, other: "GroupStats") -> None:
+        """Add another group's counts (`ShardAudit`: the same as adding its dialogues one by one)."""
+        for name, value in vars(other).items():
+            mine = getattr(self, name)
+            if isinstance(mine, Counter):
+                mine.update(value)
+            else:
+                setattr(self, name, mine + value)
+
+    def raw(self) -> dict[str, Any]:
+        """Every count as plain JSON (counters keep their order); `from_raw` gives the group back."""
+        return {name: dict(value) if isinstance(value, Counter) else value for name, value in vars(self).items()}
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> "GroupStats":
+        out = cls()
+        for name, value in raw.items():
+            setattr(out, name, Counter(value) if isinstance(getattr(out, name), Counter) else int(value))
+        return out
 
     def rate(self, name: str) -> Optional[float]:
         if name == "verified":
@@ -261,12 +283,13 @@ class AuditReport:
         labels = [f"{lo:.1f}-{min(hi, 1.0):.1f}" for lo, hi in zip(_JUDGE_BINS, _JUDGE_BINS[1:])]
         return list(zip(labels, counts.tolist()))
 
-    def example(self, kind: str, q: RowQuality, why: str = "") -> None:
-        """Keep a few ids per failing kind, at most two per source (so one source does not fill the list)."""
+    def example(self, kind: str, row_id: str, source: str, why: str = "") -> None:
+        """Keep a few ids per failing kind, at most `EXAMPLES_PER_SOURCE` per source (so one source does
+        not fill the list)."""
         items = self.examples[kind]
-        same_source = sum(1 for item in items if item["id"].split("/", 1)[0] == q.source)
-        if len(items) < EXAMPLES_PER_KIND and same_source < 2:
-            items.append({"id": q.id, "why": why} if why else {"id": q.id})
+        same_source = sum(1 for item in items if item["id"].split("/", 1)[0] == source)
+        if len(items) < EXAMPLES_PER_KIND and same_source < EXAMPLES_PER_SOURCE:
+            items.append({"id": row_id, "why": why} if why else {"id": row_id})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -306,8 +329,9 @@ def _store(dataset: str | Path, revision: Optional[str] = None) -> Any:
         raise FileNotFoundError(str(exc)) from None
 
 
-def _batches(shard: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    pf = pq.ParquetFile(shard.opener(shard.path))
+def _batches(parquet: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """`parquet`: what `pq.ParquetFile` reads (a path, or a Hub file opened by the store)."""
+    pf = pq.ParquetFile(parquet)
     names = pf.schema_arrow.names
     cols = [c for c in columns if c in names] + [c for c in _OPTIONAL if c in names]
     yield from pf.iter_batches(batch_size=256, columns=cols)
@@ -338,14 +362,14 @@ def _id_keys(ids: list[str]) -> np.ndarray:
 
 
 class _Tokens:
-    """Text tokens per id of one format, as (id key, tokens) arrays grown batch by batch."""
+    """Text tokens per id of one format, as (id key, tokens) arrays grown shard by shard."""
 
     def __init__(self) -> None:
         self.keys: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
 
-    def add(self, ids: list[str], tokens: np.ndarray) -> None:
-        self.keys.append(_id_keys(ids))
+    def add(self, keys: np.ndarray, tokens: np.ndarray) -> None:
+        self.keys.append(np.asarray(keys, dtype=np.uint64))
         self.counts.append(np.asarray(tokens, dtype=np.int64))
 
     def per_id(self, repeated: str) -> tuple[np.ndarray, np.ndarray]:
@@ -357,14 +381,6 @@ class _Tokens:
             return distinct, counts[::-1][last]
         distinct, inverse = np.unique(keys, return_inverse=True)
         return distinct, np.bincount(inverse.ravel(), weights=counts, minlength=len(distinct)).astype(np.int64)
-
-
-def _format_tokens(shards: list[Any]) -> _Tokens:
-    out = _Tokens()
-    for shard in shards:
-        for batch in _batches(shard, ["id", "messages"]):
-            out.add(batch.column("id").to_pylist(), _tokens_per_row(batch))
-    return out
 
 
 def _token_ratio(audited: _Tokens, other: _Tokens, audited_format: str) -> Optional[float]:
@@ -386,12 +402,12 @@ class _TextKeys:
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
 
-    def add(self, keys: list[int], shard: int, first_row: int) -> None:
+    def add(self, keys: np.ndarray, shard: int) -> None:
+        """`keys`: (rows, 2) hi and lo halves of the shard's rows' text keys, in row order."""
         part = np.zeros(len(keys), dtype=_TEXT_KEY)
-        part["hi"] = [k >> 64 for k in keys]
-        part["lo"] = [k & 0xFFFFFFFFFFFFFFFF for k in keys]
+        part["hi"], part["lo"] = keys[:, 0], keys[:, 1]
         part["shard"] = shard
-        part["row"] = np.arange(first_row, first_row + len(keys))
+        part["row"] = np.arange(len(keys))
         self.parts.append(part)
 
     def rows(self) -> np.ndarray:
@@ -419,9 +435,133 @@ class _TextKeys:
 _TEXT_KEY = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("shard", "<i4"), ("row", "<i8")])
 
 
-def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[str] = None) -> AuditReport:
+# ------------------------------------------------------------------------------------- per shard
+@dataclass
+class ShardAudit:
+    """The audit's reading of one shard file: everything the dataset-wide report is made of. Merged in
+    shard order (`audit_dataset`) it gives exactly the report of reading the rows one by one, so it can
+    be kept per file (`generation.readings_cache`): the audit at the end of a large run then reads
+    only the files it has not read before (a rolling run's tail), not every row of the folder.
+
+    `kind` "rows": the audited format's reading; "tokens": only `id_keys` and `tokens` (the other
+    format, for the ORR/RR token ratio)."""
+
+    kind: str = "rows"
+    rows: int = 0
+    groups: dict[str, GroupStats] = field(default_factory=dict)
+    # (kind, id, source, why) in reading order: the first `EXAMPLES_PER_SOURCE` per kind and source,
+    # all that `AuditReport.example` could keep from this shard whatever came before it
+    examples: list[tuple[str, str, str, str]] = field(default_factory=list)
+    judge_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    text_keys: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.uint64))  # per row: hi, lo
+    near_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows with content
+    signatures: np.ndarray = field(default_factory=lambda: np.zeros((0, SIGNATURE_VALUES), np.uint64))  # per near row
+    id_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per row (`_id_keys`)
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per row
+
+    _ARRAYS = ("judge_scores", "text_keys", "near_rows", "signatures", "id_keys", "tokens")
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-able counts and examples, per-row arrays): what `generation.readings_cache` keeps."""
+        meta = {"kind": self.kind, "rows": self.rows, "groups": {k: g.raw() for k, g in self.groups.items()},
+                "examples": [list(e) for e in self.examples]}
+        return meta, {name: getattr(self, name) for name in self._ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "ShardAudit":
+        out = cls(kind=meta["kind"], rows=int(meta["rows"]),
+                  groups={k: GroupStats.from_raw(v) for k, v in meta["groups"].items()},
+                  examples=[tuple(e) for e in meta["examples"]])
+        for name in cls._ARRAYS:
+            setattr(out, name, arrays[name])
+        return out
+
+
+def audit_shard(parquet: Any) -> ShardAudit:
+    """The audit's reading of every row of one shard (`parquet`: what `pq.ParquetFile` reads)."""
+    out = ShardAudit("rows")
+    examples: Counter = Counter()
+    judge: list[float] = []
+    text_keys: list[int] = []
+    near_rows: list[int] = []
+    signatures: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    tokens: list[np.ndarray] = []
+    for batch in _batches(parquet, _COLUMNS):
+        counts = _tokens_per_row(batch)
+        for i, row in enumerate(batch.to_pylist()):
+            q = row_quality(row, int(counts[i]))
+            for key in ("total", q.source, f"{q.source}/{q.subset}"):
+                out.groups.setdefault(key, GroupStats()).add(q)
+            for kind, why in _failings(q):
+                if examples[kind, q.source] < EXAMPLES_PER_SOURCE:
+                    examples[kind, q.source] += 1
+                    out.examples.append((kind, q.id, q.source, why))
+            if q.judge_score is not None:
+                judge.append(float(q.judge_score))
+            text_keys.append(q.text_key)
+            if q.content:
+                signatures.append(minhash(q.content))
+                near_rows.append(out.rows + i)
+        ids.append(_id_keys(batch.column("id").to_pylist()))
+        tokens.append(counts)
+        out.rows += batch.num_rows
+    out.judge_scores = np.asarray(judge, dtype=np.float64)
+    out.text_keys = np.array([(k >> 64, k & 0xFFFFFFFFFFFFFFFF) for k in text_keys], dtype=np.uint64).reshape(-1, 2)
+    out.near_rows = np.asarray(near_rows, dtype=np.int64)
+    if signatures:
+        out.signatures = np.stack(signatures).astype(np.uint64)
+    if ids:
+        out.id_keys, out.tokens = np.concatenate(ids), np.concatenate(tokens).astype(np.int64)
+    return out
+
+
+def shard_tokens(parquet: Any) -> ShardAudit:
+    """Only the text tokens per id of one shard (the other format's side of the token ratio)."""
+    ids, tokens, rows = [], [], 0
+    for batch in _batches(parquet, ["id", "messages"]):
+        ids.append(_id_keys(batch.column("id").to_pylist()))
+        tokens.append(_tokens_per_row(batch))
+        rows += batch.num_rows
+    out = ShardAudit("tokens", rows=rows)
+    if ids:
+        out.id_keys, out.tokens = np.concatenate(ids), np.concatenate(tokens).astype(np.int64)
+    return out
+
+
+def _failings(q: RowQuality) -> list[tuple[str, str]]:
+    """(failing kind, why) of one row, for the report's examples."""
+    if not q.parsed:
+        return [("unparsable", "the dialogue does not parse as its format")]
+    out = []
+    if q.verified is False:
+        out.append(("not_verified", ""))
+    if not q.grounded:
+        out.append(("not_grounded", ""))
+    if q.leaked:
+        out.append(("leaked", q.leak_reason))
+    return out
+
+
+def read_shard(path: Path, kind: str, cache: Any) -> ShardAudit:
+    """One local shard's `kind` reading (see `ShardAudit`) through a `generation.readings_cache.ReadingsCache`:
+    kept from before when the cache holds this very file's, else read now and kept."""
+    read = audit_shard if kind == "rows" else shard_tokens
+    return cache.reading(path, f"audit-{kind}", read, ShardAudit.from_arrays)
+
+
+def _read(shard: Any, kind: str, cache: Any) -> ShardAudit:
+    if cache is not None:
+        return read_shard(Path(shard.path), kind, cache)
+    return (audit_shard if kind == "rows" else shard_tokens)(shard.opener(shard.path))
+
+
+# ------------------------------------------------------------------------------------- the dataset
+def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[str] = None,
+                  cache: Any = None) -> AuditReport:
     """The audit of one format of a dataset (a folder or a Hub repo id). Raises FileNotFoundError when
-    it has no shards of that format."""
+    it has no shards of that format. `cache`: a `generation.readings_cache.ReadingsCache` of the
+    folder's shard readings (a local folder only); the report is the same with or without it."""
     import xxhash
 
     from mmat_1m import CONFIGS_BY_NAME
@@ -437,34 +577,26 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
     # What is kept per row for the whole pass is fixed-size (`_TextKeys`, `_Tokens`, `NearDuplicates`):
     # memory grows by a few hundred bytes a dialogue, never by its rows or texts.
     near = NearDuplicates()
-    near_rows: list[int] = []  # the audit's number of each row given to `near`, in its order
+    near_rows: list[np.ndarray] = []  # the audit's number of each row given to `near`, in its order
     text_keys = _TextKeys()
     read = 0  # rows read so far (a row's number)
     tokens = _Tokens()
     for number, shard in enumerate(shards):
-        offset = 0
-        for batch in _batches(shard, _COLUMNS):
-            counts = _tokens_per_row(batch)
-            keys: list[int] = []
-            for i, row in enumerate(batch.to_pylist()):
-                q = row_quality(row, int(counts[i]))
-                for key in ("total", q.source, f"{q.source}/{q.subset}"):
-                    report.groups.setdefault(key, GroupStats()).add(q)
-                _examples(report, q)
-                if q.judge_score is not None:
-                    report.judge_scores.append(float(q.judge_score))
-                keys.append(q.text_key)
-                if q.content:
-                    near.add(minhash(q.content))
-                    near_rows.append(read + i)
-            tokens.add(batch.column("id").to_pylist(), counts)
-            text_keys.add(keys, number, offset)
-            offset += batch.num_rows
-            read += batch.num_rows
+        part = _read(shard, "rows", cache)
+        for key, stats in part.groups.items():
+            report.groups.setdefault(key, GroupStats()).merge(stats)
+        for kind, row_id, source, why in part.examples:
+            report.example(kind, row_id, source, why)
+        report.judge_scores.extend(part.judge_scores.tolist())
+        near.add_many(part.signatures)
+        near_rows.append(read + part.near_rows)
+        text_keys.add(part.text_keys, number)
+        tokens.add(part.id_keys, part.tokens)
+        read += part.rows
         _give_back_arrow_memory()
     rows = text_keys.rows()
     repeat = _exact_duplicates(report, store, shards, text_keys, rows, xxhash)
-    near_numbers = np.asarray(near_rows, dtype=np.int64)
+    near_numbers = np.concatenate(near_rows) if near_rows else np.zeros(0, np.int64)
     for group in near.groups():
         numbers = near_numbers[group]
         numbers = numbers[~repeat[numbers]]  # an exact duplicate is counted once
@@ -475,7 +607,11 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
             first, second = (_id_of(store, shards, rows[n]) for n in numbers[:2].tolist())
             report.examples["near_duplicate"].append({"id": second, "why": f"near-duplicate of {first}"})
     other = "orr" if spec.format == "rr" else "rr"
-    other_tokens = _format_tokens([s for s in store.shards_of(other) if spec.source is None or s.source == spec.source])
+    other_tokens = _Tokens()
+    for shard in store.shards_of(other):
+        if spec.source is None or shard.source == spec.source:
+            part = _read(shard, "tokens", cache)
+            other_tokens.add(part.id_keys, part.tokens)
     report.token_ratio = _token_ratio(tokens, other_tokens, spec.format)
     return report
 
@@ -483,18 +619,6 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
 def _id_of(store: Any, shards: list[Any], row: np.void) -> str:
     """A row's id, read back from its shard (the audit keeps where rows are, not their ids)."""
     return store.rows(shards[int(row["shard"])], [int(row["row"])], columns=["id"])[0]["id"]
-
-
-def _examples(report: AuditReport, q: RowQuality) -> None:
-    if not q.parsed:
-        report.example("unparsable", q, "the dialogue does not parse as its format")
-        return
-    if q.verified is False:
-        report.example("not_verified", q)
-    if not q.grounded:
-        report.example("not_grounded", q)
-    if q.leaked:
-        report.example("leaked", q, q.leak_reason)
 
 
 _IMAGE_READ_ROWS = 64  # rows whose images are read at once for the exact-duplicate check (one row group of ours)
@@ -584,13 +708,14 @@ def write_json(report: AuditReport, path: str | Path) -> Path:
     return path
 
 
-def audit_run(out_dir: str | Path) -> Optional[AuditReport]:
+def audit_run(out_dir: str | Path, cache: Any = None) -> Optional[AuditReport]:
     """The end of a generation run: the audit of the folder's RR rows (ORR when it has none), its numbers
-    in the run log (one line, all numbers in the record's data); None, with a warning, if it fails."""
+    in the run log (one line, all numbers in the record's data); None, with a warning, if it fails.
+    `cache`: the run's `ReadingsCache`, so only the shards not read before are read."""
     root = Path(out_dir)
     config = "rr" if any((root / "data" / "rr").glob("*/*.parquet")) else "orr"
     try:
-        report = audit_dataset(root, config)
+        report = audit_dataset(root, config, cache=cache)
     except Exception as exc:  # the run's shards are written; its audit must not take them down
         log.warning("quality audit failed: %s: %s", type(exc).__name__, exc, exc_info=True)
         return None

@@ -441,6 +441,7 @@ def evidence_of(previous: Sequence[Any]) -> Optional[Evidence]:
 # ------------------------------------------------------------------------------------ duplicates
 _SHINGLE = 5
 _PERMUTATIONS = 64
+SIGNATURE_VALUES = _PERMUTATIONS  # the length of a `minhash` signature
 _BANDS = 16
 _MERSENNE = np.uint64((1 << 61) - 1)
 _rng = np.random.default_rng(20250721)
@@ -489,6 +490,16 @@ class NearDuplicates:
         self._signatures[self.count] = signature
         self.count += 1
         return self.count - 1
+
+    def add_many(self, signatures: np.ndarray) -> None:
+        """`add` each row of a (texts, values) array, in order."""
+        needed = self.count + len(signatures)
+        if needed > len(self._signatures):
+            grown = np.empty((max(needed, 2 * len(self._signatures)), _PERMUTATIONS), dtype=np.uint64)
+            grown[: self.count] = self._signatures[: self.count]
+            self._signatures = grown
+        self._signatures[self.count: needed] = signatures
+        self.count = needed
 
     def groups(self) -> list[list[int]]:
         """Groups of two or more near-duplicates (indices in `add` order), each sorted, in the order of
