@@ -20,9 +20,9 @@ every `output.rolling_check_s` seconds and gives each group that has gathered
 `output.rolling_shard_rows` finished rows not yet in any of its files a new part file (sorted by id),
 under the same lock, so the folder is loadable with what is finished mid-run; a group with parts gets
 only its tail at the end (`generation.writer`, "Rolling shards"). It reads ids from the checkpoint's
-index and the shards' id columns, never rows it does not write. After each part it reads the new file
-for the audit and the card (`generation.readings_cache`, kept in the work folder), so the end of the
-run reads only the tail there too.
+index and the shards' id columns, never rows it does not write. Each new part is handed to a process
+that reads it for the audit and the card (`generation.readings_cache.ReadAhead`, kept in the work
+folder), so the end of the run reads only the tail there too.
 """
 from __future__ import annotations
 
@@ -127,6 +127,7 @@ class RollingShards:
         self._whole: set[tuple[str, str]] = set()  # groups whose files do not add up: the end rewrites them
         self.parts_written = 0
         self.error: Optional[BaseException] = None
+        self._reader = None  # `generation.readings_cache.ReadAhead`, started with the first part
 
     def __enter__(self) -> "RollingShards":
         if self.rows > 0:
@@ -141,13 +142,16 @@ class RollingShards:
 
     def _loop(self) -> None:
         _import_the_end()
-        while not self._stop.wait(self.every_s):
-            try:
-                self.roll()
-            except Exception as exc:  # noqa: BLE001 - the end of the run writes what this could not
-                self.error = exc
-                log.warning("rolling shards: %s; the end of the run writes the rest", exc)
-                return
+        try:
+            while not self._stop.wait(self.every_s):
+                try:
+                    self.roll()
+                except Exception as exc:  # noqa: BLE001 - the end of the run writes what this could not
+                    self.error = exc
+                    log.warning("rolling shards: %s; the end of the run writes the rest", exc)
+                    return
+        finally:
+            self.close_reader()  # in this thread: the reading process lives no longer than the thread that started it
 
     def _new_refs(self) -> Iterator[RecordRef]:
         """The finished records every rows file's index gained since the last call (`index_tail`: an
@@ -206,17 +210,24 @@ class RollingShards:
         return written
 
     def _read_ahead(self, files: list[Path], fmt: str) -> None:
-        """The audit's and the card's readings of new part files, kept in the work folder
-        (`generation.readings_cache`) while the samples run, so the end of the run reads only its tail.
+        """Hand new part files to the process that reads them for the audit and the card while the
+        samples run (`generation.readings_cache.ReadAhead`), so the end of the run reads only its tail.
         Best effort: what fails here, or is skipped once the run is ending, the end reads itself."""
         if self._stop.is_set():
             return
         try:
-            from generation.readings_cache import read_ahead
+            if self._reader is None:
+                from generation.readings_cache import ReadAhead
 
-            read_ahead(Path(self.checkpoint.dir), self.out_dir, files, fmt)
+                self._reader = ReadAhead(Path(self.checkpoint.dir), self.out_dir)
+            self._reader.add(files, fmt)
         except Exception as exc:  # noqa: BLE001 - never costs a part; the end's audit reads the file
             log.debug("reading parts ahead for the audit: %s: %s", type(exc).__name__, exc)
+
+    def close_reader(self) -> None:
+        """Wait for the files handed to the reading process (`_read_ahead`) to be read."""
+        if self._reader is not None:
+            self._reader.close()
 
 
 def _import_the_end() -> None:

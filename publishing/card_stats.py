@@ -106,13 +106,16 @@ class ShardStats:
         fs = self.format
         meta = {"format": {name: [[k, n] for k, n in value.items()] if isinstance(value, Counter) else value
                            for name, value in vars(fs).items()},
-                "backends": [list(b) for b in self.backends]}
+                "backends": [list(b) for b in self.backends], "ids": self.ids}
         dropped = np.array([-1 if d is None else int(d) for d in self.dropped_qas], dtype=np.int64)
-        arrays = {"ids": np.array(self.ids, dtype=str), "sources": np.array(self.sources, dtype=str),
-                  "subsets": np.array(self.subsets, dtype=str), "models": np.array(self.models, dtype=str),
-                  "prompt_tokens": np.array(self.prompt_tokens, dtype=np.int64),
+        arrays = {"prompt_tokens": np.array(self.prompt_tokens, dtype=np.int64),
                   "completion_tokens": np.array(self.completion_tokens, dtype=np.int64),
                   "cost_usd": np.array(self.cost_usd, dtype=np.float64), "dropped_qas": dropped}
+        for name in ("sources", "subsets", "models"):  # a few names, many rows: a table and a code per row
+            names = list(dict.fromkeys(getattr(self, name)))
+            code = {n: i for i, n in enumerate(names)}
+            meta[name] = names
+            arrays[name] = np.array([code[n] for n in getattr(self, name)], dtype=np.int32)
         return meta, arrays
 
     @classmethod
@@ -120,8 +123,8 @@ class ShardStats:
         fs = FormatStats()
         for name, value in meta["format"].items():
             setattr(fs, name, Counter({k: n for k, n in value}) if isinstance(getattr(fs, name), Counter) else int(value))
-        return cls(format=fs, ids=arrays["ids"].tolist(), sources=arrays["sources"].tolist(),
-                   subsets=arrays["subsets"].tolist(), models=arrays["models"].tolist(),
+        names = {name: [meta[name][i] for i in arrays[name].tolist()] for name in ("sources", "subsets", "models")}
+        return cls(format=fs, ids=list(meta["ids"]), **names,
                    prompt_tokens=arrays["prompt_tokens"].tolist(), completion_tokens=arrays["completion_tokens"].tolist(),
                    cost_usd=arrays["cost_usd"].tolist(),
                    dropped_qas=[None if d < 0 else d for d in arrays["dropped_qas"].tolist()],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,10 @@ def test_run_killed_after_rolling_parts_resumes_exactly_once(tmp_path):
                              str(out), "--quiet"], cwd=tmp_path, env=mmat_env(), capture_output=True, text=True,
                             timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
+    deadline = time.monotonic() + 20
+    while _readers(default_work_dir(out)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _readers(default_work_dir(out)) == []  # the reading process died with the run
 
     parts = sorted(out.glob("data/*/*/*-part*.parquet"))
     assert parts, "no part file was written mid-run"
@@ -146,7 +151,6 @@ def test_the_thread_imports_the_end_ahead_and_goes_on_when_that_import_fails(tmp
     """The rolling thread imports what the end of the run uses before its first pass; when that import
     fails (matplotlib missing) it still writes its parts, and reports no error."""
     import sys
-    import time
 
     from generation.checkpoint import Checkpoint
     from generation.plan import RunOptions
@@ -165,12 +169,28 @@ def test_the_thread_imports_the_end_ahead_and_goes_on_when_that_import_fails(tmp
     assert rolling.error is None and rolling.parts_written == 2
     for fmt in FORMATS:
         assert _part_ids(out, fmt) == [[f"tabmwp/free_text/{i:03d}" for i in range(0, 4)]], fmt
+    # leaving waited for the reading process, which read both parts
+    assert len(list((tmp_path / "work" / "shard-readings").glob("*.npz"))) == 4
+    assert _readers(tmp_path / "work") == []
+
+
+def _readers(work: Path) -> list[int]:
+    """Pids of live reading processes (`generation.readings_cache`) of this work folder."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"generation.readings_cache" in cmdline and str(work).encode() in cmdline:
+            found.append(int(proc.name))
+    return found
 
 
 def test_parts_are_read_ahead_so_the_end_reads_only_the_tail(tmp_path, monkeypatch):
-    """Each part is read for the audit and the card right after it is written (kept in the work folder:
-    `generation.readings_cache`); the end of the run then reads only the tail's files, and its audit
-    and card numbers are those of reading every file."""
+    """Each part is read for the audit and the card right after it is written, by a process of its own
+    (kept in the work folder: `generation.readings_cache`); the end of the run then reads only the
+    tail's files, and its audit and card numbers are those of reading every file."""
     import generation.quality.audit as audit
     import publishing.card_stats as card_stats
     from generation.checkpoint import Checkpoint
@@ -184,6 +204,7 @@ def test_parts_are_read_ahead_so_the_end_reads_only_the_tail(tmp_path, monkeypat
     rolling = RollingShards(checkpoint, out, config, RunOptions(out_dir=out))
     _finish(checkpoint, range(0, 4))
     assert rolling.roll() == 2
+    rolling.close_reader()  # the reading process has read both parts
     parts = sorted(out.glob("data/*/tabmwp/*-part*.parquet"))
     kept = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / CACHE_DIRNAME).glob("*.npz"))
     assert len(parts) == 2 and kept == ["audit-rows", "audit-tokens", "card", "card"]
