@@ -3,8 +3,8 @@ so the audit and the card's numbers read only the shard files they have not read
 
 Why: the audit and the card describe the whole folder, and reading every row of it was most of the end
 of a large run (200k rows: 118 s of audit and 20 s of card numbers, against about 1 s for the tail
-shards themselves). With rolling shards (`generation.shards.RollingShards`) the part files are read
-while the samples run (`read_ahead`, right after each part is written), so the end reads only the tail.
+shards themselves). With rolling shards (`generation.shards.RollingShards`) each part file is read
+while the samples run, by a process of its own (`ReadAhead`), so the end reads only the tail.
 
 A reading is a per-file result that merges exactly (`generation.quality.audit.ShardAudit`,
 `publishing.card_stats.ShardStats`): the report and the card are the same with or without this cache.

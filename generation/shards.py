@@ -139,6 +139,7 @@ class RollingShards:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self.close_reader()  # the thread closed its own; this is for passes run without it (`roll`)
 
     def _loop(self) -> None:
         _import_the_end()
