@@ -12,8 +12,8 @@ A reading is a per-file result that merges exactly (`generation.quality.audit.Sh
 Guarantees:
 - an entry is used only for the very file it was read from: its key holds the file's path in the
   folder, size, mtime and inode (a rewritten shard is a new file: a new inode and mtime), and a digest
-  of the code a reading depends on (every `generation` and `publishing` module and `mmat_1m`), so a
-  changed definition never reuses an old number;
+  of the code a reading depends on (every `generation` and `publishing` module, `mmat_1m`, and the
+  pyarrow, numpy and xxhash versions), so a changed definition never reuses an old number;
 - an entry is written to a temp name and renamed (a kill leaves the old entry, the new one, or a temp
   file that `prune` removes); an unreadable or foreign entry is read again from the shard, never trusted;
 - entries hold numbers, ids, names of sources, subsets, models, operators and backends (what the
@@ -50,11 +50,14 @@ class Reading(Protocol):
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """A digest of every source file a reading may depend on: a change to any of them makes every entry
-    stale (read again once), so no number from older code is ever reused."""
+    """A digest of every source file a reading may depend on, and of the versions of the libraries that
+    read and hash (pyarrow counts the tokens): a change to any of them makes every entry stale (read
+    again once), so no number from older code is ever reused."""
+    import pyarrow
     import xxhash
 
     digest = xxhash.xxh3_128()
+    digest.update(f"pyarrow {pyarrow.__version__} numpy {np.__version__} xxhash {xxhash.VERSION}\x00".encode())
     files = sorted([*(_REPO / "generation").rglob("*.py"), *(_REPO / "publishing").rglob("*.py"), _REPO / "mmat_1m.py"])
     for path in files:
         digest.update(str(path.relative_to(_REPO)).encode("utf-8") + b"\x00")
@@ -163,8 +166,8 @@ def read_ahead(work_dir: Path, out_dir: Path, files: Iterable[Path], fmt: str) -
 
 class ReadAhead:
     """The process that reads part files ahead while the samples run (`RollingShards` hands it each new
-    part): `python -m generation.readings_cache WORK_DIR OUT_DIR PARENT_PID`, one `format<TAB>path` line
-    per file on its stdin.
+    part): `python -m generation.readings_cache WORK_DIR OUT_DIR PARENT_PID`, one JSON line
+    `[format, path]` per file on its stdin.
 
     Why a process: read in the engine's own process, 20k samples took 202 s against 182 s without
     reading ahead (C = 256 on 2 cores): the pure-Python reading held the GIL against the event loop
@@ -185,7 +188,7 @@ class ReadAhead:
                                            str(self.out_dir), str(os.getpid())], stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, text=True)
         for path in files:
-            self._proc.stdin.write(f"{fmt}\t{path}\n")
+            self._proc.stdin.write(json.dumps([fmt, str(path)]) + "\n")
         self._proc.stdin.flush()
 
     def close(self) -> None:
@@ -214,8 +217,9 @@ def _main(argv: list[str]) -> int:
         pass
     failed = 0
     for line in sys.stdin:
-        fmt, _, path = line.rstrip("\n").partition("\t")
+        path = "?"
         try:
+            fmt, path = json.loads(line)
             read_ahead(work_dir, out_dir, [Path(path)], fmt)
         except Exception as exc:  # noqa: BLE001 - one file not read ahead: the end reads it
             failed += 1

@@ -192,3 +192,18 @@ def test_examples_merged_from_shards_are_those_of_reading_every_row_in_order(tmp
     got = {k: [e["id"] for e in v] for k, v in report.examples.items() if v and k in expected}
     assert got == expected and len(expected["not_grounded"]) == EXAMPLES_PER_KIND
     assert len({i.split("/")[0] for i in expected["not_grounded"]}) == 3
+
+
+def test_the_reading_process_reads_what_it_is_handed_and_reports_a_failure(folder, tmp_path, caplog):
+    """`ReadAhead` (the process the rolling thread hands its parts to): a file it cannot read costs that
+    file only, and closing it says so in one warning (the end of the run reads that file itself)."""
+    from generation.readings_cache import CACHE_DIRNAME, ReadAhead
+
+    reader = ReadAhead(tmp_path / "work", folder)
+    reader.add([folder / "data" / "rr" / "missing.parquet", folder / shard_dir("rr", "visual_cot") / shard_name("train", 0, 3)], "rr")
+    reader.add([folder / shard_dir("orr", "visual_cot") / shard_name("train", 0, 3)], "orr")
+    with caplog.at_level("WARNING", logger="mmat.readings"):
+        reader.close()
+    assert "reading parts ahead stopped (exit code 1)" in caplog.text
+    kept = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / CACHE_DIRNAME).glob("*.npz"))
+    assert kept == ["audit-rows", "audit-tokens", "card", "card"]
