@@ -205,8 +205,8 @@ class RollingShards:
                     part = write_part(self.out_dir, fmt, source, split, _rows(self.checkpoint, todo, fmt), self.settings)
                 ids.update(r.id for r in todo)
                 written += 1
-                self.parts_written += 1
                 self._read_ahead(part.files, fmt)
+                self.parts_written += 1  # after the hand-over: a caller that saw the count sees it read
             pending.clear()
         return written
 
