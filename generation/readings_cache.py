@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Protocol
 
@@ -46,6 +47,30 @@ class Reading(Protocol):
     """A per-file result the cache can keep: its state as JSON-able `meta` and plain numpy arrays."""
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+
+def add_counts(into: Any, other: Any) -> None:
+    """Add the counts of one dataclass of counts (int and `Counter` fields, e.g. `GroupStats`,
+    `FormatStats`) to another of the same type: what merging two readings does."""
+    for name, value in vars(other).items():
+        if isinstance(value, Counter):
+            getattr(into, name).update(value)
+        else:
+            setattr(into, name, getattr(into, name) + value)
+
+
+def counts_to_json(counts: Any) -> dict[str, Any]:
+    """A dataclass of counts as JSON: a `Counter` as [key, count] pairs (its order and int keys kept)."""
+    return {name: [[k, n] for k, n in value.items()] if isinstance(value, Counter) else value
+            for name, value in vars(counts).items()}
+
+
+def counts_from_json(cls: type, raw: dict[str, Any]) -> Any:
+    """`counts_to_json` back into an instance of `cls`."""
+    out = cls()
+    for name, value in raw.items():
+        setattr(out, name, Counter({k: n for k, n in value}) if isinstance(getattr(out, name), Counter) else int(value))
+    return out
 
 
 @functools.lru_cache(maxsize=1)

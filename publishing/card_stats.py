@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from generation.readings_cache import add_counts, counts_from_json, counts_to_json
 from mmat_1m import CONFIGS, FORMATS, SPLITS
 
 # A tokenizer-free token count: words and single punctuation marks (RE2 syntax, ASCII \w).
@@ -103,10 +104,7 @@ class ShardStats:
 
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able counts, per-row arrays): what `generation.readings_cache` keeps."""
-        fs = self.format
-        meta = {"format": {name: [[k, n] for k, n in value.items()] if isinstance(value, Counter) else value
-                           for name, value in vars(fs).items()},
-                "backends": [list(b) for b in self.backends], "ids": self.ids}
+        meta = {"format": counts_to_json(self.format), "backends": [list(b) for b in self.backends], "ids": self.ids}
         dropped = np.array([-1 if d is None else int(d) for d in self.dropped_qas], dtype=np.int64)
         arrays = {"prompt_tokens": np.array(self.prompt_tokens, dtype=np.int64),
                   "completion_tokens": np.array(self.completion_tokens, dtype=np.int64),
@@ -120,11 +118,8 @@ class ShardStats:
 
     @classmethod
     def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "ShardStats":
-        fs = FormatStats()
-        for name, value in meta["format"].items():
-            setattr(fs, name, Counter({k: n for k, n in value}) if isinstance(getattr(fs, name), Counter) else int(value))
         names = {name: [meta[name][i] for i in arrays[name].tolist()] for name in ("sources", "subsets", "models")}
-        return cls(format=fs, ids=list(meta["ids"]), **names,
+        return cls(format=counts_from_json(FormatStats, meta["format"]), ids=list(meta["ids"]), **names,
                    prompt_tokens=arrays["prompt_tokens"].tolist(), completion_tokens=arrays["completion_tokens"].tolist(),
                    cost_usd=arrays["cost_usd"].tolist(),
                    dropped_qas=[None if d < 0 else d for d in arrays["dropped_qas"].tolist()],
@@ -223,12 +218,7 @@ def read_shard_stats(path: Path, cache: Any = None) -> ShardStats:
 def add_shard(stats: CardStats, fmt: str, shard: ShardStats, seen: set[str]) -> None:
     """Add one shard's numbers; what is counted once per dialogue is counted at the first row of each id
     (`seen`: the ids met so far, over every format)."""
-    fs = stats.formats[fmt]
-    for name, value in vars(shard.format).items():
-        if isinstance(value, Counter):
-            getattr(fs, name).update(value)
-        else:
-            setattr(fs, name, getattr(fs, name) + value)
+    add_counts(stats.formats[fmt], shard.format)
     first: set[int] = set()
     for row, (row_id, source, subset, model, pt, ct, cost, dropped) in enumerate(zip(
             shard.ids, shard.sources, shard.subsets, shard.models, shard.prompt_tokens, shard.completion_tokens,

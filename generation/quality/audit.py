@@ -36,6 +36,7 @@ from generation.quality.definitions import (
     minhash,
     question_choices,
 )
+from generation.readings_cache import add_counts, counts_from_json, counts_to_json
 
 log = logging.getLogger("mmat.audit")
 
@@ -202,26 +203,6 @@ class GroupStats:
         self.turns += q.turns
         self.tokens += q.tokens
         self.images += q.images
-
-    def merge(self, other: "GroupStats") -> None:
-        """Add another group's counts (`ShardAudit`: the same as adding its dialogues one by one)."""
-        for name, value in vars(other).items():
-            mine = getattr(self, name)
-            if isinstance(mine, Counter):
-                mine.update(value)
-            else:
-                setattr(self, name, mine + value)
-
-    def raw(self) -> dict[str, Any]:
-        """Every count as plain JSON (counters keep their order); `from_raw` gives the group back."""
-        return {name: dict(value) if isinstance(value, Counter) else value for name, value in vars(self).items()}
-
-    @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> "GroupStats":
-        out = cls()
-        for name, value in raw.items():
-            setattr(out, name, Counter(value) if isinstance(getattr(out, name), Counter) else int(value))
-        return out
 
     def rate(self, name: str) -> Optional[float]:
         if name == "verified":
@@ -463,14 +444,14 @@ class ShardAudit:
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able counts and examples, per-row arrays): what `generation.readings_cache` keeps."""
-        meta = {"kind": self.kind, "rows": self.rows, "groups": {k: g.raw() for k, g in self.groups.items()},
+        meta = {"kind": self.kind, "rows": self.rows, "groups": {k: counts_to_json(g) for k, g in self.groups.items()},
                 "examples": [list(e) for e in self.examples]}
         return meta, {name: getattr(self, name) for name in self._ARRAYS}
 
     @classmethod
     def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "ShardAudit":
         out = cls(kind=meta["kind"], rows=int(meta["rows"]),
-                  groups={k: GroupStats.from_raw(v) for k, v in meta["groups"].items()},
+                  groups={k: counts_from_json(GroupStats, v) for k, v in meta["groups"].items()},
                   examples=[tuple(e) for e in meta["examples"]])
         for name in cls._ARRAYS:
             setattr(out, name, arrays[name])
@@ -543,17 +524,21 @@ def _failings(q: RowQuality) -> list[tuple[str, str]]:
     return out
 
 
+def _reader(kind: str) -> Any:
+    """What reads a shard for a `kind` of `ShardAudit` ("rows" or "tokens")."""
+    return audit_shard if kind == "rows" else shard_tokens
+
+
 def read_shard(path: Path, kind: str, cache: Any) -> ShardAudit:
     """One local shard's `kind` reading (see `ShardAudit`) through a `generation.readings_cache.ReadingsCache`:
     kept from before when the cache holds this very file's, else read now and kept."""
-    read = audit_shard if kind == "rows" else shard_tokens
-    return cache.reading(path, f"audit-{kind}", read, ShardAudit.from_arrays)
+    return cache.reading(path, f"audit-{kind}", _reader(kind), ShardAudit.from_arrays)
 
 
 def _read(shard: Any, kind: str, cache: Any) -> ShardAudit:
     if cache is not None:
         return read_shard(Path(shard.path), kind, cache)
-    return (audit_shard if kind == "rows" else shard_tokens)(shard.opener(shard.path))
+    return _reader(kind)(shard.opener(shard.path))
 
 
 # ------------------------------------------------------------------------------------- the dataset
@@ -584,7 +569,7 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
     for number, shard in enumerate(shards):
         part = _read(shard, "rows", cache)
         for key, stats in part.groups.items():
-            report.groups.setdefault(key, GroupStats()).merge(stats)
+            add_counts(report.groups.setdefault(key, GroupStats()), stats)  # as adding its dialogues one by one
         for kind, row_id, source, why in part.examples:
             report.example(kind, row_id, source, why)
         report.judge_scores.extend(part.judge_scores.tolist())

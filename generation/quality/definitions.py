@@ -483,12 +483,7 @@ class NearDuplicates:
         self.compared = 0  # signature pairs compared by the last `groups` (distinct signatures only)
 
     def add(self, signature: np.ndarray) -> int:
-        if self.count == len(self._signatures):
-            grown = np.empty((2 * len(self._signatures), _PERMUTATIONS), dtype=np.uint64)
-            grown[: self.count] = self._signatures[: self.count]
-            self._signatures = grown
-        self._signatures[self.count] = signature
-        self.count += 1
+        self.add_many(np.asarray(signature)[None, :])
         return self.count - 1
 
     def add_many(self, signatures: np.ndarray) -> None:
