@@ -39,7 +39,7 @@ class RunSummary:
     rows: dict[str, int] = field(default_factory=dict)  # "orr/train" -> count, over the whole checkpoint
     usage: TeacherUsage = field(default_factory=TeacherUsage)
     operator_executions: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # the whole run: planning, samples, then shards, audit and card
     out_dir: Optional[Path] = None
     work_dir: Optional[Path] = None
     exit_code: int = 0

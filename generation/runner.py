@@ -194,8 +194,9 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
             if plan.size:  # nothing left (a rerun of a finished run): no teacher, no engine, no thread
                 with RollingShards(checkpoint, options.out_dir, config, options):
                     (execute or execute_locally)(config, options, checkpoint, plan, summary)
-        summary.elapsed_s = time.perf_counter() - start
+        summary.elapsed_s = time.perf_counter() - start  # the card's: planning and samples
         finish_run(summary, checkpoint, config, options)
+        summary.elapsed_s = time.perf_counter() - start  # the run's: its shards, audit and card too
         if options.retry:
             checkpoint.compact_quarantine()
         progress_log.info("run finished", extra={"data": {

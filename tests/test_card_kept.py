@@ -50,3 +50,34 @@ def test_a_changed_shard_or_a_missing_card_gets_the_card_rewritten(finished, mon
     (out / "README.md").unlink()
     run_generation(config, RunOptions(out_dir=out, quiet=True))
     assert (out / "README.md").is_file()
+
+
+def test_the_runs_elapsed_time_includes_its_shards_audit_and_card(tmp_path, monkeypatch):
+    """`elapsed_s` in the summary (the CLI's last line) and in run.log's "run finished" is the whole run,
+    its end included (shards, audit, card); the card's Generation run table shows the time up to that
+    end, which is all it can know while it is being written."""
+    import json
+    import time
+
+    import generation.runner as runner
+    from generation.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write_config(tmp_path / "c.yaml", [source("tabmwp")]))
+    out = tmp_path / "out"
+    real_rebuild = runner.rebuild_folder
+    before_end: list[float] = []
+
+    def slow_end(checkpoint, config, options, elapsed_s, *rest):
+        before_end.append(elapsed_s)
+        time.sleep(1.0)
+        return real_rebuild(checkpoint, config, options, elapsed_s, *rest)
+
+    monkeypatch.setattr(runner, "rebuild_folder", slow_end)
+    summary = run_generation(config, RunOptions(out_dir=out, quiet=True))
+    assert summary.exit_code == 0 and summary.finished > 0
+    assert summary.elapsed_s >= before_end[0] + 1.0
+    logged = [json.loads(line) for line in (default_work_dir(out) / "run.log").read_text().splitlines()
+              if '"run finished"' in line]
+    assert logged[-1]["data"]["elapsed_s"] == round(summary.elapsed_s, 2)
+    assert f"| elapsed_s | {round(before_end[0], 2)} |" in (out / "README.md").read_text()
