@@ -284,7 +284,8 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
             else:
                 readings = run_cache(Path(checkpoint.dir), out_dir)  # what was read before is not read again
                 write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
-                                               "quarantine_by_stage": by_stage, "elapsed_s": round(elapsed_s, 2)},
+                                               "quarantine_by_stage": by_stage,
+                                               "generation_elapsed_s": round(elapsed_s, 2)},  # up to this end
                            quality_report=audit_run(out_dir, readings),  # its numbers go to run.log and the card
                            readings=readings)
                 readings.prune()

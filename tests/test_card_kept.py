@@ -55,7 +55,7 @@ def test_a_changed_shard_or_a_missing_card_gets_the_card_rewritten(finished, mon
 def test_the_runs_elapsed_time_includes_its_shards_audit_and_card(tmp_path, monkeypatch):
     """`elapsed_s` in the summary (the CLI's last line) and in run.log's "run finished" is the whole run,
     its end included (shards, audit, card); the card's Generation run table shows the time up to that
-    end, which is all it can know while it is being written."""
+    end (`generation_elapsed_s`), which is all it can know while it is being written."""
     import json
     import time
 
@@ -80,4 +80,4 @@ def test_the_runs_elapsed_time_includes_its_shards_audit_and_card(tmp_path, monk
     logged = [json.loads(line) for line in (default_work_dir(out) / "run.log").read_text().splitlines()
               if '"run finished"' in line]
     assert logged[-1]["data"]["elapsed_s"] == round(summary.elapsed_s, 2)
-    assert f"| elapsed_s | {round(before_end[0], 2)} |" in (out / "README.md").read_text()
+    assert f"| generation_elapsed_s | {round(before_end[0], 2):,.2f} |" in (out / "README.md").read_text()
