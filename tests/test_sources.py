@@ -384,3 +384,50 @@ def test_numeric_answers_and_listed_choices():
     assert parse_listed_choices("Q\nContext: N/A\nOptions: (A) Seattle (B) Juneau (C) Saint Paul") == ["Seattle", "Juneau", "Saint Paul"]
     assert parse_listed_choices("Q\nChoices:\nA:60°\nB:70°") == ["60°", "70°"]
     assert parse_listed_choices("A. single stray line") == []
+
+
+def test_instruction_matching_equals_trying_every_phrase(monkeypatch):
+    """`strip_suffixes`, `ends_with` and `starts_with` try only the phrases whose edge word the question
+    has (`_candidates`); they must answer exactly as trying every phrase's pattern in order does, on
+    questions made of every phrase: other case, other whitespace (Unicode spaces included), repeated,
+    glued to a word, cut short, and with non-ASCII letters that `re.I` folds onto ASCII ones (the
+    Kelvin sign onto k, the long s onto s)."""
+    from generation.sources import instructions as ins
+
+    def every_phrase_strip(question, phrases):
+        q = question.rstrip()
+        while True:
+            for phrase in phrases:
+                match = ins._phrase(phrase, "end").search(q)
+                if match and q[: match.start()].strip():
+                    q = q[: match.start()].rstrip()
+                    break
+            else:
+                return q
+
+    def every_phrase(question, phrases, where):
+        return any(ins._phrase(p, where).search(question) for p in phrases)
+
+    groups = [ins.BREVITY_SUFFIXES, ins.LETTER_SUFFIXES + ins.BREVITY_SUFFIXES, ins.YES_NO_INSTRUCTIONS,
+              ins.LEADING_INSTRUCTIONS]
+    phrases = sorted({p for g in groups for p in g})
+    bodies = ["What is shown?", "Q?\nA. x\nB. y", "", "brief.", "Is it red"]
+    variants = []
+    for p in phrases:
+        words = p.split()
+        variants += [p, p.upper(), p.lower(), "\u00a0".join(words), "\u3000 ".join(words) + " \n",
+                     "x" + p, p + "x", " ".join(words[:-1]), " ".join(words[1:]),
+                     p.replace("k", "\u212a").replace("K", "\u212a"), p.replace("s", "\u017f")]
+    questions = [f"{b}\n{v}" for b in bodies for v in variants] + [f"{v} {b}" for b in bodies for v in variants]
+    questions += [f"What?\n{a}\n{b}" for a in ins.BREVITY_SUFFIXES[:6] for b in ins.BREVITY_SUFFIXES[:6]]
+    questions += ["", "   ", "\u212a", "Answer"]
+    matched = 0
+    for q in questions:
+        for g in groups:
+            assert ins.strip_suffixes(q, g) == every_phrase_strip(q, g), (q, g[0])
+            for where in ("end", "start"):
+                expected = every_phrase(q, g, where)
+                assert (ins.ends_with if where == "end" else ins.starts_with)(q, g) == expected, (q, where)
+                matched += expected
+    assert matched > 1000  # the questions do hit the phrases (and the Kelvin-sign ones among them)
+    assert ins.ends_with("Keep it bri\u212a", ("Keep it brik",))  # the Kelvin sign is a k to `re.I`

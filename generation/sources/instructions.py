@@ -100,12 +100,42 @@ def _phrase(phrase: str, where: str) -> re.Pattern:
     return re.compile(rf"(?<!\S){body}\s*$" if where == "end" else rf"^\s*{body}(?!\S)", re.I)
 
 
+@lru_cache(maxsize=None)
+def _by_edge_word(phrases: tuple[str, ...], where: str) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """`phrases` by their last (`where="end"`) or first word, lower-cased, each list in the order of
+    `phrases`; and the phrases to try whatever the text (a non-ASCII word, or no word).
+
+    Why: a phrase can match only where the text's last (first) whitespace-separated token is that
+    word, whole: `_phrase` puts `\\s+` or the text's edge on both sides of each word. Trying every
+    phrase's pattern on every question was most of reading a source's records (about 70 searches per
+    LLaVA-CoT sample); this leaves the one or two whose edge word is there."""
+    edge_word = {p: (p.split() or [""])[-1 if where == "end" else 0] for p in phrases}
+    always = tuple(p for p in phrases if not edge_word[p] or not edge_word[p].isascii())
+    keys = {w.lower() for w in edge_word.values() if w and w.isascii()}
+    index = {key: tuple(p for p in phrases if p in always or edge_word[p].lower() == key) for key in keys}
+    return index, always
+
+
+def _candidates(text: str, phrases: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The phrases of `phrases` that may match `text` at its end (start), in their order: every one
+    when the text's edge token is not ASCII (where `re.I` may fold other characters onto ASCII ones,
+    e.g. the Kelvin sign onto `k`; for ASCII, `re.I` is `str.lower`)."""
+    tokens = text.rsplit(None, 1) if where == "end" else text.split(None, 1)
+    if not tokens:
+        return ()
+    token = tokens[-1] if where == "end" else tokens[0]
+    if not token.isascii():
+        return phrases
+    index, always = _by_edge_word(phrases, where)
+    return index.get(token.lower(), always)
+
+
 def strip_suffixes(question: str, phrases: tuple[str, ...]) -> str:
     """`question` without every phrase of `phrases` that ends it (repeatedly: `…Keep it brief.\\nAnswer
     the question using a single word or phrase.` loses both); never strips a question to nothing."""
     q = question.rstrip()
     while True:
-        for phrase in phrases:
+        for phrase in _candidates(q, phrases, "end"):
             match = _phrase(phrase, "end").search(q)
             if match and q[: match.start()].strip():
                 q = q[: match.start()].rstrip()
@@ -115,13 +145,15 @@ def strip_suffixes(question: str, phrases: tuple[str, ...]) -> str:
 
 
 def ends_with(question: str, phrases: tuple[str, ...]) -> bool:
-    return any(_phrase(p, "end").search(question) for p in phrases)
+    return any(_phrase(p, "end").search(question) for p in _candidates(question, phrases, "end"))
 
 
 def starts_with(question: str, phrases: tuple[str, ...]) -> bool:
-    return any(_phrase(p, "start").search(question) for p in phrases)
+    return any(_phrase(p, "start").search(question) for p in _candidates(question, phrases, "start"))
+
+
+_TABLE_DUMP_KEYS = frozenset(" ".join(p.casefold().split()) for p in TABLE_DUMP_REQUESTS)
 
 
 def is_table_dump_request(question: str) -> bool:
-    folded = " ".join(question.casefold().split())
-    return any(folded == " ".join(p.casefold().split()) for p in TABLE_DUMP_REQUESTS)
+    return " ".join(question.casefold().split()) in _TABLE_DUMP_KEYS
