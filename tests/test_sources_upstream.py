@@ -243,6 +243,59 @@ def test_image_paths_that_leave_the_source_folder_are_quarantined(tmp_path):
     assert not any(q.reason.startswith(OUTSIDE) for q in bad.values()) and "llava_cot/sqa/symlink" in good
 
 
+
+def test_an_image_folders_real_paths_are_those_of_resolving_every_path_whole(tmp_path):
+    """`ImageFolder` resolves each image's folder once and keeps it (a third of reading a record went to
+    resolving every component): every path, asked in any order and again, gives exactly
+    `(root / rel).resolve()`, through folder and file symlinks pointing in and out, `..`, `.`, missing
+    names and a symlink loop; with more folders than it keeps, it starts over and stays exact."""
+    import generation.sources.base as base
+    from generation.sources.base import ImageFolder
+
+    root = tmp_path / "src"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "out" / "deep").mkdir(parents=True)
+    (root / "a" / "b" / "img.png").write_bytes(b"x")
+    (tmp_path / "out" / "deep" / "img.png").write_bytes(b"y")
+    (root / "out-dir").symlink_to(tmp_path / "out")  # a folder pointing out
+    (root / "in-dir").symlink_to(root / "a")  # a folder pointing in
+    (root / "a" / "b" / "out-file.png").symlink_to(tmp_path / "out" / "deep" / "img.png")
+    (root / "a" / "b" / "in-file.png").symlink_to("img.png")
+    (root / "a" / "b" / "chain.png").symlink_to(root / "in-dir" / "b" / "in-file.png")
+    (root / "a" / "b" / "loop.png").symlink_to(root / "a" / "b" / "loop.png")
+    rels = ["a/b/img.png", "out-dir/deep/img.png", "in-dir/b/img.png", "a/b/out-file.png", "a/b/in-file.png",
+            "a/b/chain.png", "a/b/../b/img.png", "a/../../out/deep/img.png", "a/./b/img.png", "a/b/missing.png",
+            "missing/dir/x.png", "a/b", "a/b/.", "a/b/..", ".", "..", "img.png", "out-dir/deep/../deep/img.png",
+            "in-dir/b/chain.png", "a/b/loop.png"]
+    folder = ImageFolder.of(SourceConfig(kind="llava_cot", path=root), root)
+
+    def whole(rel):
+        try:
+            return (root / rel).resolve()
+        except RuntimeError as exc:  # a symlink loop
+            return type(exc)
+
+    def kept(rel):
+        try:
+            return folder._real(Path(rel))
+        except RuntimeError as exc:
+            return type(exc)
+
+    expected = {rel: whole(rel) for rel in rels}
+    assert expected["out-dir/deep/img.png"] == tmp_path / "out" / "deep" / "img.png"  # the fixture does point out
+    for rel in rels + rels[::-1]:  # cold, then from kept folders
+        assert kept(rel) == expected[rel], rel
+    original = base._MAX_FOLDERS
+    base._MAX_FOLDERS = 2
+    folder = ImageFolder.of(SourceConfig(kind="llava_cot", path=root), root)
+    try:
+        for rel in rels + rels[::-1]:
+            assert kept(rel) == expected[rel], rel
+        assert len(folder._folders) <= 2
+    finally:
+        base._MAX_FOLDERS = original
+
+
 # --- Layouts the adapters do not know: one error, at the start ----------------------------------------------
 def _no_tables(root: Path) -> None:
     for split in ("dev", "test"):

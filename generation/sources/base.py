@@ -21,8 +21,10 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, NamedTuple, Optional, Sequence, Union
 
@@ -314,6 +316,9 @@ def check_image_bytes(sid: str, data: bytes, what: str = "image") -> None:
         raise quarantine(sid, f"{what}: {exc}", exc) from None
 
 
+_MAX_FOLDERS = 4096  # real paths of image folders kept by an `ImageFolder` (a few per source, usually)
+
+
 @dataclass(frozen=True)
 class ImageFolder:
     """The source folder images are read from, and the rule that keeps every read inside it."""
@@ -322,6 +327,8 @@ class ImageFolder:
     validate: bool = True
     allow_outside: bool = False
     boundary: Optional[Path] = None  # what every read must stay inside (default: root)
+    # relative folder -> its real path (`_real`); emptied when it reaches _MAX_FOLDERS entries
+    _folders: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, cfg: SourceConfig, root: Path) -> "ImageFolder":
@@ -347,7 +354,7 @@ class ImageFolder:
         given = Path(rel)
         if given.is_absolute() and not self.allow_outside:
             raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
-        path = (self.root / given).resolve()
+        path = self._real(given)
         if not self._inside(path):
             raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
         if not path.is_file():
@@ -364,8 +371,31 @@ class ImageFolder:
 
     def exists(self, rel: str) -> bool:
         """Whether `rel` names a file inside the folder (no quarantine: for probing candidate layouts)."""
-        path = (self.root / rel).resolve()
+        path = self._real(Path(rel))
         return self._inside(path) and path.is_file()
+
+    def _real(self, given: Path) -> Path:
+        """`(root / given).resolve()`, with the real path of `given`'s folder resolved once per folder.
+
+        Exact: a real path is resolved component by component, so the real path of `folder/name` is that
+        of (the real path of `folder`)/`name`, which is itself unless `name` is a symlink (then it is
+        resolved whole, as before). Why: resolving every component of every image path (an `lstat` per
+        component) was a third of reading a LLaVA-CoT record, whose images share a few folders."""
+        name = given.name
+        if name in ("", ".", ".."):
+            return (self.root / given).resolve()
+        folder = self._folders.get(given.parent)
+        if folder is None:
+            if len(self._folders) >= _MAX_FOLDERS:
+                self._folders.clear()
+            folder = self._folders[given.parent] = (self.root / given.parent).resolve()
+        candidate = folder / name
+        try:
+            if stat.S_ISLNK(os.lstat(candidate).st_mode):
+                return candidate.resolve()
+        except OSError:  # missing (resolve keeps a missing name as it is), or unreadable: the file check says so
+            pass
+        return candidate
 
 
 def image_from_bytes(sid: str, data: Optional[bytes], validate: bool = True, what: str = "image") -> ImageRef:
