@@ -380,7 +380,9 @@ class ImageFolder:
         Exact: a real path is resolved component by component, so the real path of `folder/name` is that
         of (the real path of `folder`)/`name`, which is itself unless `name` is a symlink (then it is
         resolved whole, as before). Why: resolving every component of every image path (an `lstat` per
-        component) was a third of reading a LLaVA-CoT record, whose images share a few folders."""
+        component) was a third of reading a LLaVA-CoT record, whose images share a few folders. A folder
+        swapped for a symlink while this pass runs is not seen until the next pass; a file is read by
+        its path later anyway, so swapping folders under a running engine was never guarded against."""
         name = given.name
         if name in ("", ".", ".."):
             return (self.root / given).resolve()
