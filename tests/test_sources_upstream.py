@@ -244,7 +244,7 @@ def test_image_paths_that_leave_the_source_folder_are_quarantined(tmp_path):
 
 
 
-def test_an_image_folders_real_paths_are_those_of_resolving_every_path_whole(tmp_path):
+def test_an_image_folders_real_paths_are_those_of_resolving_every_path_whole(tmp_path, monkeypatch):
     """`ImageFolder` resolves each image's folder once and keeps it (a third of reading a record went to
     resolving every component): every path, asked in any order and again, gives exactly
     `(root / rel).resolve()`, through folder and file symlinks pointing in and out, `..`, `.`, missing
@@ -285,15 +285,11 @@ def test_an_image_folders_real_paths_are_those_of_resolving_every_path_whole(tmp
     assert expected["out-dir/deep/img.png"] == tmp_path / "out" / "deep" / "img.png"  # the fixture does point out
     for rel in rels + rels[::-1]:  # cold, then from kept folders
         assert kept(rel) == expected[rel], rel
-    original = base._MAX_FOLDERS
-    base._MAX_FOLDERS = 2
+    monkeypatch.setattr(base, "_MAX_FOLDERS", 2)
     folder = ImageFolder.of(SourceConfig(kind="llava_cot", path=root), root)
-    try:
-        for rel in rels + rels[::-1]:
-            assert kept(rel) == expected[rel], rel
-        assert len(folder._folders) <= 2
-    finally:
-        base._MAX_FOLDERS = original
+    for rel in rels + rels[::-1]:
+        assert kept(rel) == expected[rel], rel
+    assert len(folder._folders) <= 2
 
 
 # --- Layouts the adapters do not know: one error, at the start ----------------------------------------------
