@@ -386,7 +386,7 @@ def test_numeric_answers_and_listed_choices():
     assert parse_listed_choices("A. single stray line") == []
 
 
-def test_instruction_matching_equals_trying_every_phrase(monkeypatch):
+def test_instruction_matching_equals_trying_every_phrase():
     """`strip_suffixes`, `ends_with` and `starts_with` try only the phrases whose edge word the question
     has (`_candidates`); they must answer exactly as trying every phrase's pattern in order does, on
     questions made of every phrase: other case, other whitespace (Unicode spaces included), repeated,

@@ -243,7 +243,6 @@ def test_image_paths_that_leave_the_source_folder_are_quarantined(tmp_path):
     assert not any(q.reason.startswith(OUTSIDE) for q in bad.values()) and "llava_cot/sqa/symlink" in good
 
 
-
 def test_an_image_folders_real_paths_are_those_of_resolving_every_path_whole(tmp_path, monkeypatch):
     """`ImageFolder` resolves each image's folder once and keeps it (a third of reading a record went to
     resolving every component): every path, asked in any order and again, gives exactly
