@@ -134,10 +134,12 @@ def run_log_path(work_dir: Path, options: RunOptions) -> Path:
     return Path(work_dir) / ("run.log" if name == "0" else f"run-{name}.log")
 
 
-def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions) -> RunSummary:
-    """Shards + card from the checkpoint (`generation.shards`), then the quarantine threshold decides
-    the exit code, judged on this worker's whole slice over every run so far."""
-    summary.rows, finished, quarantined = rebuild_folder(checkpoint, config, options, summary.elapsed_s)
+def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions,
+               generation_s: float) -> RunSummary:
+    """Shards + card from the checkpoint (`generation.shards`; the card shows `generation_s`, the time
+    up to this end), then the quarantine threshold decides the exit code, judged on this worker's whole
+    slice over every run so far."""
+    summary.rows, finished, quarantined = rebuild_folder(checkpoint, config, options, generation_s)
     summary.finished_total = sum(1 for i in finished if in_worker_slice(i, options))
     summary.quarantined_total = sum(1 for i in quarantined if in_worker_slice(i, options))
     threshold = options.max_quarantine_rate
@@ -194,9 +196,8 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
             if plan.size:  # nothing left (a rerun of a finished run): no teacher, no engine, no thread
                 with RollingShards(checkpoint, options.out_dir, config, options):
                     (execute or execute_locally)(config, options, checkpoint, plan, summary)
-        summary.elapsed_s = time.perf_counter() - start  # the card's: planning and samples
-        finish_run(summary, checkpoint, config, options)
-        summary.elapsed_s = time.perf_counter() - start  # the run's: its shards, audit and card too
+        finish_run(summary, checkpoint, config, options, generation_s=time.perf_counter() - start)
+        summary.elapsed_s = time.perf_counter() - start  # the whole run: its shards, audit and card too
         if options.retry:
             checkpoint.compact_quarantine()
         progress_log.info("run finished", extra={"data": {
