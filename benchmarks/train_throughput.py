@@ -164,7 +164,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="train-bench-"))
     model = args.model
     if model is None:
-        from tests.tiny_vlm import build_tiny_vlm
+        from trainer.tiny_vlm import build_tiny_vlm
 
         model = str(build_tiny_vlm(work / "tiny-vlm"))
     data = args.data

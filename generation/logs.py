@@ -62,7 +62,10 @@ def setup_console_logging(quiet: bool = False) -> None:
     if handler is None:
         from rich.logging import RichHandler
 
-        handler = RichHandler(show_path=False, show_time=False, markup=False)
+        from rich.console import Console
+
+        # stderr: stdout carries data (`mmat show`, summaries) that a pipe may read
+        handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
         handler.addFilter(_console_filter)
         root.addHandler(handler)
         _installed["console"] = handler

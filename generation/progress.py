@@ -64,6 +64,14 @@ def progress_fields(done: int, total: int, elapsed_s: float, usage: TeacherUsage
             "tokens": usage.prompt_tokens + usage.completion_tokens, "cost_usd": round(usage.cost_usd, 6)}
 
 
+def format_eta(eta_s: Optional[float]) -> str:
+    """H:MM:SS of the ETA `progress_fields` computed, `-:--:--` before there is a rate."""
+    if eta_s is None:
+        return "-:--:--"
+    seconds = int(round(eta_s))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 class RunProgress:
     """A rich progress bar (done/total, samples/s, ETA, tokens, USD, quarantined); silent with --quiet.
 
@@ -76,14 +84,19 @@ class RunProgress:
         self.progress = None
         self.log_every_s = log_every_s
         if not quiet and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+            # The ETA is the one `progress_fields` computes from the rate the line shows (rich's own
+            # TimeRemainingColumn estimates from a recent window and contradicted the rate beside it).
+            # The bar goes to stderr: stdout is for data (`mmat show`, summaries a script may read).
             self.progress = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),
                                      TextColumn("{task.fields[cost]}"), TextColumn("{task.fields[quarantined]}"),
-                                     transient=False)
-            self.task = self.progress.add_task("generate", total=total, rate="0.00 samples/s",
-                                               cost="0 tok $0.0000", quarantined="")
+                                     TextColumn("{task.fields[waiting]}"),
+                                     transient=False, console=Console(stderr=True))
+            self.task = self.progress.add_task("generate", total=total, rate="0.00 samples/s", eta="-:--:--",
+                                               cost="0 tok $0.0000", quarantined="", waiting="")
         self.start = time.perf_counter()
         self.last_log = self.start
         self.done = 0
@@ -106,6 +119,14 @@ class RunProgress:
                                      self.quarantined)
             progress_log.info("progress %d/%d", self.done, self.total, extra={"data": fields})
 
+    def set_waiting(self, text: str) -> None:
+        """Say on the progress line why the run is paused (a provider's Retry-After), '' when it goes on;
+        the run log gets the same text."""
+        if self.progress:
+            self.progress.update(self.task, waiting=text)
+        if text:
+            progress_log.info("waiting: %s", text, extra={"data": {"waiting": text}})
+
     def advance(self, usage: TeacherUsage, quarantined: bool = False) -> None:
         self.done += 1
         self.quarantined += int(quarantined)
@@ -114,6 +135,7 @@ class RunProgress:
         if self.progress:
             fields = progress_fields(self.done, self.total, now - self.start, usage, self.quarantined)
             self.progress.update(self.task, advance=1, rate=f"{fields['samples_per_s']:.2f} samples/s",
+                                 eta=format_eta(fields["eta_s"]),
                                  cost=f"{fields['tokens']:,} tok ${fields['cost_usd']:.4f}",
                                  quarantined=f"{self.quarantined} quarantined" if self.quarantined else "")
         if now - self.last_log >= self.log_every_s:

@@ -9,7 +9,7 @@ import pytest
 from agent import Agent, SamplingSettings
 from tests.agent_support import light_operators_yaml
 from tests.ocr_support import png, render
-from tests.tiny_vlm import build_tiny_vlm
+from trainer.tiny_vlm import build_tiny_vlm
 
 pytestmark = pytest.mark.slow  # imports transformers and peft
 

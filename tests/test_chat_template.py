@@ -11,7 +11,7 @@ from PIL import Image
 
 from generation.integration import build_rows
 from generation.schema import QA, Observation, QATrajectory, Sample, Step, Trajectory
-from tests.tiny_vlm import shared_tiny_vlm
+from trainer.tiny_vlm import shared_tiny_vlm
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mmat_cli import app
 from tests.dataset_factory import make_dataset_folder
-from tests.tiny_vlm import shared_tiny_vlm
+from trainer.tiny_vlm import shared_tiny_vlm
 
 runner = CliRunner()
 

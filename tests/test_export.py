@@ -10,7 +10,7 @@ import pytest
 
 from mmat_1m import FEATURES
 from tests.dataset_factory import SYSTEM_PROMPT, make_dataset_folder, make_dialogue
-from trainer.export import EXPORT_FORMATS, export, flatten_content
+from trainer.exporting import EXPORT_FORMATS, export, flatten_content
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_relative_export_copies_when_a_link_is_impossible(folder, tmp_path, monk
     def no_links(src, dst):
         raise OSError("Invalid cross-device link")
 
-    monkeypatch.setattr("trainer.export.os.link", no_links)
+    monkeypatch.setattr("trainer.exporting.os.link", no_links)
     result = export(folder, "swift", tmp_path / "exp" / "orr.jsonl", config="orr", images_dir=tmp_path / "store",
                     relative_paths=True)
     for p in Path(result.images_dir).iterdir():
@@ -153,7 +153,7 @@ def test_rows_whose_messages_are_not_the_layout_are_skipped_with_the_parsers_rea
     users[0]["content"] = [b for b in users[0]["content"] if b["type"] != "image"]
     users[-1]["content"] = images + users[-1]["content"]
     ds = datasets.Dataset.from_list([good, bad], features=FEATURES)
-    with caplog.at_level("WARNING", logger="trainer.export"):
+    with caplog.at_level("WARNING", logger="trainer.exporting"):
         result = export(ds, "sharegpt", tmp_path / "x.jsonl", config="rr")
     assert result.rows == 1 and result.skipped == 1 and result.skipped_ids == [bad["id"]]
     assert "not the rr layout" in caplog.text and "image blocks outside the first user turn" in caplog.text

@@ -27,7 +27,7 @@ import datasets
 import pytest
 
 from tests.dataset_factory import SYSTEM_PROMPT, make_dataset_folder
-from trainer.export import export, flatten_content
+from trainer.exporting import export, flatten_content
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import torch
 
 from mmat_1m import FEATURES
 from tests.dataset_factory import make_dialogue
-from tests.tiny_vlm import shared_tiny_vlm
+from trainer.tiny_vlm import shared_tiny_vlm
 from trainer.config import DEFAULT_TARGET_MODULES
 from trainer.frobenius import iter_lora_pairs, lora_frobenius_sq
 

@@ -10,7 +10,7 @@ import torch
 
 from mmat_1m import FEATURES
 from tests.dataset_factory import make_dialogue
-from tests.tiny_vlm import (
+from trainer.tiny_vlm import (
     IMAGE_TOKEN,
     assistant_runs,
     qwen2_5_vl_chat_template,

@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 import torch
 
 from tests.dataset_factory import make_dataset_folder, make_dialogue
-from tests.tiny_vlm import shared_tiny_vlm
+from trainer.tiny_vlm import shared_tiny_vlm
 from trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 import torch
 
 from tests.dataset_factory import make_dataset_folder
-from tests.tiny_vlm import assistant_runs, shared_tiny_vlm
+from trainer.tiny_vlm import assistant_runs, shared_tiny_vlm
 from generation.dialogue_format import message_text
 from trainer.data import MmatCollator
 

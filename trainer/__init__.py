@@ -4,7 +4,7 @@ Public API (heavy modules load lazily, so `from trainer import TrainConfig` stay
 
     TrainConfig, load_train_config, make_train_config, resolve_config_flag   (trainer.config)
     train(cfg) -> TrainResult                                                (trainer.lora)
-    export(dataset_or_dir, format, out_path, ...) -> ExportResult             (trainer.export)
+    export(dataset_or_dir, format, out_path, ...) -> ExportResult             (trainer.exporting)
     lora_frobenius_sq(model)                                                 (trainer.frobenius)
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ _LAZY = {
     "TrainResult": "trainer.lora",
     "FrobeniusLoraTrainer": "trainer.lora",
     "build_trainer": "trainer.lora",
-    "export": "trainer.export",
-    "ExportResult": "trainer.export",
-    "EXPORT_FORMATS": "trainer.export",
+    "export": "trainer.exporting",
+    "ExportResult": "trainer.exporting",
+    "EXPORT_FORMATS": "trainer.exporting",
     "lora_frobenius_sq": "trainer.frobenius",
     "MmatCollator": "trainer.data",
 }

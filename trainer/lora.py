@@ -14,14 +14,15 @@ import logging
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from transformers import Trainer
 
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, TrainConfigError
 from trainer.frobenius import lora_frobenius_sq
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ class FrobeniusLoraTrainer(Trainer):
 class TrainResult:
     output_dir: str
     global_step: int
-    train_loss: float
+    train_loss: float  # the mean training loss over the run (Trainer's training_loss)
+    final_loss: Optional[float]  # the last logged step's loss: final_loss_ce + final_loss_frob
     final_loss_ce: Optional[float]
     final_loss_frob: Optional[float]
     final_frob_norm_sq: Optional[float]
@@ -113,10 +115,30 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+class ModelNotLoadable(TrainConfigError):
+    """The model named by `model:` / `--model` cannot be loaded here (offline, a typo, not a VLM)."""
+
+
+@contextmanager
+def model_loading(model: str) -> Iterator[None]:
+    """transformers' many ways of failing to find or read a model (OSError offline, ValueError for an
+    unknown architecture, a missing file) become one line naming the fix, not a 69-line traceback."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ModelNotLoadable(
+            f"cannot load the model {model!r}: {first[:300]}. Pass --model a local save_pretrained folder of a "
+            "vision-language model, or make one to try the trainer on a CPU: "
+            "`python -m trainer.tiny_vlm tiny-vlm` then `--model tiny-vlm`") from None
+
+
 def load_processor(cfg: TrainConfig):
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code, **cfg.processor_kwargs)
+    with model_loading(cfg.model):
+        processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
+                                                  **cfg.processor_kwargs)
     tok = processor.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -131,7 +153,9 @@ def load_model(cfg: TrainConfig):
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if _use_bf16(cfg) else torch.float32}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    model = AutoModelForImageTextToText.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code, **kwargs)
+    with model_loading(cfg.model):
+        model = AutoModelForImageTextToText.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
+                                                            **kwargs)
     model.config.use_cache = False
     lora = LoraConfig(
         r=cfg.lora_r,
@@ -276,6 +300,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         output_dir=str(out),
         global_step=int(trainer.state.global_step),
         train_loss=float(output.training_loss),
+        final_loss=last.get("loss"),
         final_loss_ce=last.get("loss_ce"),
         final_loss_frob=last.get("loss_frob"),
         final_frob_norm_sq=last.get("frob_norm_sq"),

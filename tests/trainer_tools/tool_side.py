@@ -2,7 +2,7 @@
 
 - `ensure_tiny_llava(path)`: a tiny LLaVA whose image token is `<image>`, built with the tool's own
   transformers (the tools pin older transformers than the project, and saved files of a newer one are not
-  promised to load in an older one). It is `tests/tiny_vlm.py`'s model (CLIP vision tower + Qwen2
+  promised to load in an older one). It is `trainer/tiny_vlm.py`'s model (CLIP vision tower + Qwen2
   language model, random weights) with llava-1.5-hf's `<image>` token, the one ms-swift's `llava1_5_hf`
   and LLaMA-Factory's `llava` templates write. Both tools render prompts with their own templates, so
   the tokenizer's chat template is a placeholder.
@@ -13,13 +13,19 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny_vlm only
-
-from tiny_vlm import assistant_runs, build_tiny_vlm  # noqa: E402
+# trainer/tiny_vlm.py by its file: importing the `trainer` package would pull in the project's own
+# dependencies, which the tool's venv does not have (tiny_vlm.py imports only transformers and tokenizers).
+_spec = importlib.util.spec_from_file_location(
+    "tiny_vlm", Path(__file__).resolve().parents[2] / "trainer" / "tiny_vlm.py")
+_tiny_vlm = importlib.util.module_from_spec(_spec)
+sys.modules["tiny_vlm"] = _tiny_vlm
+_spec.loader.exec_module(_tiny_vlm)
+assistant_runs, build_tiny_vlm = _tiny_vlm.assistant_runs, _tiny_vlm.build_tiny_vlm
 
 IMAGE_TOKEN = "<image>"
 RESULT_PREFIX = "MMAT_RESULT "

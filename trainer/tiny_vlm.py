@@ -1,6 +1,6 @@
 """A tiny, randomly initialised vision-language model of a real architecture, built offline.
 
-    from tests.tiny_vlm import build_tiny_vlm
+    from trainer.tiny_vlm import build_tiny_vlm
     path = build_tiny_vlm(tmp_path / "tiny-vlm")        # model + processor, save_pretrained layout
     AutoProcessor.from_pretrained(path); AutoModelForImageTextToText.from_pretrained(path)
 
@@ -15,6 +15,13 @@ To stay close to the default model, the tokenizer has Qwen's special tokens (`<|
 template is Qwen2.5-VL's own (the copy TRL ships and recognises, without `{% generation %}` markers),
 so the trainer's prefix masking and TRL's template swap both run on the real template. The BPE
 tokenizer (byte-level, so any text encodes) is trained locally with `tokenizers`.
+
+It lives in the package (not only in tests/) so a user can try the trainer on a CPU with no download:
+
+    python -m trainer.tiny_vlm tiny-vlm
+    mmat train --data mmat-1m --config orr --model tiny-vlm --max-steps 20 --output runs/tiny
+
+Random weights: the loss falls as it fits the rows, but the adapter is for trying the pipeline, not for use.
 """
 from __future__ import annotations
 
@@ -188,3 +195,18 @@ def assistant_runs(input_ids, labels, ignore_index: int = -100) -> list[list[int
     if current:
         runs.append(current)
     return runs
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m trainer.tiny_vlm OUT`: build the tiny model into OUT and print its path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.tiny_vlm", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="folder to write (save_pretrained layout)")
+    args = parser.parse_args(argv)
+    print(build_tiny_vlm(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
