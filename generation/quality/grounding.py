@@ -82,6 +82,49 @@ _OPS = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
 
 
 _FRACTION = re.compile(r"-?(\d+)\s*/\s*(\d+)")
+# A clock time (`7:15`, `2:10P.M.`, `12:30:05`): one value, never two numbers of its own.
+_TIME = re.compile(r"(?<![\d:.,])(\d{1,2}):([0-5]\d)(?::([0-5]\d))?(?![\d:])")
+_MERIDIEM = re.compile(r"(\d)\s*(am|pm)\b")  # in normal form: `2h10pm` and `2h10 pm` are one spelling
+_ELAPSED = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)\s*(minutes?|mins?|hours?|hrs?)\b", re.I)
+
+
+def grounding_norm(text: str) -> str:
+    """The normal form (`generation.answers.normalise_answer`) the evidence is searched in: a clock time is
+    one token (`7:15` -> `7h15`, so neither `7` nor `15` appears on its own) and a.m./p.m. is one word after
+    it whatever the spacing (`2:10P.M.` and `2:10 P.M.` -> `2h10 pm`)."""
+    text = _TIME.sub(lambda m: "h".join(g for g in m.groups() if g), str(text))
+    return _MERIDIEM.sub(r"\1 \2", normalise_answer(text))
+
+
+def without_times(text: str) -> str:
+    """`text` with its clock times blanked out: what numbers are read from (a time is not two numbers)."""
+    return _TIME.sub(" ", str(text))
+
+
+def _minutes(match: re.Match, text: str) -> float:
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    after = text[match.end(): match.end() + 6].lower().replace(".", "").lstrip()
+    if after.startswith("pm") and hours < 12:
+        hours += 12
+    elif after.startswith("am") and hours == 12:
+        hours = 0
+    return hours * 60.0 + minutes
+
+
+def elapsed_times(text: str, known_time) -> list[float]:
+    """Durations `text` states rightly between two clock times it names that `known_time` accepts
+    (`From 7:00 to 7:15 is 15 minutes` -> [15.0]): the one derivation a time takes part in."""
+    times = [(m.group(), _minutes(m, text)) for m in _TIME.finditer(text)]
+    times = [value for written, value in times if known_time(written)]
+    if len(times) < 2:
+        return []
+    found = []
+    for match in _ELAPSED.finditer(text):
+        amount = float(match.group(1))
+        minutes = amount * (60.0 if match.group(2).lower().startswith("h") else 1.0)
+        if any(abs(abs(b - a) - minutes) < 1e-9 for i, a in enumerate(times) for b in times[i + 1:]):
+            found.append(amount)
+    return found
 
 
 def _number(token: str) -> tuple[float, int]:
@@ -145,7 +188,7 @@ def equations(text: str) -> list[tuple[list[float], list[float]]]:
     sides all have the same value (a side that is one written number at its written precision),
     (the operands of its first side, the value of every side)."""
     runs: list[list[tuple[str, Any]]] = [[]]
-    for match in _TOKEN.finditer(text):
+    for match in _TOKEN.finditer(_TIME.sub(" (time) ", text)):
         kind = match.lastgroup
         if kind == "num":
             if runs[-1] and runs[-1][-1][0] == "num":  # two numbers in a row: a new chain starts
@@ -193,7 +236,7 @@ class Evidence:
         self.numbers: list[float] = []
         self.derived: list[float] = []
         self.decided: list[str] = []  # what true statements about known numbers decided ("comparison", "odd")
-        self._question_numbers = parse_numbers(question) if question else []
+        self._question_numbers = parse_numbers(without_times(question)) if question else []
 
     def copy(self, question: Optional[str] = None) -> "Evidence":
         other = Evidence(self.question if question is None else question)
@@ -208,16 +251,18 @@ class Evidence:
     def add_result(self, text: str) -> None:
         """An operator result or a retrieved passage."""
         self.texts.append(text)
-        self._norm += normalise_answer(text) + " "
-        self.numbers += parse_numbers(text)
+        self._norm += grounding_norm(text) + " "
+        self.numbers += parse_numbers(without_times(text))
 
     def add_results(self, observations: Iterable[tuple[str, str]]) -> None:
         for _, text in observations:
             self.add_result(text)
 
-    def known(self, value: float) -> bool:
+    def known(self, value: float, constants: bool = True) -> bool:
+        """Is `value` a number shown (results, derivations, the question), or, with `constants`, one of
+        `CONSTANTS`?"""
         pool = self.numbers + self.derived + self._question_numbers
-        return value in CONSTANTS or any(abs(value - v) <= 1e-9 * max(1.0, abs(v)) for v in pool)
+        return (constants and value in CONSTANTS) or any(abs(value - v) <= 1e-9 * max(1.0, abs(v)) for v in pool)
 
     def derivations(self, thought: str) -> list[float]:
         """The values `thought` derives from known numbers (and earlier results of the same thought)."""
@@ -229,11 +274,17 @@ class Evidence:
 
     def add_thought(self, thought: str) -> None:
         """A step's reasoning: the numbers it derives, then the facts it decides from known numbers."""
-        self.derived += self.derivations(thought)
+        self.derived += self.derivations(thought) + elapsed_times(thought, self._known_time)
         self.decided += [fact for values, fact in decided_facts(thought) if all(self.known(v) for v in values)]
 
     def contains(self, norm_text: str) -> bool:
+        """Does the evidence hold this text (in `grounding_norm`, which a normal form passes unchanged but
+        for its a.m./p.m. spacing)?"""
+        norm_text = _MERIDIEM.sub(r"\1 \2", norm_text)
         return bool(norm_text) and f" {norm_text} " in self._norm
+
+    def _known_time(self, written: str) -> bool:
+        return f" {grounding_norm(written).split()[0]} " in self._norm
 
     def supports(self, target: Target) -> bool:
         """Is `target` in the evidence (see the module docstring)?"""
@@ -242,7 +293,7 @@ class Evidence:
             if any(same_number(v, target.value, places) for v in self.numbers + self.derived):
                 return True
             fraction = _FRACTION.fullmatch(target.norm)
-            if fraction and all(self.known(float(part)) for part in fraction.groups()):
+            if fraction and all(self.known(float(part), constants=False) for part in fraction.groups()):
                 return True
         if target.kind == "yesno":
             if "comparison" in self.decided:
@@ -255,7 +306,7 @@ class Evidence:
         if target.kind == "long":
             words = content_words(target.text)
             return bool(words) and sum(1 for w in words if self.contains(w)) >= LONG_ANSWER_RECALL * len(words)
-        return self.contains(target.norm) or target.norm in self.decided
+        return self.contains(grounding_norm(target.text)) or target.norm in self.decided
 
 
 def _places(text: str) -> int:
