@@ -78,8 +78,10 @@ def test_progress_bar_shows_rate_eta_tokens_and_usd_and_the_log_file_is_structur
     config, out = small
     result = mmat("generate", "--config", config, "--out", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    bar = next(line for line in result.stdout.splitlines() if line.startswith("generate"))
-    assert "24/24" in bar and "samples/s" in bar and "ETA" in bar and "tok" in bar and "$" in bar
+    # the bar is on stderr (stdout carries data and the summary)
+    bar = next(line for line in result.stderr.splitlines() if line.startswith("generate"))
+    assert "24/24" in bar and "samples/s" in bar and "ETA 0:00:00" in bar and "tok" in bar and "$" in bar
+    assert not any(line.startswith("generate") for line in result.stdout.splitlines())
     records = [json.loads(line) for line in (default_work_dir(out) / "run.log").read_text().splitlines()]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     progress = [r for r in records if r["logger"] == "mmat.progress" and r["message"].startswith("progress")]

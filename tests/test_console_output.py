@@ -1,0 +1,85 @@
+"""What a user meets on the console (issue 32): JSON Lines from `mmat show`, `--version`, an ETA that
+agrees with the rate beside it, the trainer's Python API and one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from generation.progress import RunProgress, format_eta, progress_fields
+from generation.schema import ENGINE_VERSION, TeacherUsage
+from tests.dataset_factory import make_dataset_folder
+
+
+def _mmat(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmat_cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_eta_is_the_remaining_samples_at_the_rate_the_line_shows():
+    # the issue's case: 15 of 40 at 0.26 samples/s is 96 s left, not 5
+    fields = progress_fields(15, 40, 15 / 0.26, TeacherUsage())
+    assert fields["samples_per_s"] == pytest.approx(0.26, abs=1e-3)
+    assert fields["eta_s"] == pytest.approx(25 / 0.26, abs=0.5)
+    assert format_eta(fields["eta_s"]) == "0:01:36"
+    assert format_eta(None) == "-:--:--"
+    assert format_eta(3725.4) == "1:02:05"
+
+
+def test_the_progress_line_shows_the_eta_of_its_own_rate(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("generation.progress.time.perf_counter", lambda: now[0])
+    progress = RunProgress(total=40, quiet=False, log_every_s=1e9)
+    progress.done = 14
+    now[0] += 57.7
+    progress.advance(TeacherUsage())  # 15 done after 57.7 s: 0.26/s, 25 left
+    task = progress.progress.tasks[0]
+    assert task.fields["rate"] == "0.26 samples/s"
+    assert task.fields["eta"] == format_eta(25 / (15 / 57.7)) == "0:01:36"
+    progress.set_waiting("the provider asked to wait 30 s (HTTP 429)")
+    assert "429" in progress.progress.tasks[0].fields["waiting"]
+
+
+def test_version_flag_prints_the_engine_version():
+    result = _mmat("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"mmat {ENGINE_VERSION}"
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    return make_dataset_folder(tmp_path_factory.mktemp("show"), n_rows_per_source=2, card=True)
+
+
+def test_show_writes_json_lines_and_pretty_only_on_request(small_folder):
+    result = _mmat("show", small_folder, "--config", "orr", "--n", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3  # one document per line: jq -c and json.loads per line work
+    rows = [json.loads(line) for line in lines]
+    assert all(row["format"] == "orr" and row["images"][0].startswith("<image ") for row in rows)
+    pretty = _mmat("show", small_folder, "--config", "orr", "--n", "1", "--pretty")
+    assert pretty.returncode == 0, pretty.stderr
+    assert len(pretty.stdout.splitlines()) > 5 and json.loads(pretty.stdout)["id"] == rows[0]["id"]
+
+
+def test_trainer_api_gives_functions_even_after_its_modules_are_imported():
+    code = ("import trainer.exporting, trainer.lora\n"
+            "from trainer import export, train\n"
+            "import inspect\n"
+            "assert inspect.isfunction(export) and inspect.isfunction(train), (export, train)\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.slow
+def test_train_with_a_model_that_cannot_load_is_one_line(small_folder, tmp_path):
+    result = _mmat("train", "--data", small_folder, "--config", "orr", "--model", tmp_path / "no-such-model",
+                   "--max-steps", "1", "--output", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "cannot load the model" in lines[0] and "python -m trainer.tiny_vlm" in lines[0]
