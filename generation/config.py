@@ -27,6 +27,18 @@ class PriceTable(StrictModel):
     completion_per_1m: float = 0.0
 
 
+class BatchOptions(StrictModel):
+    """`teacher.batch_options`: how `teacher.batch: true` gathers requests into OpenAI Batch API jobs
+    (`generation.teachers.batch_client`). The provider's limits per input file are 50,000 requests and
+    200 MB (base64 images included)."""
+
+    max_requests: int = Field(50_000, ge=1, le=50_000)  # requests per batch input file
+    max_bytes: int = Field(200_000_000, ge=1, le=200_000_000)  # bytes per batch input file
+    poll_s: float = Field(60.0, gt=0)  # seconds between two looks at an open batch
+    flush_wait_s: float = Field(5.0, gt=0)  # a batch is sent after this long without a new request
+    folder: Optional[str] = None  # the durable batch records; default: <work folder>/teacher-batches
+
+
 class TeacherConfig(StrictModel):
     kind: Literal[TEACHER_KINDS] = "offline"  # type: ignore[valid-type]
     model: str = "gpt-4o"
@@ -66,6 +78,10 @@ class TeacherConfig(StrictModel):
     threads: Optional[int] = Field(None, ge=1)  # CPU threads for the model; default: half the cores, at most 8
     parallel: int = Field(1, ge=1)  # requests the server decodes at once (= the teacher's requests in flight)
     startup_timeout_s: float = Field(300.0, gt=0)  # loading the model and the first /health
+    # Added with the Batch API (issue 31): every chat request goes through OpenAI's Batch API at half the
+    # price, in rounds (a sample's next call goes into a later batch); see generation.teachers.batch_client.
+    batch: bool = False
+    batch_options: BatchOptions = BatchOptions()
 
     @model_validator(mode="after")
     def _llamacpp_needs_a_model(self) -> "TeacherConfig":
@@ -73,6 +89,8 @@ class TeacherConfig(StrictModel):
             raise ValueError("teacher.kind llamacpp needs teacher.model_path (a GGUF file; --model PATH.gguf)")
         if self.mmproj_path and self.kind != "llamacpp":
             raise ValueError("teacher.mmproj_path is for kind llamacpp only")
+        if self.batch and self.kind != "openai":
+            raise ValueError("teacher.batch is for kind openai only (an endpoint with the Batch API)")
         return self
 
 
