@@ -119,6 +119,36 @@ class EvalSet:
         raise AgentError(f"column {self.columns.image!r} holds {type(value).__name__}, not images")
 
 
+def _load_data_file(path: Path) -> Any:
+    """One .jsonl/.json/.parquet/.csv file as a dataset. `datasets` reports an empty file as a bare
+    StopIteration and a file its builder cannot parse as DatasetGenerationError (the cause chained
+    under it); both are the user's file, so both become one line naming it and what is wrong."""
+    import datasets
+
+    if path.stat().st_size == 0:
+        raise AgentError(f"{path}: the file is empty; pass a {path.suffix} file with one row per question")
+    from datasets.utils import logging as ds_logging
+
+    verbosity, bars = ds_logging.get_verbosity(), datasets.is_progress_bar_enabled()
+    ds_logging.set_verbosity(ds_logging.CRITICAL)  # its own "Failed to load JSON ..." line: ours says it once
+    datasets.disable_progress_bars()  # a one-file "Generating train split" bar is noise
+    try:
+        data = datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train")
+    except (StopIteration, datasets.exceptions.DatasetGenerationError) as exc:
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = one_line(str(cause).splitlines()[0] if str(cause).strip() else type(cause).__name__, 300)
+        raise AgentError(f"{path}: not a readable {path.suffix} dataset file ({reason})") from None
+    finally:
+        ds_logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
+    if len(data) == 0:
+        raise AgentError(f"{path}: the file holds no rows")
+    return data
+
+
 def load_eval_set(dataset: str, config: Optional[str] = None, split: str = "validation",
                   revision: Optional[str] = None, columns: Optional[Columns] = None,
                   limit: Optional[int] = None) -> EvalSet:
@@ -129,7 +159,7 @@ def load_eval_set(dataset: str, config: Optional[str] = None, split: str = "vali
     path = Path(dataset).expanduser()
     try:
         if path.is_file() and path.suffix.lower() in _FILE_BUILDERS:
-            data = datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train")
+            data = _load_data_file(path)
             return EvalSet(data, columns, path.stem, base_dir=path.parent, limit=limit)
         data = datasets.load_dataset(dataset, config, split=split, revision=revision)
     except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:

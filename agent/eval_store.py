@@ -4,7 +4,9 @@ Guarantee: an answer counts once it is a whole, fsync'd line of `answers.jsonl` 
 folder (the same append as generation's checkpoint: `generation.checkpoint`); a line torn by a crash
 is cut off when the folder is opened again, so that question is simply asked again. A rerun skips
 every (model, format, question id) the file already holds, and the report is computed from the file,
-so an eval finished over three runs reports the same as one uninterrupted run. One live eval per
+so an eval finished over three runs reports the same as one uninterrupted run. A damaged line (invalid
+UTF-8, `null`, a list, a cut line in the middle) is skipped with one warning naming the file and line,
+and its question is asked again (`generation.checkpoint_lines.read_jsonl`). One live eval per
 folder (an flock, dropped by the kernel whatever ends the process); a second one is refused.
 """
 from __future__ import annotations
@@ -49,7 +51,7 @@ class AnswerStore:
     def records(self) -> Iterator[dict[str, Any]]:
         """Every durable answer, first copy of a key only."""
         seen: set[tuple[str, str, str]] = set()
-        for record in read_jsonl(self.path):
+        for record in read_jsonl(self.path, "those questions are asked again"):
             key = answer_key(record)
             if key not in seen:
                 seen.add(key)
