@@ -1,13 +1,17 @@
 """The dataset card: `README.md` of the dataset folder, rendered from `cards/dataset_card.md.j2`.
 
-The card is a pure function of the parquet shards in the folder (plus the optional `run_stats` of the
-generation run, and the version/changelog already in an existing card): its numbers come from
+The card is a pure function of what the folder records: its parquet shards, the run's facts the
+generation run kept beside them (`publishing.card_sections.RUN_FACTS_FILENAME`; `run_stats` given here
+replaces them), and the version/changelog already in an existing card. So the card a run writes, the one
+`mmat push` uploads and the one `mmat card --write` renders are the same text. Its numbers come from
 `publishing.card_stats` (parquet metadata and the non-image columns of `mmat_1m.FEATURES`), its
 version and changelog from `publishing.changelog`, its example dialogues from `publishing.examples`,
 its license table from `SOURCE_LICENSES` here, one entry per source. Its YAML front matter carries the
 `configs:` list from `mmat_1m.card_configs` (what makes `load_dataset(folder_or_repo, "orr")` work)
-and `dataset_info` in the form `datasets` itself writes (features from `FEATURES`, split sizes), so
-`load_dataset` checks the split sizes it reads against the card.
+and `dataset_info` with what `datasets` reads from it: each config's split sizes (so `load_dataset`
+checks the rows it reads against the card). The features are not repeated per config (they were 90% of
+the YAML): every shard carries them in its parquet schema (`huggingface` metadata), which `datasets`
+reads.
 
     write_card(Path("mmat-1m"), version="1.0.0", changelog=["First release."], run_stats={...})
 """
@@ -24,6 +28,9 @@ from generation.config_snapshot import CONFIG_FILENAME
 from generation.redact import redact_fields
 from mmat_1m import CONFIGS, FEATURES, FORMATS, SOURCES, SPLITS, card_configs
 from operators import OPERATOR_NAMES
+from publishing.card_sections import (citations, code, limitations, read_run_facts, snippet_configs,
+                                      teacher_sentence, teacher_summary, write_run_facts)
+from publishing.examples import md_text
 from publishing.card_stats import TOKEN_PATTERN, CardStats, collect_stats, config_split_counts
 from publishing.changelog import (auto_changes, changelog_entry, merge_changelogs, read_card_metadata,
                                   split_counts_from_meta, split_front_matter)
@@ -77,8 +84,9 @@ LANGUAGE_CREATORS = ["found", "machine-generated"]
 
 
 # -------------------------------------------------------------------------------------- yaml
-def dataset_infos(config_counts: dict[str, dict[str, tuple[int, int, int]]]):
-    """`datasets.DatasetInfosDict` of the folder: `FEATURES` and the split sizes of every config."""
+def dataset_infos(config_counts: dict[str, dict[str, tuple[int, int, int]]], features: bool = False):
+    """`datasets.DatasetInfosDict` of the folder: the split sizes of every config (and `FEATURES` with
+    `features`; the card leaves them to the shards' own schema)."""
     from datasets.info import DatasetInfo, DatasetInfosDict
     from datasets.splits import SplitDict, SplitInfo
 
@@ -88,7 +96,7 @@ def dataset_infos(config_counts: dict[str, dict[str, tuple[int, int, int]]]):
         split_dict = SplitDict()
         for split, (rows, num_bytes, _) in splits.items():
             split_dict.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=rows))
-        infos[name] = DatasetInfo(features=FEATURES, splits=split_dict, config_name=name,
+        infos[name] = DatasetInfo(features=FEATURES if features else None, splits=split_dict, config_name=name,
                                   download_size=sum(d for _, _, d in splits.values()),
                                   dataset_size=sum(b for _, b, _ in splits.values()))
     return infos
@@ -207,10 +215,10 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {_fmt_value(v)}" for k, v in value.items()) or "–"
+        return ", ".join(f"{md_text(str(k), 120)}: {_fmt_value(v)}" for k, v in value.items()) or "–"
     if isinstance(value, (list, tuple)):
         return ", ".join(_fmt_value(v) for v in value) or "–"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_text(str(value), 400)
 
 
 def _template():
@@ -225,6 +233,8 @@ def _template():
     )
     env.filters["num"] = lambda v: f"{v:,}"
     env.filters["cell"] = _fmt_value
+    env.filters["code"] = code
+    env.filters["text"] = lambda v: md_text(str(v), 400)
     return env.get_template(TEMPLATE_NAME)
 
 
@@ -289,16 +299,16 @@ def render_card(
     operator_rows = [
         {"name": op, **{f"{fmt}_calls": stats.formats[fmt].operator_calls.get(op, 0) for fmt in FORMATS},
          **{f"{fmt}_dialogues": stats.formats[fmt].operator_dialogues.get(op, 0) for fmt in FORMATS},
-         "backends": ", ".join(f"`{b}` ({n:,})" for b, n in stats.operator_backends[op].most_common()) or "-"}
+         "backends": ", ".join(f"{code(b)} ({n:,})" for b, n in stats.operator_backends[op].most_common()) or "-"}
         for op in operators
     ]
     reflection_kinds = ["none", "general", "math"] + sorted(
         {k for f in FORMATS for k in stats.formats[f].reflections} - {"none", "general", "math"})
     source_rows = [
         {
-            "source": s,
-            "name": SOURCE_LICENSES[s].name if s in SOURCE_LICENSES else s,
-            "subsets": ", ".join(f"{sub} ({n:,})" for sub, n in sorted(stats.subsets[s].items())),
+            "source": code(s),
+            "name": SOURCE_LICENSES[s].name if s in SOURCE_LICENSES else md_text(s, 200),
+            "subsets": ", ".join(f"{md_text(sub, 120)} ({n:,})" for sub, n in sorted(stats.subsets[s].items())) or "–",
             **{f"{fmt}_{split}": stats.rows.get((fmt, s, split), 0) for fmt in FORMATS for split in SPLITS},
             **{fmt: sum(stats.rows.get((fmt, s, split), 0) for split in SPLITS) for fmt in FORMATS},
         }
@@ -311,7 +321,10 @@ def render_card(
         for spec in CONFIGS if spec.name in counts
     ]
     total_tokens = stats.prompt_tokens + stats.completion_tokens
-    run = redact_fields(dict(run_stats or {}))
+    run = redact_fields(dict(run_stats if run_stats is not None else read_run_facts(root)))
+    present_configs = [c["config_name"] for c in configs]
+    whole_config, source_config = snippet_configs(present_configs)
+    teachers = teacher_summary(stats)
     return _template().render(
         front_matter=front,
         version=card_version,
@@ -329,7 +342,14 @@ def render_card(
         source_rows=source_rows,
         config_rows=config_rows,
         licenses=licenses,
-        teacher_models=stats.teacher_models.most_common(),
+        teacher_models=[(code(m), n) for m, n in stats.teacher_models.most_common()],
+        teacher_sentence=teacher_sentence(teachers),
+        limits=limitations(stats, teachers),
+        whole_config=whole_config,
+        source_config=source_config,
+        source_split=next(iter(counts[source_config])) if source_config else None,
+        view_config="rr" if "rr" in present_configs else whole_config,  # RR shows every step
+        citations=citations(present_sources, _engine_version()),
         total_tokens=total_tokens,
         cost_usd=stats.cost_usd,
         cost_per_dialogue=(stats.cost_usd / stats.dialogues) if stats.dialogues else 0.0,
@@ -338,12 +358,20 @@ def render_card(
         quarantine=_quarantine_line(run),
         token_pattern=TOKEN_PATTERN,
         has_tabmwp="tabmwp" in present_sources,
+        tabmwp_configs=", ".join(f"`{n}`" for n in present_configs if n in ("rr", "orr", "rr-tabmwp", "orr-tabmwp")),
         examples=examples if examples is not None else example_dialogues(root),
         source_names={s: SOURCE_LICENSES[s].name for s in SOURCE_LICENSES},
+        licenses_code={s: code(s) for s in present_sources},
         generation_config=CONFIG_FILENAME if config_file else None,
         license_file=LICENSE_FILENAME,
         quality=quality if quality is not None else quality_section(root),
     )
+
+
+def _engine_version() -> str:
+    from generation.schema import ENGINE_VERSION
+
+    return ENGINE_VERSION
 
 
 def quality_section(root: Path, report: Any = None, write_figure: bool = False) -> str:
@@ -394,8 +422,9 @@ def write_card(
     `version` (e.g. "1.1.0" or "v1.1.0") adds or replaces that version's changelog entry, whose lines are
     `changelog` (default: a summary of the row-count changes since the previous card); earlier entries
     of an existing card are kept. Without `version` the existing version and changelog are kept as they
-    are. `run_stats` (quarantine counts, wall time, ...) is shown as given, with secret-looking keys and
-    values redacted. `repo_id` goes into the card's loading example; `previous_card` (a path to another
+    are. `run_stats` (quarantine counts, wall time, ...; what the run's end passes) is shown with
+    secret-looking keys and values redacted, and kept beside the data (`RUN_FACTS_FILENAME`); without it
+    the facts kept there by the last run are shown, so a push or re-render writes the run's card again. `repo_id` goes into the card's loading example; `previous_card` (a path to another
     copy of the card, e.g. the one on the Hub) adds its changelog to the history; `quality_report` an
     `AuditReport` of the folder already computed (default: audited here); `readings` a run's
     `generation.readings_cache.ReadingsCache` (its shards' numbers kept from before are not read again;
@@ -414,6 +443,11 @@ def write_card(
     from publishing.examples import example_dialogues
 
     examples = example_dialogues(root, write_images=True)
+    if run_stats is not None:
+        run_stats = redact_fields(dict(run_stats))
+        write_run_facts(root, run_stats)
+    else:
+        run_stats = read_run_facts(root)
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
                        figure=figure, stats=stats, previous_card=previous_card, examples=examples,
                        quality=quality_section(root, quality_report, write_figure=True))

@@ -38,6 +38,7 @@ class FormatStats:
     operator_calls: Counter = field(default_factory=Counter)
     operator_dialogues: Counter = field(default_factory=Counter)
     reflections: Counter = field(default_factory=Counter)
+    origins: Counter = field(default_factory=Counter)  # reflection.origin (check / staged) of reflected rows
 
 
 @dataclass
@@ -58,6 +59,9 @@ class CardStats:
     # QA pairs the foundation's `drop_qas` filters removed (row `meta.dropped_qas`, once per dialogue);
     # None when no row records it (shards from an engine that did not count them)
     dropped_qas: Optional[int] = None
+    # (evidence kind or "", "yes" | "no" | "unknown") -> dialogues: `meta.grounded` by `meta.evidence`
+    grounded: Counter = field(default_factory=Counter)
+    teacher_modes: Counter = field(default_factory=Counter)  # `meta.teacher_mode` ("" : none, the offline teacher)
 
     def shards(self) -> int:
         return len(self.rows)
@@ -99,6 +103,9 @@ class ShardStats:
     completion_tokens: list[int] = field(default_factory=list)
     cost_usd: list[float] = field(default_factory=list)
     dropped_qas: list[Optional[int]] = field(default_factory=list)
+    grounded: list[Optional[bool]] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    teacher_modes: list[str] = field(default_factory=list)
     # (row, operator, backend) of every operator result with both named (`observations.backend`)
     backends: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -108,8 +115,9 @@ class ShardStats:
         dropped = np.array([-1 if d is None else int(d) for d in self.dropped_qas], dtype=np.int64)
         arrays = {"prompt_tokens": np.array(self.prompt_tokens, dtype=np.int64),
                   "completion_tokens": np.array(self.completion_tokens, dtype=np.int64),
-                  "cost_usd": np.array(self.cost_usd, dtype=np.float64), "dropped_qas": dropped}
-        for name in ("sources", "subsets", "models"):  # a few names, many rows: a table and a code per row
+                  "cost_usd": np.array(self.cost_usd, dtype=np.float64), "dropped_qas": dropped,
+                  "grounded": np.array([-1 if g is None else int(bool(g)) for g in self.grounded], dtype=np.int8)}
+        for name in _NAME_LISTS:  # a few names, many rows: a table and a code per row
             names = list(dict.fromkeys(getattr(self, name)))
             code = {n: i for i, n in enumerate(names)}
             meta[name] = names
@@ -118,12 +126,16 @@ class ShardStats:
 
     @classmethod
     def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "ShardStats":
-        names = {name: [meta[name][i] for i in arrays[name].tolist()] for name in ("sources", "subsets", "models")}
+        names = {name: [meta[name][i] for i in arrays[name].tolist()] for name in _NAME_LISTS}
         return cls(format=counts_from_json(FormatStats, meta["format"]), ids=list(meta["ids"]), **names,
                    prompt_tokens=arrays["prompt_tokens"].tolist(), completion_tokens=arrays["completion_tokens"].tolist(),
                    cost_usd=arrays["cost_usd"].tolist(),
                    dropped_qas=[None if d < 0 else d for d in arrays["dropped_qas"].tolist()],
+                   grounded=[None if g < 0 else bool(g) for g in arrays["grounded"].tolist()],
                    backends=[(int(r), o, b) for r, o, b in meta["backends"]])
+
+
+_NAME_LISTS = ("sources", "subsets", "models", "evidence", "teacher_modes")
 
 
 def _scan_batch(batch: pa.RecordBatch, out: ShardStats) -> None:
@@ -161,7 +173,12 @@ def _scan_batch(batch: pa.RecordBatch, out: ShardStats) -> None:
     fs.operator_dialogues.update(name for _, name in dict.fromkeys(zip(op_row.tolist(), op_names.tolist())))
     out.backends += [(first_row + row, name, backend) for row, name, backend in _backends(flat_steps, step_row)]
     # Reflection kinds.
-    fs.reflections.update(pc.fill_null(pc.struct_field(batch.column("reflection"), "kind"), "none").to_pylist())
+    reflection = batch.column("reflection")
+    kinds = pc.fill_null(pc.struct_field(reflection, "kind"), "none").to_pylist()
+    fs.reflections.update(kinds)
+    if reflection.type.get_field_index("origin") >= 0:
+        origins = pc.struct_field(reflection, "origin").to_pylist()
+        fs.origins.update(o or "unknown" for k, o in zip(kinds, origins) if k not in ("", "none"))
     # Per row, what the card counts once per dialogue (`add_shard`).
     teacher = batch.column("teacher")
     out.ids += batch.column("id").to_pylist()
@@ -171,6 +188,20 @@ def _scan_batch(batch: pa.RecordBatch, out: ShardStats) -> None:
                                ("completion_tokens", "completion_tokens", 0), ("cost_usd", "cost_usd", 0.0)):
         getattr(out, name).extend(pc.fill_null(pc.struct_field(teacher, key), default).to_pylist())
     out.dropped_qas += _meta_field(batch, "dropped_qas")
+    out.grounded += _meta_field(batch, "grounded")
+    out.evidence += [_evidence_kind(e) for e in _meta_field(batch, "evidence")]
+    out.teacher_modes += [m or "" for m in _meta_field(batch, "teacher_mode")]
+
+
+def _evidence_kind(value: Any) -> str:
+    """`meta.evidence` as one name: a string as it is, a struct's `kind`, a list's kinds joined; "" when none."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return str(value.get("kind") or "")
+    if isinstance(value, (list, tuple)):
+        return "+".join(sorted({_evidence_kind(v) for v in value} - {""}))
+    return ""
 
 
 def _meta_field(batch: pa.RecordBatch, name: str) -> list:
@@ -220,9 +251,9 @@ def add_shard(stats: CardStats, fmt: str, shard: ShardStats, seen: set[str]) -> 
     (`seen`: the ids met so far, over every format)."""
     add_counts(stats.formats[fmt], shard.format)
     first: set[int] = set()
-    for row, (row_id, source, subset, model, pt, ct, cost, dropped) in enumerate(zip(
+    for row, (row_id, source, subset, model, pt, ct, cost, dropped, grounded, evidence, mode) in enumerate(zip(
             shard.ids, shard.sources, shard.subsets, shard.models, shard.prompt_tokens, shard.completion_tokens,
-            shard.cost_usd, shard.dropped_qas)):
+            shard.cost_usd, shard.dropped_qas, shard.grounded, shard.evidence, shard.teacher_modes)):
         if row_id in seen:
             continue
         seen.add(row_id)
@@ -236,6 +267,8 @@ def add_shard(stats: CardStats, fmt: str, shard: ShardStats, seen: set[str]) -> 
         stats.prompt_tokens += int(pt)
         stats.completion_tokens += int(ct)
         stats.cost_usd += float(cost)
+        stats.grounded[(evidence, {True: "yes", False: "no"}.get(grounded, "unknown"))] += 1
+        stats.teacher_modes[mode] += 1
     for row, name, backend in shard.backends:
         if row in first:
             stats.operator_backends[name][backend] += 1

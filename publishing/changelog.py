@@ -51,16 +51,41 @@ def split_counts_from_meta(meta: dict) -> dict[str, dict[str, int]]:
 
 
 def auto_changes(previous: dict[str, dict[str, int]], current: dict[str, dict[str, int]], stats: CardStats) -> list[str]:
+    """What changed since the last released card, one line per config whose rows changed: rows added or
+    removed per split (`rr-tabmwp` rows: train 4 → 8 (+4).), a config new in this version, or gone."""
     if not previous:
         n_sources = len({s for (_, s, _) in stats.rows})
         return [f"First release: {stats.dialogues:,} dialogues from {n_sources} sources, in RR and ORR formats."]
-    changes = []
-    for name in ("rr", "orr"):
-        before, after = previous.get(name, {}), current.get(name, {})
-        diffs = [f"{s} {before.get(s, 0):,} → {after.get(s, 0):,}" for s in SPLITS if before.get(s, 0) != after.get(s, 0)]
-        if diffs:
-            changes.append(f"`{name}` rows: " + ", ".join(diffs) + ".")
-    return changes or ["Card re-rendered; row counts unchanged."]
+    return row_changes(previous, current) or [UNCHANGED]
+
+
+UNCHANGED = "Card re-rendered; row counts unchanged."
+
+
+def _sizes(splits: dict[str, int]) -> str:
+    return ", ".join(f"{s} {splits[s]:,}" for s in SPLITS if s in splits)
+
+
+def row_changes(previous: dict[str, dict[str, int]], current: dict[str, dict[str, int]]) -> list[str]:
+    """One line per config whose row counts differ between two cards' `dataset_info` (configs in `mmat_1m`
+    order, then any other)."""
+    from mmat_1m import CONFIGS
+
+    order = [c.name for c in CONFIGS]
+    names = sorted(set(previous) | set(current), key=lambda n: (order.index(n) if n in order else len(order), n))
+    out = []
+    for name in names:
+        before, after = previous.get(name), current.get(name)
+        if before is None:
+            out.append(f"`{name}`: new config ({_sizes(after)} rows).")
+        elif after is None:
+            out.append(f"`{name}`: removed (had {_sizes(before)} rows).")
+        else:
+            diffs = [f"{s} {before.get(s, 0):,} → {after.get(s, 0):,} ({after.get(s, 0) - before.get(s, 0):+,})"
+                     for s in SPLITS if before.get(s, 0) != after.get(s, 0)]
+            if diffs:
+                out.append(f"`{name}` rows: " + ", ".join(diffs) + ".")
+    return out
 
 
 def _version_key(version: str) -> tuple:
@@ -88,6 +113,8 @@ def changelog_entry(meta: dict, version: Optional[str], changes: Optional[list[s
     entry = {
         "version": version,
         "date": (existing or {}).get("date") or _dt.date.today().isoformat(),
-        "changes": list(changes) if changes else ((existing or {}).get("changes") or auto),
+        # Given lines (`mmat push -m`) come first; the row changes since the last release follow them.
+        "changes": (list(changes) + [a for a in auto if a != UNCHANGED and not a.startswith("First release")]
+                    if changes else ((existing or {}).get("changes") or auto)),
     }
     return version, merge_changelogs([entry], log)

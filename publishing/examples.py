@@ -81,6 +81,9 @@ def _blocks(blocks: list[dict]) -> list[str]:
     return out
 
 
+# Whose defect a reflection repairs: a staged one must not read as the teacher's own mistake.
+_ORIGIN_NOTES = {"staged": " (**staged**: this defect was written on purpose, then found)",
+                 "check": " (found by the check in what the teacher wrote)"}
 _NOTES = {"no_results": "no operator results", "reflection_request": "⚠ reflection requested",
           "summary_request": "summary request"}
 
@@ -102,6 +105,8 @@ def dialogue_markdown(view: dict[str, Any]) -> str:
         elif kind == "step":
             step += 1
             mark = {"reflection": " — ⚠ asks for a reflection", "repaired": " — ✎ repaired step"}.get(turn.get("mark"), "")
+            if turn.get("mark") == "reflection":
+                mark += _ORIGIN_NOTES.get(turn.get("origin"), "")
             parts.append(f"**Assistant — step {step}{mark}**\n" + "\n>\n".join(_blocks(turn["blocks"])))
         elif kind == "results":
             parts.append("**User — operator results**\n" + "\n>\n".join(

@@ -80,4 +80,4 @@ def test_the_runs_elapsed_time_includes_its_shards_audit_and_card(tmp_path, monk
     logged = [json.loads(line) for line in (default_work_dir(out) / "run.log").read_text().splitlines()
               if '"run finished"' in line]
     assert logged[-1]["data"]["elapsed_s"] == round(summary.elapsed_s, 2)
-    assert f"| generation_elapsed_s | {round(before_end[0], 2):,.2f} |" in (out / "README.md").read_text()
+    assert f"| `generation_elapsed_s` | {round(before_end[0], 2):,.2f} |" in (out / "README.md").read_text()

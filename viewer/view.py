@@ -6,7 +6,9 @@ every string in them is row data that the page inserts as text. Turn kinds:
 - `question` (user): the question, with the first question's image count; ORR adds the operator
   outputs of its user turn as `cards`;
 - `step` (assistant): labelled blocks THOUGHT / OPERATOR / RAG / SIGNAL; `mark` is `reflection` for
-  the step that asks for a reflection and `repaired` for the step that follows it;
+  the step that asks for a reflection and `repaired` for the step that follows it; both carry `origin`,
+  the row's `reflection.origin` (`check`: a check found the teacher's defect; `staged`: the defect was
+  written on purpose, then found);
 - `results` (user): one card per operator result, naming the operator and its backend (as the row
   records it, `steps[*].observations[*].backend`; for older rows without it, `backend_of`: the run's
   operator cache, `viewer.workfolder`);
@@ -36,8 +38,26 @@ def operators_used(steps: list[dict[str, Any]]) -> list[str]:
     return sorted(used)
 
 
+def evidence_kind(meta: dict[str, Any]) -> Optional[str]:
+    """`meta.evidence` as one name (a string, a struct's `kind`, a list's kinds joined), None when absent."""
+    value = meta.get("evidence")
+    if isinstance(value, dict):
+        value = value.get("kind")
+    elif isinstance(value, (list, tuple)):
+        value = "+".join(sorted({str(v.get("kind") if isinstance(v, dict) else v) for v in value if v})) or None
+    return str(value) if value else None
+
+
+def reflection_origin(reflection: dict[str, Any]) -> Optional[str]:
+    """`check` or `staged` for a row with a reflection (None without one, `unknown` when not recorded)."""
+    if (reflection.get("kind") or "none") == "none":
+        return None
+    return reflection.get("origin") or "unknown"
+
+
 def summary(row: dict[str, Any], split: str, image_url: Optional[ImageUrl] = None) -> dict[str, Any]:
-    """One list item; `row` needs the list columns (see `viewer.store.LIST_COLUMNS`)."""
+    """One list item; `row` needs the list columns (see `viewer.store.LIST_COLUMNS`). `grounded`: the
+    row's `meta.grounded` (None: not recorded), `evidence` its evidence kind, `origin` its reflection's."""
     meta = row.get("meta") or {}
     reflection = row.get("reflection") or {}
     teacher = row.get("teacher") or {}
@@ -46,7 +66,8 @@ def summary(row: dict[str, Any], split: str, image_url: Optional[ImageUrl] = Non
         "id": row["id"], "source": row.get("source"), "subset": row.get("subset"), "split": split,
         "format": row.get("format"), "question": row.get("question") or "", "answer": row.get("answer") or "",
         "reflection": reflection.get("kind") or "none", "verified": meta.get("verified"),
-        "judge_score": meta.get("judge_score"), "operators": operators_used(row.get("steps") or []),
+        "judge_score": meta.get("judge_score"), "grounded": meta.get("grounded"), "evidence": evidence_kind(meta),
+        "origin": reflection_origin(reflection), "operators": operators_used(row.get("steps") or []),
         "model": teacher.get("model"), "n_images": n_images,
         "thumb": image_url(0, "thumb") if image_url and n_images else None,
     }
@@ -75,12 +96,14 @@ def _answer_turn(question: Question, index: int, row: dict[str, Any], blocks: Op
 
 def _rr_turns(dialogue: Dialogue, row: dict[str, Any], backend_of: BackendOf) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
+    origin = reflection_origin(row.get("reflection") or {})
     for index, question in enumerate(dialogue.questions):
         turns.append({"role": "user", "kind": "question", "text": question.question, "images": question.n_images})
         after_reflection = False
         for step, turn_after in zip(question.steps, question.turns_after):
             mark = "reflection" if step.signal == "reflection" else ("repaired" if after_reflection else None)
-            turns.append({"role": "assistant", "kind": "step", "mark": mark, "blocks": _step_blocks(step)})
+            turns.append({"role": "assistant", "kind": "step", "mark": mark, "blocks": _step_blocks(step),
+                          "origin": origin if mark else None})
             after_reflection = step.signal == "reflection"
             if step.signal == "continue" and step.observations:
                 turns.append({"role": "user", "kind": "results", "cards": _cards(step.observations, backend_of)})
