@@ -4,12 +4,10 @@ Layout of a work folder (one per dataset folder; the workers of a sharded run sh
     rows-{worker}.jsonl     one line per finished sample (its RR and ORR rows without image bytes),
                             appended and fsync'd before the sample counts as done (samples finishing
                             together share one write and one fsync: a group commit)
-    rows-{worker}.idx       the index of that file: one `[start, end, id, source, split]` line per
-                            rows line, so a resume or a shard write reads ids without the rows. A
-                            cache, never the truth: written after the rows, not fsync'd, checked
-                            against the rows file on every read (offsets contiguous, the last entry's
-                            id at its offset) and extended from the rows file's tail, or rebuilt from
-                            the rows file when missing, torn or stale
+    rows-{worker}.idx       the index of that file, so a resume reads ids without the rows; a cache,
+                            never the truth (`generation.checkpoint_index`)
+    rows-{worker}.checked   the stamp saying the rows file was read in full and found whole when its
+                            writer last closed it (`generation.checkpoint_index`)
     quarantine.jsonl        one line per quarantined sample: id, stage, error type, message
                             (worker `i` of a sharded run writes `quarantine-{worker}.jsonl`)
     source-index/           per source file, the ids of its records and where they are
@@ -31,9 +29,13 @@ generate the same samples again. So each live worker holds its N's layout lock s
 whose N differs from a live one is refused (`CheckpointLocked`); after it ends, any N may resume
 the folder.
 
-Why one module of ~490 lines: each guarantee above is a statement about how the rows files, their
-index, the quarantine files, the blobs and the locks are written together; kept in one file, a
-reader checks every crash case against every writer without leaving it.
+A line of any of these files that is damaged after it was written (not UTF-8, cut, `null`, a key
+added or missing) is skipped with one warning naming the file and line, and its sample is redone
+(`generation.checkpoint_lines`); the rows files are checked when the plan is made, before any paid call.
+
+Every file here is written by `generation.atomic` (or appended, fsync'd, as above). The index format
+and its check stamp live in `generation.checkpoint_index`, the line shapes in
+`generation.checkpoint_lines`; this module holds how the files are written together and locked.
 """
 from __future__ import annotations
 
@@ -41,17 +43,15 @@ import errno
 import hashlib
 import json
 import os
-import re
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
+from generation.atomic import write_atomic
+from generation.checkpoint_index import (IndexEntry, index_line, index_path, index_tail, load_index,  # noqa: F401
+                                         stamp_matches, write_stamp)
+from generation.checkpoint_lines import Damage, QuarantineRecord, read_jsonl, read_quarantine  # noqa: F401
 from generation.errors import MmatError
 from generation.redact import mask_known
-
-_ID_PREFIX = re.compile(r'^\{"id":("(?:[^"\\]|\\.)*")')
-_REF_PREFIX = re.compile(r'^\{"id":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*"),"split":("(?:[^"\\]|\\.)*"),')
 
 
 class CheckpointLocked(MmatError, RuntimeError):
@@ -91,51 +91,14 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
     _append_bytes(path, _encode(record))
 
 
-def _complete_lines(path: Path) -> Iterator[str]:
-    """Every complete line of a checkpoint file; a torn tail from a crash ends the file."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            yield line
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete, parseable line; a torn tail from a crash is skipped."""
-    for line in _complete_lines(path):
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            continue
-
-
 def _replace_atomically(path: Path, data: bytes, prefix: str) -> None:
-    """`path` holds `data` (fsync'd) or is left as it was; a temp file never survives an error."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`path` holds `data` durably or is left as it was (`generation.atomic.write_atomic`)."""
+    write_atomic(path, data, tmp_prefix=prefix)
 
 
 def _write_atomic(path: Path, lines: Iterable[dict[str, Any]], prefix: str) -> None:
     text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in lines)
-    _replace_atomically(path, text.encode("utf-8"), prefix)
-
-
-def index_path(rows_path: Path) -> Path:
-    """`rows-{worker}.idx` beside `rows-{worker}.jsonl`."""
-    return rows_path.with_suffix(".idx")
-
-
-IndexEntry = tuple[int, int, str, str, str]  # start, end, id, source, split
+    write_atomic(path, text.encode("utf-8"), tmp_prefix=prefix)
 
 
 def _file_state(path: Path) -> tuple[int, int, int]:
@@ -146,121 +109,10 @@ def _file_state(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _index_line(entry: IndexEntry) -> str:
-    return json.dumps(list(entry), ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def _parse_index(data: bytes, size: int, end: int = 0) -> Optional[tuple[list[IndexEntry], int]]:
-    """Every complete line of an index in one JSON parse (a resume reads a million of them), checked
-    as `_read_index` checks them, the first entry starting at byte `end` of the rows file; None when a
-    line is torn or not an entry (then `_read_index` reads line by line to find where the good ones end)."""
-    complete = data[: data.rfind(b"\n") + 1]
-    if not complete:
-        return [], 0
-    try:
-        parsed = json.loads(b"[" + complete[:-1].replace(b"\n", b",") + b"]")
-    except ValueError:
-        return None
-    entries: list[IndexEntry] = []
-    for entry in parsed:
-        if type(entry) is not list or len(entry) != 5:
-            return None
-        start, stop, sample_id, source, split = entry
-        if start != end or stop <= start or stop > size or not isinstance(sample_id, str):
-            return [], 0  # not this rows file's index: rebuild
-        entries.append((start, stop, sample_id, str(source), str(split)))
-        end = stop
-    return entries, len(complete)
-
-
-def index_tail(rows_path: Path, read: int, end: int) -> tuple[list[IndexEntry], int]:
-    """The entries a rows file's index gained after its first `read` bytes (the first must start at
-    byte `end` of the rows file) and the index bytes they take; complete lines only, so a half-written
-    last entry waits for the next call. ([], 0) when none, or when what follows is not a valid
-    continuation (the caller reads no further: the end of the run reads the rows file itself)."""
-    try:
-        with open(index_path(rows_path), "rb") as fh:
-            fh.seek(read)
-            data = fh.read()
-    except FileNotFoundError:
-        return [], 0
-    return _parse_index(data, rows_path.stat().st_size, end) or ([], 0)
-
-
-def _read_index(rows_path: Path, size: int) -> tuple[list[IndexEntry], int]:
-    """The index's entries that the rows file confirms (see the module docstring) and the index bytes
-    they take; ([], 0) when the index must be rebuilt from the rows file."""
-    try:
-        parsed = _parse_index(index_path(rows_path).read_bytes(), size)
-    except FileNotFoundError:
-        return [], 0
-    if parsed is not None:
-        entries, used = parsed
-        return (entries, used) if _last_entry_confirmed(rows_path, entries) else ([], 0)
-    entries = []
-    end = used = 0
-    for line in _complete_lines(index_path(rows_path)):
-        try:
-            start, stop, sample_id, source, split = json.loads(line)
-        except (ValueError, TypeError):
-            break  # a torn or garbled tail: what follows is read from the rows file
-        if start != end or stop <= start or stop > size or not isinstance(sample_id, str):
-            return [], 0  # not this rows file's index (stale, or the rows file was cut): rebuild
-        entries.append((start, stop, sample_id, str(source), str(split)))
-        end = stop
-        used += len(line.encode("utf-8"))
-    return (entries, used) if _last_entry_confirmed(rows_path, entries) else ([], 0)
-
-
-def _last_entry_confirmed(rows_path: Path, entries: list[IndexEntry]) -> bool:
-    """Is the index's last entry a whole line of the rows file, of its id (or is the index empty)?"""
-    if not entries:
-        return True
-    start, stop, sample_id = entries[-1][:3]
-    with open(rows_path, "rb") as fh:
-        fh.seek(start)
-        line = fh.read(stop - start)
-    match = _ID_PREFIX.match(line.decode("utf-8", "replace"))
-    return line.endswith(b"\n") and match is not None and json.loads(match.group(1)) == sample_id
-
-
-def _scan_rows(path: Path, offset: int) -> Iterator[IndexEntry]:
-    """Index entries of a rows file's complete lines from `offset` on (a torn tail ends it)."""
+def _has_damage(path: Path, good: int) -> bool:
+    """Does the file hold lines besides its `good` records (damaged ones, which a rewrite drops)?"""
     with open(path, "rb") as fh:
-        fh.seek(offset)
-        for raw in fh:
-            start, offset = offset, offset + len(raw)
-            if not raw.endswith(b"\n"):
-                break
-            line = raw.decode("utf-8")
-            match = _REF_PREFIX.match(line)
-            try:
-                if match:
-                    sample_id, source, split = (json.loads(g) for g in match.groups())
-                else:
-                    record = json.loads(line)
-                    sample_id, source, split = record["id"], record["source"], record["split"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-            yield start, offset, sample_id, source, split
-
-
-def load_index(rows_path: Path, repair: bool = False) -> list[IndexEntry]:
-    """Every complete line of a rows file as an index entry, read from its index where the rows file
-    confirms it and from the rows file past that; with `repair` (the file's own writer), an index
-    that was missing, torn or stale is rewritten atomically."""
-    if not rows_path.exists():
-        return []
-    size = rows_path.stat().st_size
-    entries, used = _read_index(rows_path, size)
-    covered = entries[-1][1] if entries else 0
-    tail = list(_scan_rows(rows_path, covered)) if covered < size else []
-    entries += tail
-    idx = index_path(rows_path)
-    if repair and (tail or used != (idx.stat().st_size if idx.exists() else 0)):
-        text = "".join(_index_line(e) for e in entries)
-        _replace_atomically(idx, text.encode("utf-8"), f".tmp-{rows_path.stem.removeprefix('rows-')}-")
-    return entries
+        return sum(1 for _ in fh) != good
 
 
 class RecordRef(NamedTuple):
@@ -272,15 +124,6 @@ class RecordRef(NamedTuple):
     split: str
     path: Path
     offset: int
-
-
-@dataclass
-class QuarantineRecord:
-    id: str
-    stage: str
-    error_type: str
-    message: str
-    source: str = ""
 
 
 class BlobStore:
@@ -326,6 +169,7 @@ class Checkpoint:
         self._layout_fd: Optional[int] = None
         # (the rows files' states, repaired?, refs) of the last `finished_refs`: one read per change
         self._refs_cache: Optional[tuple[tuple, bool, list[RecordRef]]] = None
+        self._checked: dict[Path, tuple[int, int]] = {}  # rows file -> (inode, size) read in full here
         if readonly:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -386,7 +230,15 @@ class Checkpoint:
                 os.close(probe)  # closing drops the probe's lock
 
     def close(self) -> None:
-        """Release the worker and layout locks (a no-op without them)."""
+        """Stamp this worker's rows file as checked (when it was read in full, or its stamp matched, in
+        this process: see `generation.checkpoint_index`), then release the worker and layout locks (a
+        no-op without them)."""
+        if self._lock_fd is not None and self.rows_path in self._checked:
+            try:
+                load_index(self.rows_path, repair=True)  # the index whole before it is stamped
+                write_stamp(self.rows_path, self.tmp_prefix)
+            except OSError:  # a full disk: the next run reads the rows file in full instead
+                pass
         for name in ("_lock_fd", "_layout_fd"):
             fd = getattr(self, name)
             if fd is not None:
@@ -434,12 +286,8 @@ class Checkpoint:
 
     def finished(self) -> Iterator[dict[str, Any]]:
         """Finished records of all workers, each id once (the first durable copy wins)."""
-        seen: set[str] = set()
-        for path in self.rows_files():
-            for record in read_jsonl(path):
-                if record["id"] not in seen:
-                    seen.add(record["id"])
-                    yield record
+        for ref in self.finished_refs():
+            yield self.load(ref)
 
     def finished_ids(self) -> set[str]:
         return {ref.id for ref in self.finished_refs()}
@@ -458,12 +306,25 @@ class Checkpoint:
         seen: set[str] = set()
         refs: list[RecordRef] = []
         for path in files:
-            for start, _, sample_id, source, split in load_index(path, repair=repair and path == self.rows_path):
+            for start, _, sample_id, source, split in self._entries(path, repair and path == self.rows_path):
                 if sample_id not in seen:
                     seen.add(sample_id)
                     refs.append(RecordRef(sample_id, source, split, path, start))
         self._refs_cache = (state, repair, refs)
         return list(refs)
+
+    def _entries(self, path: Path, repair: bool) -> list[IndexEntry]:
+        """A rows file's finished lines (`load_index`), read in full first unless this process read it
+        in full already (then only its growth) or its check stamp matches (see
+        `generation.checkpoint_index`): a damaged line is skipped with one warning, its sample redone."""
+        st = path.stat()
+        seen = self._checked.get(path)
+        checked = (seen is not None and seen[0] == st.st_ino and seen[1] <= st.st_size) or stamp_matches(path)
+        damage = Damage(path, "those samples are redone")
+        entries = load_index(path, repair=repair, checked=checked, damage=damage)
+        damage.report()
+        self._checked[path] = (st.st_ino, st.st_size)
+        return entries
 
     def load(self, ref: RecordRef) -> dict[str, Any]:
         """The full stored record a `RecordRef` points at."""
@@ -498,7 +359,7 @@ class Checkpoint:
         start = _append_bytes(self.rows_path, b"".join(lines))
         entries = []
         for line, (sample_id, source, split) in zip(lines, meta):
-            entries.append(_index_line((start, start + len(line), sample_id, source, split)))
+            entries.append(index_line((start, start + len(line), sample_id, source, split)))
             start += len(line)
         try:  # the index is a cache (see the module docstring): no fsync, and a failure here is repaired
             _append_bytes(index_path(self.rows_path), "".join(entries).encode("utf-8"), sync=False)
@@ -529,17 +390,17 @@ class Checkpoint:
         done = self.finished_ids() if finished_ids is None else finished_ids
         records: dict[str, QuarantineRecord] = {}
         for path in self.quarantine_files():
-            for r in read_jsonl(path):
-                if r.get("id") not in done:
-                    records[r["id"]] = QuarantineRecord(**r)
+            for r in read_quarantine(path):
+                if r.id not in done:
+                    records[r.id] = r
         return records
 
     def release_quarantined(self, ids: set[str]) -> None:
         """Forget these quarantine records in every worker's file; each file rewritten atomically."""
         for path in self.quarantine_files():
-            records = list(read_jsonl(path))
-            keep = [r for r in records if r.get("id") not in ids]
-            if len(keep) != len(records):
+            records = [r.__dict__ for r in read_quarantine(path)]
+            keep = [r for r in records if r["id"] not in ids]
+            if len(keep) != len(records) or _has_damage(path, len(records)):
                 _write_atomic(path, keep, self.tmp_prefix)
 
     def compact_quarantine(self) -> int:
@@ -548,13 +409,13 @@ class Checkpoint:
         done = self.finished_ids()
         dropped = 0
         for path in self.quarantine_files():
-            records = list(read_jsonl(path))
+            records = [r.__dict__ for r in read_quarantine(path)]
             latest: dict[str, dict[str, Any]] = {}
             for r in records:
-                if r.get("id") not in done:
+                if r["id"] not in done:
                     latest.pop(r["id"], None)
                     latest[r["id"]] = r
-            if len(latest) != len(records):
+            if len(latest) != len(records) or _has_damage(path, len(records)):
                 _write_atomic(path, latest.values(), self.tmp_prefix)
                 dropped += len(records) - len(latest)
         return dropped
