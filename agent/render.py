@@ -79,18 +79,33 @@ def _pct(value: Any) -> str:
 
 
 def report_table(report: EvalReport) -> Table:
-    table = Table(title=f"mmat eval: {report.model} on {report.dataset}")
-    for column in ("format", "questions", "accuracy", *report.sources, "tool calls/q", "turns/q", "tokens/q",
-                   "latency/q (s)", "latency vs plain", "not answered"):
-        table.add_column(column, justify="left" if column == "format" else "right")
-    for fmt, s in report.formats.items():
-        ratio = report.latency_vs_plain.get(fmt)
-        not_answered = ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items()) if k != ANSWERED) or "0"
-        table.add_row(fmt, str(s.questions), _pct(s.accuracy if s.questions else None),
-                      *[_pct(s.source_accuracy(src)) for src in report.sources],
-                      f"{s.tool_calls:.2f}", f"{s.turns:.2f}", f"{s.tokens:,.0f}", f"{s.latency_s:.3f}",
-                      "1.00×" if fmt == "plain" and s.questions else (f"{ratio:.2f}×" if ratio else "–"),
-                      not_answered)
+    """One row per measure, one column per format: three or four narrow columns whatever the number of
+    sources, so the table stays whole in an 80-column pipe or CI log (a column per measure and source
+    was 10+ columns and rich cut every header to "ac…")."""
+    table = Table(title=f"mmat eval: {report.model} on {report.dataset}", title_justify="left")
+    table.add_column("measure", justify="left", overflow="fold")
+    formats = list(report.formats.items())
+    for fmt, _ in formats:
+        table.add_column(fmt, justify="right", overflow="fold")
+
+    def ratio(fmt: str, s: Any) -> str:
+        value = report.latency_vs_plain.get(fmt)
+        return "1.00×" if fmt == "plain" and s.questions else (f"{value:.2f}×" if value else "–")
+
+    measures: list[tuple[str, Any]] = [
+        ("questions", lambda fmt, s: str(s.questions)),
+        ("accuracy", lambda fmt, s: _pct(s.accuracy if s.questions else None)),
+        *[(f"accuracy: {src}", lambda fmt, s, src=src: _pct(s.source_accuracy(src))) for src in report.sources],
+        ("tool calls / question", lambda fmt, s: f"{s.tool_calls:.2f}"),
+        ("turns / question", lambda fmt, s: f"{s.turns:.2f}"),
+        ("tokens / question", lambda fmt, s: f"{s.tokens:,.0f}"),
+        ("latency / question (s)", lambda fmt, s: f"{s.latency_s:.3f}"),
+        ("latency vs plain", ratio),
+        ("not answered", lambda fmt, s: ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())
+                                                  if k != ANSWERED) or "0"),
+    ]
+    for name, cell in measures:
+        table.add_row(name, *[cell(fmt, s) for fmt, s in formats])
     return table
 
 

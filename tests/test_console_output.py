@@ -83,3 +83,24 @@ def test_train_with_a_model_that_cannot_load_is_one_line(small_folder, tmp_path)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "cannot load the model" in lines[0] and "python -m trainer.tiny_vlm" in lines[0]
+
+
+def test_the_eval_table_stays_whole_in_an_80_column_pipe():
+    import io
+
+    from rich.console import Console
+
+    from agent.eval_report import summarise
+    from agent.render import print_report
+
+    sources = ["tabmwp", "cauldron", "infoseek", "visual_cot", "llava_cot"]
+    records = [{"model": "tuned", "format": fmt, "id": str(i), "source": sources[i % 5], "status": "answered",
+                "correct": i % 2 == 0, "tool_calls": 1, "turns": 2, "latency_s": 0.5}
+               for fmt in ("plain", "orr", "rr") for i in range(10)]
+    report = summarise(records, ["plain", "orr", "rr"], "tuned", "mmat-1m")
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=80))  # what a pipe or a CI log gets
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for label in ("accuracy", "latency vs plain", "not answered", *(f"accuracy: {s}" for s in sources)):
+        assert label in text, label
