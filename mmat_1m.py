@@ -50,6 +50,7 @@ FEATURES = Features(
             "completion_tokens": Value("int64"),
             "latency_s": Value("float64"),
             "cost_usd": Value("float64"),
+            "cached_tokens": Value("int64"),  # part of prompt_tokens served from the provider's prompt cache
         },
         "meta": {
             "operators_available": List(Value("string")),
@@ -59,6 +60,9 @@ FEATURES = Features(
             "teacher_mode": Value("string"),  # vision | text_only | null (offline teacher)
             "grounded": Value("bool"),  # every answer is supported by the evidence shown (generation.quality)
             "math_questions": Value("int64"),  # questions the source marks as math (they get the math check)
+            # what the answers rest on (generation.quality.evidence_kinds): tool (results shown), source_rationale
+            # (only the source's own rationale, quoted as such), none; a dialogue has its weakest question's kind
+            "evidence": Value("string"),
         },
         "engine_version": Value("string"),
     }

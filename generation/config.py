@@ -54,9 +54,13 @@ class TeacherConfig(StrictModel):
     structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
     prices: Optional[PriceTable] = None  # None: by model (generation/teachers/prices.py), else unknown
     on_mismatch: Literal["keep", "quarantine"] = "keep"
-    # Added with the quality audit (issue 19): quarantine a sample whose answer the evidence in its steps
-    # does not support ("answer not supported by tool evidence"); false keeps it with meta.grounded = false.
-    require_grounding: bool = False
+    # Added with the quality audit (issue 19), default `auto` since issue 29: quarantine a sample whose answer
+    # the evidence in its steps does not support ("answer not supported by tool evidence"), or whose last
+    # thought admits it could not confirm the answer; false keeps it with meta.grounded = false and
+    # meta.evidence = none. `auto`: on for the offline teacher (its tools are all the evidence it has), off
+    # for a model teacher (its own visual reading is evidence the audit cannot see). See
+    # `generation.verify.requires_grounding`.
+    require_grounding: Union[Literal["auto"], bool] = "auto"
     judge: bool = False
     # Added with the OpenAI teacher (issue 4):
     judge_model: Optional[str] = None  # the judge pass's model; default: `model`

@@ -41,6 +41,7 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     render_turn_after,
     text_block,
 )
+from generation.quality.evidence_kinds import row_kind, trajectory_evidence
 from generation.sanitize import as_data
 from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory, is_math
 
@@ -261,6 +262,7 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes],
             "dropped_qas": int(sample.meta.get("dropped_qas", 0)),
             "grounded": all(grounded) if grounded else None,
             "math_questions": sum(1 for qa in sample.qas if is_math(sample, qa)),
+            "evidence": row_kind([q.kind for q in trajectory_evidence(trajectory, sample)]),
         },
         "engine_version": ENGINE_VERSION,
     }

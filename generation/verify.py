@@ -171,20 +171,40 @@ def answers_match(predicted: str, qa: QA, rel_tol: float = 1e-2) -> bool:
 
 
 GROUNDING_REASON = "answer not supported by tool evidence"
+ADMISSION_REASON = "the reasoning admits it could not confirm the answer"
+
+
+def requires_grounding(teacher: Any) -> bool:
+    """Does `teacher.require_grounding` quarantine ungrounded samples? `auto` (the default): yes for the
+    offline teacher, whose tools are all the evidence it has; no for a model teacher, whose own reading of
+    the image is evidence the audit cannot see (its rows keep `meta.grounded` / `meta.evidence` instead)."""
+    value = getattr(teacher, "require_grounding", False)
+    if value == "auto":
+        return getattr(teacher, "kind", None) == "offline"
+    return value is True
 
 
 def enforce_policy(trajectory, sample, policy: Union[str, Any]) -> None:
     """`on_mismatch: quarantine` turns a wrong final answer into a quarantined sample; `keep` keeps
     it with `meta.verified = false`. `policy` is the `on_mismatch` value or the `TeacherConfig`, whose
-    `require_grounding: true` also quarantines a sample with an answer its evidence does not support
-    (`QATrajectory.grounded`, see `generation.quality`)."""
+    `require_grounding` (see `requires_grounding`) also quarantines a sample with an answer no evidence
+    supports (neither a tool's nor the source's own rationale: `generation.quality.evidence_kinds`), or
+    one given after a last thought that admits it could not confirm it ("admits no evidence")."""
     from generation.schema import Quarantined
 
-    if getattr(policy, "require_grounding", False):
+    if requires_grounding(policy):
+        from generation.quality.evidence_kinds import last_thought_admits, trajectory_evidence
+
+        kinds = None
         for index, qa in enumerate(trajectory.qas):
+            where = f" (question {index + 1})" if len(trajectory.qas) > 1 else ""
             if qa.grounded is False:
-                where = f" (question {index + 1})" if len(trajectory.qas) > 1 else ""
-                raise Quarantined(sample.id, "verification", f"{GROUNDING_REASON}{where}", "NotGrounded")
+                kinds = kinds or trajectory_evidence(trajectory, sample)
+                if kinds[index].kind == "none":
+                    raise Quarantined(sample.id, "verification", f"{GROUNDING_REASON}{where}", "NotGrounded")
+            if last_thought_admits(qa.steps):
+                raise Quarantined(sample.id, "verification", f"{GROUNDING_REASON}: {ADMISSION_REASON}{where}",
+                                  "NotGrounded")
     policy = getattr(policy, "on_mismatch", policy)
     if policy != "quarantine":
         return

@@ -117,6 +117,7 @@ def test_build_rows_match_features_and_block_form():
     assert rr["reflection"] == {"kind": "general", "reason": "I used the answer before reading.", "origin": None}
     assert rr["teacher"]["prompt_tokens"] == 10 and rr["teacher"]["cost_usd"] == pytest.approx(0.01)
     assert rr["meta"] == {"operators_available": ["ocr", "rag"], "verified": True, "judge_score": None,
-                          "teacher_mode": None, "dropped_qas": 0, "grounded": None, "math_questions": 0}
+                          "teacher_mode": None, "dropped_qas": 0, "grounded": None, "math_questions": 0,
+                          "evidence": "tool"}  # the OCR shows "STOP"
     # each result records the backend that produced it (the dialogue text does not depend on it)
     assert rr["steps"][0]["observations"] == [{"operator": "ocr", "text": "STOP", "backend": "paddle"}]

@@ -136,10 +136,12 @@ def test_a_count_the_tool_does_not_find_stays_ungrounded_and_is_quarantined_unde
     assert "cannot confirm" in thought and "there are 7" not in thought
     verdict, _ = judge_question(wrong.qas[0].question, qa.steps, qa.final_answer)
     assert not verdict.leaked and not verdict.grounded  # the audit agrees with the engine
-    enforce_policy(trajectory, wrong, TeacherConfig())  # default: kept, marked
-    with pytest.raises(Quarantined) as caught:
-        enforce_policy(trajectory, wrong, TeacherConfig(require_grounding=True))
-    assert str(GROUNDING_REASON) in str(caught.value)
+    enforce_policy(trajectory, wrong, TeacherConfig(require_grounding=False))  # off: kept, marked
+    enforce_policy(trajectory, wrong, TeacherConfig(kind="openai"))  # auto, a model teacher: kept
+    for config in (TeacherConfig(), TeacherConfig(require_grounding=True)):  # auto for the offline teacher; on
+        with pytest.raises(Quarantined) as caught:
+            enforce_policy(trajectory, wrong, config)
+        assert str(GROUNDING_REASON) in str(caught.value)
 
 
 # ---------------------------------------------------------------------------------- tables (OCR)
