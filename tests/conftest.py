@@ -43,3 +43,25 @@ def samples_dir() -> Path:
 from tests.hub_fixtures import hub_client, hub_server  # noqa: E402,F401  (Hub test server fixtures)
 from tests.demo_fixtures import demo  # noqa: E402,F401  (the demo dataset, generated once per session)
 from tests.ocr_support import ocr_only, require_paddle  # noqa: E402
+
+# Session guards (tests/session_guards.py): no silent skips under MMAT_REQUIRE_ALL=1, no leftover processes.
+from tests import session_guards  # noqa: E402
+
+_SESSION_MARKER = session_guards.start_session_marker()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if session_guards.require_all():
+        session_guards.fail_skip(outcome.get_result())
+
+
+def pytest_collectreport(report):
+    if session_guards.require_all():
+        session_guards.fail_skip(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        session_guards.report_leftovers(session, _SESSION_MARKER)
