@@ -45,10 +45,11 @@ def build_engine_parts(config: PipelineConfig, work_dir: Path,
     """The teacher and the operators a `SampleProcessor` runs with (both engines; a Ray generation
     actor passes only the operators that run inside it). Call it on the event loop the samples run
     on: the teacher's client and the VLM caption bind to it."""
+    from generation.teachers.batch_client import with_batch_folder
     from generation.teachers.factory import make_teacher
     from operators.registry import build_operators
 
-    teacher = make_teacher(config.teacher)
+    teacher = make_teacher(with_batch_folder(config.teacher, work_dir))  # teacher.batch: its records' folder
     operators = build_operators(operators_config or config.operators, operator_cache_dir(config, work_dir),
                                 caption_client=teacher.caption_client)
     return teacher, operators

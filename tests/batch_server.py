@@ -194,7 +194,8 @@ class BatchServer(OpenAICompatServer):
         task = classify(payload)
         reply = self._next_reply(task, payload)
         with self._lock:
-            self.requests.append({"task": task, "payload": payload, "status": reply.status, "t": time.monotonic()})
+            self.requests.append({"task": task, "payload": payload, "status": reply.status, "t": time.monotonic(),
+                                  "via": "batch"})
             self._ids += 1
             ident = self._ids
         if reply.status != 200:

@@ -99,6 +99,21 @@ def http_failure_for(cfg: TeacherConfig, base_url: Optional[str]) -> Callable[[B
     return failure
 
 
+def attach_batch(chat: Any) -> "BatchTransport":
+    """Make `chat` (a `ChatClient`) send through the Batch API: its transport, its prices at the batch
+    discount, no RPM/TPM limiter (batches have their own pool of enqueued tokens) and no bound on
+    requests waiting (every sample in flight has its request in a batch; `runner.max_concurrency`
+    bounds them)."""
+    from generation.teachers.limiter import RateLimiter
+
+    transport = BatchTransport(chat.client, chat.cfg, http_failure_for(chat.cfg, chat.base_url))
+    chat.transport = transport
+    chat.prices = batch_prices(chat.prices)
+    chat.limiter = RateLimiter(None, None)
+    chat._slots = asyncio.Semaphore(1 << 30)
+    return transport
+
+
 def line_error(line: dict[str, Any]) -> Optional[tuple[Optional[int], str]]:
     """(HTTP status or None, reason) when an output/error line is not a successful answer, else None."""
     response = line.get("response") or {}
@@ -133,15 +148,15 @@ class BatchTransport:
 
     def __init__(self, client: Any, cfg: TeacherConfig,
                  http_failure: Callable[[BaseException, str], TeacherError]) -> None:
-        if not cfg.batch_options.folder:
-            raise ValueError("teacher.batch needs batch_options.folder (the run sets <work folder>/teacher-batches)")
         self.client = client
         self.options: BatchOptions = cfg.batch_options
-        self.folder = Path(self.options.folder)  # type: ignore[arg-type]
+        # None until a run sets it (`with_batch_folder`): a teacher built only for the preflight sends nothing
+        self.folder = Path(self.options.folder) if self.options.folder else None
         self.max_retries = cfg.max_retries
+        self.file_timeout_s = max(cfg.timeout_s, 600.0)  # a 200 MB upload takes longer than one chat call
         self.backoff = (cfg.backoff_base_s, cfg.backoff_max_s)
         self.http_failure = http_failure
-        self.run_tag = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:16]
+        self.run_tag = hashlib.sha256(str(self.folder.resolve() if self.folder else "").encode()).hexdigest()[:16]
         self.store: Optional[BatchStore] = None
         self.fatal: Optional[TeacherFatalError] = None
         self.counts: Counter = Counter()  # batches, requests, resubmitted, resumed, stored_answers
@@ -243,7 +258,7 @@ class BatchTransport:
         data = b"".join(line for _, line in lines)
         try:
             uploaded = await self._call("upload", lambda: self.client.files.create(
-                file=(f"mmat-{local}.jsonl", data), purpose="batch"))
+                file=(f"mmat-{local}.jsonl", data), purpose="batch", timeout=self.file_timeout_s))
         except TeacherError as exc:
             if isinstance(exc, TeacherFatalError):
                 self._fail_everything(exc)
@@ -318,7 +333,7 @@ class BatchTransport:
         lines: list[dict[str, Any]] = []
         for file_id in (done.output_file_id, done.error_file_id):
             if file_id:
-                content = await self._call("download", lambda fid=file_id: self.client.files.content(fid),
+                content = await self._call("download", lambda fid=file_id: self.client.files.content(fid, timeout=self.file_timeout_s),
                                            give_up_fatal=True)
                 lines.extend(json.loads(raw) for raw in content.text.splitlines() if raw.strip())
         ours = set(batch.ids)
@@ -379,6 +394,8 @@ class BatchTransport:
     def _start(self) -> BatchStore:
         """Open the folder on the first request and collect what a killed run left open."""
         if self.store is None:
+            if self.folder is None:
+                raise ValueError("teacher.batch needs batch_options.folder (a run sets <work folder>/teacher-batches)")
             self.store = open_store(self.folder)
             for batch in list(self.store.open.values()):
                 for cid in batch.ids:
