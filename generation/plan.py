@@ -207,10 +207,11 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     checkpoint = Checkpoint(work_dir, worker=worker_name(options), readonly=True)
     plan = make_plan(config, options, checkpoint, validate_images=True)
     by_source: Counter = Counter()
-    questions = 0
+    questions = most = 0
     for sample in plan.todo:  # streamed: counts only
         by_source[sample.source] += 1
         questions += len(sample.qas)
+        most = max(most, len(sample.qas))  # teacher.batch: a sample's calls are rounds, one after another
     todo = plan.todo
     # per question: up to max_steps steps, general (+math) reflection, final answer
     calls_per_question = config.rationale.max_steps + (2 if config.rationale.reflection else 0) + 1
@@ -248,6 +249,11 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
         + (f" + {len(todo)} judge calls)" if config.teacher.judge else ")"),
         cost_line,
     ]
+    if teacher.batch:
+        from generation.teachers.batch_client import dry_run_line
+
+        lines.append(dry_run_line(cost if prices is not None else None, most * calls_per_question,
+                                  config.samples_in_flight))
     key_problem = missing_api_key(teacher)
     if key_problem:
         lines.append(f"API key: missing: {key_problem}; the run would stop before its first call")

@@ -132,3 +132,17 @@ def test_kill_9_during_a_batch_run_loses_nothing_and_submits_nothing_twice(tmp_p
     if moment == "create_answer_lost":
         first = server.batches[min(server.batches)]  # the batch whose create answer the killed run lost
         assert first["metadata"]["mmat_batch"] and first["status"] == "completed" and creates_before == 1
+
+
+def test_dry_run_states_the_batch_price_and_the_rounds(tmp_path):
+    with BatchServer() as server:
+        config = _config(tmp_path, server)
+        result = mmat("generate", "--config", config, "--out", tmp_path / "out", "--dry-run", cwd=tmp_path,
+                      env=mmat_env(OPENAI_API_KEY="sk-test"))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout + result.stderr
+    listed = float(text.split("estimated cost: up to $", 1)[1].split()[0].replace(",", ""))
+    line = next(x for x in text.splitlines() if x.startswith("batch:"))
+    assert f"up to ${listed * 0.5:,.2f} (50 % of the estimate above)" in line
+    assert "rounds x the provider's batch time" in line and "24 h" in line
+    assert server.creates == 0 and server.count() == 0  # a dry run sends nothing

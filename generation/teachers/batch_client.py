@@ -114,6 +114,15 @@ def attach_batch(chat: Any) -> "BatchTransport":
     return transport
 
 
+def dry_run_line(list_cost: Optional[float], rounds: int, in_flight: int) -> str:
+    """What `mmat generate --dry-run` says of `teacher.batch: true`: the batch price and the wall time."""
+    price = (f"up to ${list_cost * BATCH_DISCOUNT:,.2f} (50 % of the estimate above)" if list_cost is not None
+             else "50 % of the list price")
+    return (f"batch: every teacher call goes through the OpenAI Batch API at {price}; a sample's calls go one "
+            f"per batch, so the run takes up to {rounds} rounds x the provider's batch time (each up to its 24 h "
+            f"completion window); {in_flight} samples in flight fill each round")
+
+
 def line_error(line: dict[str, Any]) -> Optional[tuple[Optional[int], str]]:
     """(HTTP status or None, reason) when an output/error line is not a successful answer, else None."""
     response = line.get("response") or {}
