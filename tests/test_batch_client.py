@@ -236,3 +236,22 @@ def test_a_rejected_key_stops_the_run(tmp_path):
         outcomes, _ = asyncio.run(ask(srv, tmp_path, [body(0)]))
     assert isinstance(outcomes[0], TeacherFatalError) and "sk-test" not in str(outcomes[0])
     assert srv.creates == 0
+
+
+def test_a_second_process_on_the_same_batch_folder_stops_instead_of_quarantining(server, tmp_path):
+    held = open_store(tmp_path)  # another live run's records
+    try:
+        outcomes, transport = asyncio.run(ask(server, tmp_path, [body(0)]))
+    finally:
+        held.close()
+    assert isinstance(outcomes[0], TeacherFatalError) and "runner.processes: 1" in outcomes[0].fix
+    assert server.creates == 0 and transport.fatal is not None
+
+
+def test_a_resumed_intent_whose_file_is_gone_is_asked_again(server, tmp_path):
+    bodies = [body(i) for i in range(2)]
+    file_id = _open_batch_left_by_a_killed_run(server, tmp_path, bodies, create=False)
+    del server.uploads[file_id]  # the provider no longer has the uploaded file: create answers 400
+    outcomes, _ = asyncio.run(ask(server, tmp_path, bodies))
+    assert all(isinstance(o, dict) for o in outcomes), outcomes
+    assert server.creates == 1 and sorted(server.submitted) == sorted(custom_id(b) for b in bodies)

@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional
 
 from generation.config import BatchOptions, PriceTable, TeacherConfig
 from generation.teachers.base import TeacherError, TeacherFatalError
-from generation.teachers.batch_store import BatchStore, OpenBatch, open_store
+from generation.teachers.batch_store import BatchFolderBusy, BatchStore, OpenBatch, open_store
 from generation.teachers.http_errors import backoff_seconds, is_retryable
 
 log = logging.getLogger("mmat.teacher")
@@ -294,9 +294,9 @@ class BatchTransport:
         except TeacherError as exc:
             if isinstance(exc, TeacherFatalError) or batch.batch_id is not None:
                 self._fail_everything(exc)  # the batch may be running: the rerun collects it
-            else:  # refused before it existed: nothing was submitted
+            else:  # refused before it existed: nothing was submitted (a resumed one: its file may be gone)
                 self.store.finish(batch.local, "refused")  # type: ignore[union-attr]
-                self._settle(batch, {}, exc)
+                self._settle(batch, {}, _RESUBMIT if resumed else exc)
             return
         await self._collect(batch, done)
 
@@ -404,8 +404,14 @@ class BatchTransport:
         """Open the folder on the first request and collect what a killed run left open."""
         if self.store is None:
             if self.folder is None:
-                raise ValueError("teacher.batch needs batch_options.folder (a run sets <work folder>/teacher-batches)")
-            self.store = open_store(self.folder)
+                raise TeacherFatalError("teacher.batch needs teacher.batch_options.folder",
+                                        "set it (a run sets <work folder>/teacher-batches itself)")
+            try:
+                self.store = open_store(self.folder)
+            except BatchFolderBusy as exc:  # a second process on the same records: stop, quarantine nothing
+                self.fatal = TeacherFatalError(str(exc), "run one process per batch folder (runner.processes: 1; "
+                                               "each worker of a sharded run its own teacher.batch_options.folder)")
+                raise self.fatal from None
             for batch in list(self.store.open.values()):
                 for cid in batch.ids:
                     self._open_of[cid] = batch.local
