@@ -376,15 +376,18 @@ def _engine_version() -> str:
 
 def quality_section(root: Path, report: Any = None, write_figure: bool = False) -> str:
     """The Quality section (`generation.quality`): the audit of the folder's RR rows (ORR when it has none)
-    as a table, with `figures/quality.png` (written with `write_figure`, else linked when present). An audit
+    as a table, then RR and ORR side by side, with `figures/quality.png` (written with `write_figure`, else linked when present). An audit
     that fails leaves the card without the section, with a warning, rather than without a card."""
     from generation.quality.audit import audit_dataset
     from generation.quality.report import render_figure as render_quality_figure
     from generation.quality.report import report_markdown
 
     try:
-        if report is None:
-            report = audit_dataset(root, "rr" if any((root / "data" / "rr").glob("*/*.parquet")) else "orr")
+        if report is None:  # RR, with the ORR rows' audit paired to it (the section shows them side by side)
+            formats = [f for f in ("rr", "orr") if any((root / "data" / f).glob("*/*.parquet"))] or ["rr"]
+            report = audit_dataset(root, formats[0])
+            if len(formats) > 1:
+                report.paired = audit_dataset(root, formats[1])
         if write_figure:
             render_quality_figure(report, root / QUALITY_FIGURE_PATH)
         return report_markdown(report, figure=QUALITY_FIGURE_PATH if (root / QUALITY_FIGURE_PATH).is_file() else None)
@@ -444,10 +447,8 @@ def write_card(
 
     examples = example_dialogues(root, write_images=True)
     if run_stats is not None:
-        run_stats = redact_fields(dict(run_stats))
-        write_run_facts(root, run_stats)
-    else:
-        run_stats = read_run_facts(root)
+        write_run_facts(root, redact_fields(dict(run_stats)))
+    run_stats = read_run_facts(root)  # as kept: a later render shows exactly these, in this order
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
                        figure=figure, stats=stats, previous_card=previous_card, examples=examples,
                        quality=quality_section(root, quality_report, write_figure=True))

@@ -107,12 +107,12 @@ def limitations(stats: Any, summary: dict) -> dict:
     dialogues = stats.dialogues
     by_kind: dict[str, Counter] = {}
     for (kind, state), n in stats.grounded.items():
-        by_kind.setdefault(kind or "all", Counter())[state] += n
+        by_kind.setdefault(kind, Counter())[state] += n
     grounded_rows = []
-    for kind in sorted(by_kind, key=lambda k: (k == "all", k)):
+    for kind in sorted(by_kind, key=lambda k: (k == "", k)):
         c = by_kind[kind]
         total = sum(c.values())
-        grounded_rows.append({"kind": code(kind), "dialogues": total, "yes": c["yes"], "no": c["no"],
+        grounded_rows.append({"kind": code(kind) if kind else "not recorded", "dialogues": total, "yes": c["yes"], "no": c["no"],
                               "unknown": c["unknown"], "share": _share(c["yes"], c["yes"] + c["no"])})
     yes = sum(c["yes"] for c in by_kind.values())
     no = sum(c["no"] for c in by_kind.values())
