@@ -7,6 +7,11 @@ A local OpenAI-compatible server (vLLM, SGLang, Ollama) usually needs no key: wi
 `base_url` and no key set, the teacher sends a placeholder. `kind: llamacpp` → the same
 `OpenAITeacher` on a local llama.cpp server (`generation.teachers.llamacpp`): the run starts one and
 passes its `base_url`; a teacher made without one starts its own and stops it in `aclose()`.
+
+A key read from the environment must be printable ASCII: a key with a line break, a tab, another control
+character or a non-ASCII character (a pasted `\n`, a typographic quote) cannot travel in an HTTP header,
+so `make_teacher` refuses it with one line naming the variable and the character's position, never the key
+(`ConfigError`, exit 2), before any request instead of failing inside the HTTP client.
 """
 from __future__ import annotations
 
@@ -47,9 +52,30 @@ def missing_api_key(cfg: TeacherConfig) -> Optional[str]:
             f"(or set teacher.api_key_env to the variable that holds the key)")
 
 
+def malformed_key(key: str, env_name: str) -> Optional[str]:
+    """Why `key` (from `$env_name`) cannot be sent in an Authorization header, or None. Names the
+    first bad character by position and kind, never the key's text."""
+    for position, char in enumerate(key, start=1):
+        if not (" " <= char <= "~"):
+            kind = "a non-ASCII character" if ord(char) > 0x7F else "a control character"
+            return (f"the environment variable {env_name} holds a malformed API key: {kind} (U+{ord(char):04X}) at "
+                    f"position {position} of {len(key)}; set it to the key alone (no quotes, line breaks or "
+                    f"pasted typographic characters)")
+    return None
+
+
+def env_api_key(cfg: TeacherConfig) -> str:
+    """`$api_key_env` without surrounding whitespace ("" when unset); `ConfigError` when it is malformed."""
+    key = (os.environ.get(cfg.api_key_env) or "").strip()
+    problem = malformed_key(key, cfg.api_key_env)
+    if problem:
+        raise ConfigError(problem)
+    return key
+
+
 def resolve_api_key(cfg: TeacherConfig) -> str:
     """The key from `$api_key_env`; a placeholder for keyless local servers; else one clear error."""
-    key = (os.environ.get(cfg.api_key_env) or "").strip()
+    key = env_api_key(cfg)
     if key:
         return key
     problem = missing_api_key(cfg.model_copy(update={"kind": "openai"}))
@@ -79,8 +105,8 @@ def _llamacpp_teacher(cfg: TeacherConfig) -> Teacher:
     from generation.teachers.openai_teacher import OpenAITeacher
 
     if cfg.base_url:  # the run's server, or a llama.cpp server the user started (with --api-key, maybe)
+        key = env_api_key(cfg) or NO_KEY_PLACEHOLDER  # checked before the server is asked anything
         local = local_teacher_config(cfg, cfg.base_url)
-        key = (os.environ.get(cfg.api_key_env) or "").strip() or NO_KEY_PLACEHOLDER
         return OpenAITeacher(local, api_key=key, base_url=local.base_url)
     server = LlamaCppServer(settings_for(cfg), startup_timeout_s=cfg.startup_timeout_s).start()
     try:

@@ -4,11 +4,21 @@ Servers that only do plain JSON drift a little (a string where a list belongs, `
 `final_answer`, `"none"` for no reason): the models accept those forms and normalise them, so one
 harmless drift never costs a repair round. The schemas are strict (`additionalProperties: false`)
 for servers that enforce them (`response_format: json_schema`).
+
+Operator names are the exception to leniency about content: a step that names an operator this run
+did not offer (`shell`, `OCR_v2`, a known operator that is off here) is never dropped in silence, which
+would leave a row that says it used tools and shows none. `step_reply(offered)` gives the reply type
+that knows the offered names: a name that differs only in case, spaces or hyphens (`OCR`, `Image
+Caption`) is read as that operator; any other name makes the reply invalid, so the chat client asks
+once more naming the unknown operator and the offered ones (its one repair round), and a second
+such reply quarantines the sample (`teacher reply for rationale_step unusable after one repair retry:
+operators: unknown operator 'shell' ...`). `rag` is always accepted (it has its own field).
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
-from typing import Any, Literal, Optional, Sequence, TypeVar
+from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +38,8 @@ class StepReply(_Lenient):
     labels: list[str] = Field(default_factory=list)
     rag: RagReply = Field(default_factory=RagReply)
     next_action: Literal["continue", "final_answer"] = "continue"
+    # The operator names this run offered (`step_reply`); None: any name (the plain type, for tests and tools).
+    offered: ClassVar[Optional[tuple[str, ...]]] = None
 
     @field_validator("thought", mode="before")
     @classmethod
@@ -62,6 +74,37 @@ class StepReply(_Lenient):
             if v in ("continue", "next", "more"):
                 return "continue"
         return value
+
+    @field_validator("operators", mode="after")
+    @classmethod
+    def _known_operators(cls, value: list[str]) -> list[str]:
+        if cls.offered is None:
+            return value
+        by_key = {_name_key(name): name for name in (*cls.offered, "rag")}
+        names: list[str] = []
+        for name in value:
+            known = by_key.get(_name_key(name))
+            if known is None:
+                offered = ", ".join(cls.offered) or "none in this run"
+                raise ValueError(f"unknown operator {name[:40]!r} (not one offered here): use only the offered "
+                                 f"operators ({offered}), or an empty list")
+            names.append(known)
+        return names
+
+
+def _name_key(name: str) -> str:
+    """`OCR`, ` ocr `, `Image Caption`, `image-caption` -> the operator's own spelling's key."""
+    return re.sub(r"[\s\-]+", "_", name.strip()).casefold()
+
+
+def step_reply(operators: Sequence[str]) -> type[StepReply]:
+    """The step reply type that accepts only `operators` (and `rag`) as operator names (module docstring)."""
+    return _step_reply(tuple(n for n in operators if n != "rag"))
+
+
+@lru_cache(maxsize=64)
+def _step_reply(names: tuple[str, ...]) -> type[StepReply]:
+    return type("OfferedStepReply", (StepReply,), {"offered": names, "__module__": __name__})
 
 
 class ReasonReply(_Lenient):
