@@ -13,11 +13,19 @@ Standard library only (`http.server.ThreadingHTTPServer`), bound to 127.0.0.1 by
 
 Every answer sets a Content-Security-Policy that allows no inline script, so even a bug that put row
 text into markup could not run it; the page itself only ever inserts row text as text.
+
+The server answers only requests addressed to it: a Host header other than 127.0.0.1, localhost or
+[::1] with its port (or the --host it was given; bound to every interface, any IP address with its port)
+gets 421 and no data. A web page on another domain that a DNS-rebinding attack points at 127.0.0.1
+sends its own domain as Host, so it cannot read the dataset while the viewer runs. Bound to anything
+other than loopback, the server says on stderr that anyone who can reach the port can read the data.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -70,6 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        host = self.headers.get("Host")
+        if not self.server.serves_host(host):
+            self._json(421, {"error": f"this viewer serves {self.server.url}, not Host {host!r}"})
+            return
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         app = self.server.app
@@ -105,12 +117,65 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
 
 
+def _bare(name: str) -> str:
+    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(_bare(name))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_wildcard(host: str) -> bool:
+    return _bare(host) in ("", "0.0.0.0", "::")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    name = _bare(host.lower())
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, app: ViewerApp, host: str = "127.0.0.1", port: int = 8000) -> None:
         self.app = app
+        self.host = host
         super().__init__((host, port), _Handler)
+        self.port = int(self.server_address[1])
+        self.names = {"127.0.0.1", "localhost", "::1"}
+        self.names.add(_bare(host.lower()))
+        self.any_address = _is_wildcard(host)
+        if not is_loopback(host):
+            sys.stderr.write(f"warning: mmat view listens on {host}:{self.port}, not on loopback: anyone who can "
+                             f"reach this port can read the dataset (rows, images, quarantine records)\n")
+            sys.stderr.flush()
+
+    def serves_host(self, header: Optional[str]) -> bool:
+        """Is `header` (a request's Host) this server's address and port?"""
+        if not header:
+            return False
+        header = header.strip().lower()
+        name, _, port = header.rpartition(":") if not header.endswith("]") else (header, "", "")
+        if not name or "]" in port:
+            name, port = header, ""
+        try:
+            port_ok = int(port or 80) == self.port
+        except ValueError:
+            return False
+        name = _bare(name)
+        if name in self.names:
+            return port_ok
+        return port_ok and self.any_address and _is_ip(name)
 
     @property
     def url(self) -> str:
