@@ -9,8 +9,15 @@ Guarantee: `as_data(text)` returns text that contains none of
   Llama 3 `<|eot_id|>`, Phi, Qwen-VL `<|vision_start|>`, `<|endoftext|>`), DeepSeek's `<｜…｜>`, Gemma's
   `<start_of_turn>`/`<end_of_turn>`, Llama 2 / Mistral `[INST]`, `<<SYS>>`, `[TOOL_CALLS]`…, `<s>`,
   `</s>`, `<think>`, `<tool_call>` and the image placeholders `<image>`/`<video>`/`<audio>`;
-- control characters other than newline, tab and carriage return, and lone UTF-16 surrogates (which
-  no parquet or JSON writer can encode).
+- control characters other than newline and tab (DEL included), and lone UTF-16 surrogates (which
+  no parquet or JSON writer can encode);
+- carriage returns (`\r\n` and a lone `\r` become `\n`: rows use one line-break form, and a bare CR
+  can make a terminal or a diff show a line that overwrites what came before it);
+- Unicode format characters (category Cf: the bidi controls U+202A-U+202E and U+2066-U+2069 that
+  reorder what a reader sees, zero-width characters, U+FEFF, the invisible tag characters
+  U+E0000-U+E007F that can smuggle instructions, soft hyphens). They are removed, not replaced by a
+  space, so a word they sat inside stays one word. Zero-width joiners go too: the rows are English
+  text, and one rule with no exceptions is one a test can pin.
 
 A removed token becomes a space, and removal repeats until nothing matches, so pieces around a removed
 token can never join into a new one (`<|im_<|x|>start|>`). So wherever the renderer puts data, the
@@ -48,6 +55,13 @@ MARKUP = re.compile(
 # carried it could fake a second result. A space after the dash keeps the words and breaks the marker.
 OBSERVATION_MARKER = re.compile(r"(?:(?<=\s)|^)-(?=[a-z_]+ information:)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Every code point of Unicode category Cf (Unicode 15.1; `tests/test_sanitize_format_chars.py` checks it
+# covers every Cf character of the running Python's `unicodedata`). A class, not a per-character
+# `unicodedata.category` call: this runs on every text of every row.
+FORMAT_CHARS = re.compile(
+    r"[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 
 
 def _may_hold_markup(text: str) -> bool:
@@ -77,8 +91,10 @@ def as_data(text: Optional[str]) -> str:
     if text is None:
         return ""
     text = str(text)
-    if not text.isprintable():  # fast path: printable text holds no control character or surrogate
-        text = _CONTROL.sub(" ", text)
+    if not text.isprintable():  # fast path: printable text holds no control, format character or surrogate
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = FORMAT_CHARS.sub("", _CONTROL.sub(" ", text))
     text = strip_markup(text)
     if " information:" in text:
         text = OBSERVATION_MARKER.sub("- ", text)
@@ -87,8 +103,11 @@ def as_data(text: Optional[str]) -> str:
 
 def quote_data(text: str, limit: Optional[int] = None) -> str:
     """Make untrusted text (OCR, web pages, passages) safe to quote in a dialogue: `as_data`, whitespace
-    collapsed to single spaces, optionally truncated with an ellipsis."""
+    collapsed to single spaces, optionally truncated with an ellipsis: never longer than `limit`
+    (`limit` 0 or less gives "")."""
     text = re.sub(r"\s+", " ", as_data(str(text))).strip()
+    if limit is not None and limit < 1:
+        return ""
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
