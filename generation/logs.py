@@ -85,6 +85,31 @@ _QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS
               "TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2", "PYTHONWARNINGS": "ignore"}
 
 
+# A run's console is the progress bar and mmat's own lines: other libraries' bars ("Loading weights"
+# when the RAG model loads, "Generating train split") are off in every run, quiet or not.
+# deepface prints its INFO lines itself ("Directory ~/.deepface has been created"), gated by this variable.
+_NO_BARS_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1",
+                "DEEPFACE_LOG_LEVEL": str(logging.WARNING)}
+
+
+def no_third_party_bars() -> None:
+    """Turn off other libraries' progress bars, in this process and the processes a run starts."""
+    for key, value in _NO_BARS_ENV.items():
+        os.environ.setdefault(key, value)
+    if "transformers" in sys.modules:  # imported already: the variables came too late for it
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
 def _errors_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR
 
@@ -119,6 +144,7 @@ def quiet_third_party() -> None:
 def setup_run_logging(log_path: Path, quiet: bool = False) -> None:
     """Console lines plus a JSON-lines file (`run.log` in the work folder) that keeps everything."""
     setup_console_logging(quiet)
+    no_third_party_bars()
     root = logging.getLogger("mmat")
     old = _installed.pop("file", None)
     if old is not None:

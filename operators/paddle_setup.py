@@ -243,9 +243,16 @@ def prepare_process(cache_home: Path) -> Path:
 
 @contextmanager
 def root_logger_kept() -> Iterator[None]:
-    """Undo what the block does to the root logger's handlers and level (see the module docstring)."""
+    """Undo what the block does to the root logger's handlers and level (see the module docstring).
+
+    Paddle's import configures the root logger only when it has no handler (`basicConfig`), so a
+    NullHandler is put there for the block: removing Paddle's handler afterwards left a window in which
+    the run's own records, logged from the event loop's thread while the OCR thread imported Paddle,
+    reached the console in Paddle's format ("[2026-…] [    INFO] progress.py:120 - progress 14/70")."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    if not handlers:
+        root.addHandler(logging.NullHandler())
     try:
         yield
     finally:

@@ -104,3 +104,23 @@ def test_the_eval_table_stays_whole_in_an_80_column_pipe():
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     for label in ("accuracy", "latency vs plain", "not answered", *(f"accuracy: {s}" for s in sources)):
         assert label in text, label
+
+
+@pytest.mark.slow
+def test_a_run_prints_no_third_party_bar_banner_or_foreign_log_format(tmp_path):
+    """PaddleOCR, the local RAG model and deepface load during the run: none of them may print a bar
+    ("Loading weights"), a banner ("Directory ... has been created") or make mmat's own records appear
+    in Paddle's log format ("[2026-...] [    INFO] progress.py:...")."""
+    from tests.runner_support import mmat, mmat_env, source, write_config
+
+    config = write_config(tmp_path / "c.yaml", [source("infoseek", limit=2), source("tabmwp", limit=2),
+                                                source("cauldron", limit=2)],
+                          ocr="auto", rag="local", face="auto")
+    env = mmat_env(DEEPFACE_HOME=str(tmp_path / "fresh-deepface"))  # deepface announces a folder it creates
+    env.pop("TQDM_DISABLE", None)
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+    result = mmat("generate", "--config", config, "--out", tmp_path / "out", cwd=tmp_path, env=env, timeout=900)
+    assert result.returncode in (0, 3), result.stderr[-3000:]
+    both = result.stdout + result.stderr
+    for noise in ("Loading weights", "it/s]", "has been created", "] [    INFO]", "Creating model"):
+        assert noise not in both, (noise, both[-3000:])
