@@ -146,3 +146,33 @@ def test_dry_run_states_the_batch_price_and_the_rounds(tmp_path):
     assert f"up to ${listed * 0.5:,.2f} (50 % of the estimate above)" in line
     assert "rounds x the provider's batch time" in line and "24 h" in line
     assert server.creates == 0 and server.count() == 0  # a dry run sends nothing
+
+
+@pytest.mark.slow
+def test_random_kill_9s_during_a_batch_run_then_rerun(tmp_path):
+    """Killed four times at seeded random moments after its first new batch (any step of any round:
+    uploading, creating, polling, storing answers, writing rows), then run to the end."""
+    import random
+
+    rng = random.Random(31)
+    kills = 0
+    with BatchServer() as server:
+        config = _config(tmp_path, server, limit=8)
+        out = tmp_path / "out"
+        for _ in range(4):
+            before = server.creates
+            proc = subprocess.Popen(mmat_cmd("generate", "--config", config, "--out", out, "--quiet"),
+                                    cwd=tmp_path, env=mmat_env(OPENAI_API_KEY="sk-test"),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 90
+            while server.creates == before and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 2.0))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+            proc.wait(10)
+        _run(config, out, tmp_path)
+    samples, _ = source_ids(config)
+    _assert_once(out, samples, server)
+    assert kills >= 3 and server.creates >= 4
