@@ -25,6 +25,8 @@ class PriceTable(StrictModel):
 
     prompt_per_1m: float = 0.0
     completion_per_1m: float = 0.0
+    # Prompt tokens the provider served from its prompt cache (issue 31); None: billed as prompt_per_1m.
+    cached_prompt_per_1m: Optional[float] = Field(None, ge=0)
 
 
 class BatchOptions(StrictModel):
@@ -66,6 +68,9 @@ class TeacherConfig(StrictModel):
     judge_model: Optional[str] = None  # the judge pass's model; default: `model`
     backoff_base_s: float = Field(0.5, gt=0)  # first retry waits up to this (full jitter), doubling per retry
     backoff_max_s: float = Field(30.0, gt=0)  # cap of the backoff window (a Retry-After header wins)
+    # A provider asking to wait longer than this (Retry-After, "try again in 20m") stops the run at once
+    # (exit 2, saying when to rerun); a shorter wait pauses every request once (issue 30).
+    max_wait_s: float = Field(300.0, gt=0)
     image_detail: Literal["auto", "low", "high"] = "auto"  # OpenAI vision `detail`; `low` = 85 tokens/image
     extra_body: dict[str, Any] = Field(default_factory=dict)  # extra JSON fields for vLLM/SGLang/Ollama
     # Added with the local llama.cpp teacher (issue 14):

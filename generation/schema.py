@@ -115,11 +115,14 @@ class TeacherUsage(BaseModel):
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    # The part of prompt_tokens the provider served from its prompt cache (billed at the cached price).
+    cached_tokens: int = 0
 
     def add(self, other: "TeacherUsage") -> "TeacherUsage":
         return TeacherUsage(
             model=self.model or other.model,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             latency_s=self.latency_s + other.latency_s,
             cost_usd=self.cost_usd + other.cost_usd,

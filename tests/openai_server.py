@@ -32,6 +32,24 @@ from aiohttp import web
 _TITLE = re.compile(r'"title":\s*"([a-z_]+)"')
 _FAST_NAME = re.compile(rb'"json_schema":\s*\{"name":\s*"([a-z_]+)"')
 _FAST_TITLE = re.compile(rb'\\?"title\\?":\s*\\?"([a-z_]+)')
+# The teacher's one schema for every task (generation/teachers/reply_schema.py): the task is the last
+# "Task: <name>" line of the prompt (generation/prompts/task_*.j2).
+_SHARED_SCHEMA = "teacher_reply"
+_TASK_LINE = re.compile(r"Task: ([a-z_]+)")
+_FAST_TASK_LINE = re.compile(rb"Task: ([a-z_]+)")
+
+
+def _task_of_shared(payload: dict[str, Any]) -> str:
+    found = "unknown"
+    for message in payload.get("messages", []):
+        content = message.get("content")
+        texts = [content] if isinstance(content, str) else [
+            block.get("text", "") for block in content or [] if isinstance(block, dict)]
+        for text in texts:
+            matches = _TASK_LINE.findall(text or "")
+            if matches and message.get("role") == "user":
+                found = matches[-1]
+    return found
 
 
 @dataclass
@@ -71,7 +89,8 @@ def classify(payload: dict[str, Any]) -> str:
     """The task of a chat request: its json_schema name, else the schema title quoted in the prompt."""
     fmt = payload.get("response_format") or {}
     if fmt.get("type") == "json_schema":
-        return str(fmt.get("json_schema", {}).get("name", "unknown"))
+        name = str(fmt.get("json_schema", {}).get("name", "unknown"))
+        return _task_of_shared(payload) if name == _SHARED_SCHEMA else name
     for message in payload.get("messages", []):
         content = message.get("content")
         texts = [content] if isinstance(content, str) else [
@@ -79,7 +98,7 @@ def classify(payload: dict[str, Any]) -> str:
         for text in texts:
             match = _TITLE.search(text or "")
             if match:
-                return match.group(1)
+                return _task_of_shared(payload) if match.group(1) == _SHARED_SCHEMA else match.group(1)
             if "scene graph" in (text or "").lower():
                 return "caption"  # operators' image_caption/vlm prompt (generation/prompts/caption_scene_graph.txt)
     return "unknown"
@@ -114,7 +133,7 @@ class OpenAICompatServer:
                  default_fn: Callable[[str, dict], Reply] = default_reply,
                  json_schema: bool = True, json_object: bool = True,
                  expected_key: Optional[str] = None, model: str = "local-test-model",
-                 reject_params: tuple[str, ...] = ()) -> None:
+                 reject_params: tuple[str, ...] = (), prefix_cache: Any = None) -> None:
         self.latency_s = latency_s
         self.host, self.port = host, port
         self.defaults = dict(defaults or {})
@@ -124,6 +143,9 @@ class OpenAICompatServer:
         self.expected_key = expected_key  # set: 401 unless `Authorization: Bearer <expected_key>`
         self.model = model
         self.reject_params = reject_params  # e.g. ("max_tokens",): 400 like OpenAI's reasoning models
+        # A tests.prefix_cache.PrefixCache: usage counts the prompt's tokens and reports the cached ones
+        # (`prompt_tokens_details.cached_tokens`) the way OpenAI does, instead of the scripted counts.
+        self.prefix_cache = prefix_cache
         self.requests: list[dict[str, Any]] = []  # {"task", "payload", "status", "t"}
         self.in_flight = 0
         self.max_in_flight = 0
@@ -206,6 +228,9 @@ class OpenAICompatServer:
         body = await request.read()
         match = _FAST_NAME.search(body) or _FAST_TITLE.search(body)
         task = match.group(1).decode() if match else "unknown"
+        if task == _SHARED_SCHEMA:
+            lines = _FAST_TASK_LINE.findall(body)
+            task = lines[-1].decode() if lines else "unknown"
         cached = self._fast_cache.get(task)
         if cached is None:
             reply = self.defaults.get(task) or self.default_fn(task, {})
@@ -258,6 +283,14 @@ class OpenAICompatServer:
         with self._lock:
             self._ids += 1
             ident = self._ids
+        usage: dict[str, Any] = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                                 "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+        if self.prefix_cache is not None:
+            prompt, cached = self.prefix_cache.account(payload)
+            record["prompt_tokens"], record["cached_tokens"] = prompt, cached
+            usage = {"prompt_tokens": prompt, "completion_tokens": reply.completion_tokens,
+                     "total_tokens": prompt + reply.completion_tokens,
+                     "prompt_tokens_details": {"cached_tokens": cached}}
         return web.json_response({
             "id": f"chatcmpl-{ident}",
             "object": "chat.completion",
@@ -265,8 +298,7 @@ class OpenAICompatServer:
             "model": payload.get("model") or self.model,
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": content, "refusal": reply.refusal}}],
-            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                      "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+            "usage": usage,
         }, headers=reply.headers)
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -209,16 +209,21 @@ def test_operators_rag_and_general_reflection_make_the_rr_and_orr_rows(server, t
     assert first["model"] == "gpt-4o" and first["max_tokens"] == 1024
     fmt = first["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
-    assert fmt["json_schema"]["schema"]["properties"]["operators"]["items"]["enum"] == ["image_caption", "ocr"]
+    assert fmt["json_schema"]["name"] == "teacher_reply"  # one schema for every task (the cached prefix starts with it)
+    assert all(r["payload"]["response_format"] == fmt for r in server.requests)
     system, user = first["messages"]
     assert "Do not use or mention the standard answer" in system["content"]
     assert user["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
-    assert "Standard answer (for you only; do not use or mention it): 330" in user["content"][1]["text"]
-    second_user = server.payloads("rationale_step")[1]["messages"][1]["content"][1]["text"]
+    assert "- image_caption: describes" in user["content"][1]["text"]  # the tools offered for this question
+    assert "Standard answer (for you only; do not use or mention it): 330" in user["content"][-1]["text"]
+    second_user = "".join(b.get("text", "") for b in server.payloads("rationale_step")[1]["messages"][1]["content"])
     assert caption in second_user  # operator results are fed back
-    repair_user = server.payloads("rationale_step")[3]["messages"][1]["content"][1]["text"]
+    # The caption operator's call extends the first step's conversation: its prefix, then the caption task.
+    caption_call = server.payloads("caption")[0]["messages"]
+    assert caption_call[:1] == first["messages"][:1] and caption_call[1]["content"][:-1] == user["content"][:-1]
+    assert caption_call[1]["content"][-1]["text"].startswith("Task: caption\nYou are the image_caption tool")
+    repair_user = server.payloads("rationale_step")[3]["messages"][1]["content"][-1]["text"]
     assert "A reviewer found this problem in the reasoning above: Step 3 states the height" in repair_user
-    import json as _j; open("/tmp/reqs.json","w").write(_j.dumps([(r["task"], r["payload"]) for r in server.requests]))
     general = server.payloads("reflection_general")[0]["messages"][1]["content"]
     # The cheating check reads the reasoning, after the images every call of the sample shares (issue 31).
     assert [b["type"] for b in general][:2] == ["image_url", "text"] and general[-1]["text"].startswith(

@@ -140,8 +140,9 @@ def test_every_prompt_renders_from_its_template():
                                                        final_answer="a0")])
     system, user = render_prompt("rationale_step", operators=["ocr"], rag=True, tool_descriptions=TOOL_DESCRIPTIONS,
                                  feedback=None, **qa_vars)
-    assert "Do not use or mention the standard answer" in system and "- ocr: reads the text" in system
-    assert "- rag: a text search" in system and "label_bbox" not in system.split("How to write")[0]
+    assert "Do not use or mention the standard answer" in system and "- ocr: reads the text" in user
+    tools = user.split("Question:")[0]  # the question's tools come first in the user text (the system is shared)
+    assert "- rag: a text search" in tools and "label_bbox" not in tools
     assert "(A) STOP\n(B) GO" in user and "Answer: a0" in user
     assert "Result of ocr: " + "A" * 3997 + "..." in user  # long operator results are clipped
     assert user.rstrip().endswith("Write the next step.")
@@ -151,6 +152,8 @@ def test_every_prompt_renders_from_its_template():
     for name in ("reflection_general", "reflection_math", "final_answer"):
         system, user = render_prompt(name, **qa_vars)
         assert system and "Question: What does the sign say?" in user and "Step 2: It says STOP." in user
+        assert user.splitlines()[-1] != "" and f"Task: {name}" in user.split("Step 2: It says STOP.")[1]
+        assert ("Standard answer: STOP" in user) == name.startswith("reflection")  # never shown to the final answer
     assert '{"reason": null}' in render_prompt("reflection_general", **qa_vars)[0]
     assert '"thought"' in render_prompt("reflection_math", **qa_vars)[0]
     system, user = render_prompt("judge", qas=[{"question": "Q", "choices": [], "reference_answer": "R",

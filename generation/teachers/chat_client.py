@@ -15,7 +15,21 @@ Text-only mode (`teacher.vision: false`, or `auto` once the server refuses an im
 in any request from then on (`CaptionClient` then tells the caption operator to fall back).
 
 What goes into a request and comes out of one (an image as a data URL, the JSON object in a reply)
-is in `generation.teachers.payloads`, which the caption operator reads too.
+is in `generation.teachers.payloads`, which the caption operator reads too. A request is built by
+`request_body` (pure: the exact JSON body) and sent by `transport` (default `send`, the only method that
+talks HTTP), so another transport (the Batch API) reuses everything else.
+
+Prompt caching (issue 31): a teacher call is a conversation (`complete_turns`: one system text, the
+images, the question, the steps appended in order, the task last) with one response schema for every
+task (`generation.teachers.reply_schema`), so a sample's calls extend one prefix. The VLM caption
+operator's call, made while a sample's teacher conversation is open (a context variable of the sample's
+task), is sent as that conversation plus the caption task, so it reuses the prefix too. Cached prompt
+tokens (`usage.prompt_tokens_details.cached_tokens`, or the vLLM / SGLang / llama.cpp equivalents) are
+counted and billed at the model's cached price (`generation.teachers.prices`).
+
+A provider that asks to wait (429 `Retry-After`, or "try again in ...") pauses every request once and
+says so on the progress line; a wait longer than `teacher.max_wait_s` stops the run at once
+(`TeacherFatalError`, exit 2) with when to rerun.
 
 Latency per call is its wall time, from rendering the request to the parsed reply: retries, backoff,
 the repair round and any wait for a concurrency slot or the rate limiter included.
@@ -27,6 +41,7 @@ be read beside the others anyway.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -40,10 +55,12 @@ from generation.errors import one_line
 from generation.redact import redact, register_secret
 from generation.schema import TeacherUsage
 from generation.teachers.base import TeacherError, TeacherFatalError, TeacherStats
-from generation.teachers.http_errors import (MAX_RETRY_AFTER_S, backoff_seconds, classify, error_message,
-                                             is_retryable, retry_after_seconds, status_of, unsupported_param)
+from generation.teachers.http_errors import (backoff_seconds, classify, error_message, is_retryable,
+                                             long_wait_failure, requested_wait_s, status_of, unsupported_param)
 from generation.teachers.limiter import RateLimiter
-from generation.teachers.prices import FREE, how_to_set_prices, teacher_prices
+from generation.teachers.prices import FREE, cost_usd, how_to_set_prices, teacher_prices
+from generation.teachers.prompts import TASK_LINE, Turns
+from generation.teachers.reply_schema import TEACHER_REPLY, caption_for_operator, unwrap_reply
 from generation.teachers.model_limits import (ContextOverflow, context_overflow, has_images, refuses_images,
                                               without_images)
 from generation.teachers.payloads import as_namespace, image_data_url, parse_json_reply, validation_summary
@@ -52,6 +69,11 @@ from operators.errors import BackendUnavailable
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.teacher")
+
+# The open teacher conversation of the sample whose task is running: (client, messages without the task
+# text, images in it). Set by `complete_turns`; read by the caption operator's calls (`CaptionClient`).
+_CONVERSATION: contextvars.ContextVar[Optional[tuple[Any, list[dict[str, Any]], int]]] = \
+    contextvars.ContextVar("mmat_teacher_conversation", default=None)
 
 MAX_ERROR_CHARS = 300
 FORMAT_ORDER = ("json_schema", "json_object", "none")
@@ -94,13 +116,19 @@ class ChatClient:
         self._urls: OrderedDict[str, str] = OrderedDict()
         # Set by the first error that dooms the run (401/403/quota): no request is sent after it.
         self.fatal: Optional[TeacherFatalError] = None
+        # What sends a built request body and returns the reply dict (the Batch API replaces it).
+        self.transport = self.send
+        if cfg.batch:  # the OpenAI Batch API at half the price (issue 31): generation.teachers.batch_client
+            from generation.teachers.batch_client import attach_batch
+
+            attach_batch(self)
 
     # -- accounting ------------------------------------------------------------------------------
     def usage_of(self, prompt_tokens: int, completion_tokens: int, latency_s: float,
-                 model: Optional[str] = None) -> TeacherUsage:
+                 model: Optional[str] = None, cached_tokens: int = 0) -> TeacherUsage:
         prices = self.prices or FREE  # unknown: recorded as 0.0 (warned once, in __init__)
-        cost = prompt_tokens * prices.prompt_per_1m / 1e6 + completion_tokens * prices.completion_per_1m / 1e6
-        return TeacherUsage(model=model or self.model, prompt_tokens=prompt_tokens,
+        cost = cost_usd(prices, prompt_tokens, cached_tokens, completion_tokens)
+        return TeacherUsage(model=model or self.model, prompt_tokens=prompt_tokens, cached_tokens=cached_tokens,
                             completion_tokens=completion_tokens, latency_s=latency_s, cost_usd=cost)
 
     def _error(self, kind: str, message: str, fix: Optional[str] = None) -> TeacherError:
@@ -116,12 +144,38 @@ class ChatClient:
     async def complete_json(self, task: str, system: str, user: str, images: Sequence[LoadedImage],
                             schema: dict[str, Any], reply_type: type[ReplyT],
                             model: Optional[str] = None) -> tuple[ReplyT, TeacherUsage]:
-        """Ask, parse into `reply_type`, repair once if needed. Raises TeacherError."""
+        """Ask (one system and one user text), parse into `reply_type`, repair once if needed. Raises
+        TeacherError. The judge's call; the teacher's tasks go through `complete_turns`."""
+        return await self._complete(task, self._messages(system, user, images), schema, reply_type, model)
+
+    async def complete_turns(self, task: str, turns: Turns, images: Sequence[LoadedImage],
+                             reply_type: type[ReplyT], model: Optional[str] = None) -> tuple[ReplyT, TeacherUsage]:
+        """One teacher task as a conversation that extends the sample's earlier calls (`conversation`),
+        with the one response schema of every task. The conversation without its task text stays open
+        for the caption operator's calls of this sample (`CaptionClient`)."""
+        messages = self.conversation(turns, images)
+        last = messages[-1]
+        if isinstance(last["content"], list):
+            prefix = messages[:-1] + [{**last, "content": last["content"][:-1]}]
+            _CONVERSATION.set((self, prefix, sum(1 for b in last["content"] if b.get("type") == "image_url")))
+        return await self._complete(task, messages, TEACHER_REPLY, reply_type, model)
+
+    def conversation(self, turns: Turns, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
+        """The messages of a teacher call: the system text, then one user message with the images, the
+        question's context, each step, and the task text last, as separate parts (text-only: joined)."""
+        system = {"role": "system", "content": turns.system}
+        if not self.vision:
+            return [system, {"role": "user", "content": turns.user_text()}]
+        content = self._image_parts(images)
+        content += [{"type": "text", "text": text} for text in turns.user_texts()]
+        return [system, {"role": "user", "content": content}]
+
+    async def _complete(self, task: str, messages: list[dict[str, Any]], schema: dict[str, Any],
+                        reply_type: type[ReplyT], model: Optional[str] = None) -> tuple[ReplyT, TeacherUsage]:
         start = time.perf_counter()
-        messages = self._messages(system, user, images)
-        prompt = completion = 0
+        prompt = cached = completion = 0
         completion_obj = await self._request(task, messages, schema, model)
-        prompt, completion = self._count(completion_obj, prompt, completion)
+        prompt, cached, completion = self._count(completion_obj, prompt, cached, completion)
         text, problem = self._read(completion_obj, reply_type)
         if problem is not None and not isinstance(problem, TeacherError):
             self.stats.repairs += 1
@@ -136,20 +190,20 @@ class ChatClient:
                 completion_obj = {}
                 problem = ValueError(f"{problem}; the repair request does not fit the model context ({overflow})")
             else:
-                prompt, completion = self._count(completion_obj, prompt, completion)
+                prompt, cached, completion = self._count(completion_obj, prompt, cached, completion)
                 text, problem = self._read(completion_obj, reply_type)
             if problem is not None and not isinstance(problem, TeacherError):
                 problem = self._error("unparsable", f"teacher reply for {task} unusable after one repair retry: "
                                                     f"{problem}")
-        usage = self.usage_of(prompt, completion, time.perf_counter() - start, model)
+        usage = self.usage_of(prompt, completion, time.perf_counter() - start, model, cached)
         self.stats.usage = self.stats.usage.add(usage)
         if problem is not None:
             raise problem
         return text, usage  # type: ignore[return-value]
 
-    def _count(self, completion: dict[str, Any], prompt: int, done: int) -> tuple[int, int]:
-        p, c = _tokens(completion)
-        return prompt + p, done + c
+    def _count(self, completion: dict[str, Any], prompt: int, cached: int, done: int) -> tuple[int, int, int]:
+        p, k, c = usage_tokens(completion)
+        return prompt + p, cached + k, done + c
 
     def _read(self, completion: dict[str, Any], reply_type: type[ReplyT]) -> tuple[Any, Optional[Exception]]:
         """(parsed reply, None) or (raw text, what is wrong with it)."""
@@ -169,7 +223,7 @@ class ChatClient:
         if choice.get("finish_reason") == "length":  # even when what came parses: it was cut short
             return text, ValueError(f"reply cut off at max_tokens={self.cfg.max_tokens}")
         try:
-            return reply_type.model_validate(parse_json_reply(text)), None
+            return reply_type.model_validate(unwrap_reply(parse_json_reply(text))), None
         except (ValueError, ValidationError) as exc:
             reason = str(exc) if not isinstance(exc, ValidationError) else validation_summary(exc)
             return text, ValueError(reason)
@@ -177,14 +231,18 @@ class ChatClient:
     def _messages(self, system: str, user: str, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
         if not self.vision:
             return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        content = self._image_parts(images)
+        content.append({"type": "text", "text": user})
+        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+    def _image_parts(self, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = []
         for image in images:
             url: dict[str, Any] = {"url": self.data_url(image)}
             if self.cfg.image_detail != "auto":
                 url["detail"] = self.cfg.image_detail
             content.append({"type": "image_url", "image_url": url})
-        content.append({"type": "text", "text": user})
-        return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+        return content
 
     def data_url(self, image: LoadedImage) -> str:
         """Data URLs are cached by content hash: a sample's k calls encode its images once."""
@@ -229,8 +287,29 @@ class ChatClient:
                              f"{json.dumps(schema)}")
         return [system, *messages[1:]]
 
+    def request_body(self, messages: list[dict[str, Any]], schema: Optional[dict[str, Any]],
+                     model: Optional[str] = None, overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """The exact JSON body of one `POST /chat/completions` for the client's current state (format,
+        parameters it stepped down to, `extra_body` merged in). Pure: no I/O, no accounting. `overrides`
+        (a caller's `max_tokens` / `temperature`) follow the client's parameter step-downs."""
+        body: dict[str, Any] = {"model": model or self.model,
+                                "messages": self._with_schema_text(messages, schema) if schema else messages,
+                                **self._params}
+        for key, value in (overrides or {}).items():
+            if key == "max_tokens" and "max_completion_tokens" in self._params:
+                key = "max_completion_tokens"
+            elif key == "temperature" and "temperature" not in self._params:
+                continue
+            body[key] = value
+        response_format = self._response_format(schema) if schema else None
+        if response_format is not None:
+            body["response_format"] = response_format
+        if self.cfg.extra_body:
+            body.update(self.cfg.extra_body)
+        return body
+
     async def _request(self, task: str, messages: list[dict[str, Any]], schema: dict[str, Any],
-                       model: Optional[str]) -> Any:
+                       model: Optional[str], overrides: Optional[dict[str, Any]] = None) -> Any:
         """One completion, stepping down a structured-output format or a parameter the server refuses."""
         import openai
 
@@ -239,14 +318,9 @@ class ChatClient:
                 messages = without_images(messages)  # built before the switch to text-only mode
             used_format = self.format
             used_params = dict(self._params)
-            kwargs: dict[str, Any] = dict(used_params)
             response_format = self._response_format(schema)
-            if response_format is not None:
-                kwargs["response_format"] = response_format
-            if self.cfg.extra_body:
-                kwargs["extra_body"] = dict(self.cfg.extra_body)
             try:
-                return await self._with_retries(task, self._with_schema_text(messages, schema), kwargs, model)
+                return await self._with_retries(task, self.request_body(messages, schema, model, overrides))
             except openai.APIStatusError as exc:  # a 400/422, or a refusal of the images
                 if refuses_images(exc) and has_images(messages):
                     self._text_only_after(exc)
@@ -299,45 +373,54 @@ class ChatClient:
         self.stats.downgrades.append(f"{old}->{new or 'dropped'}")
         log.warning("teacher endpoint refused %s; %s from now on", old, f"sending {new}" if new else "omitting it")
 
-    async def _with_retries(self, task: str, messages: list[dict[str, Any]], kwargs: dict[str, Any],
-                            model: Optional[str]) -> Any:
+    async def _with_retries(self, task: str, body: dict[str, Any]) -> Any:
         """The request, retried on a retryable failure. The first attempt runs without tenacity (most
         calls succeed at once, and building its retry machinery per call is measurable CPU at hundreds
         of calls per second); a failed one hands over to the same policy for the remaining attempts."""
         if self.fatal is not None:  # the endpoint already refused this run: send nothing more
             raise self.fatal
         attempts = self.cfg.max_retries + 1
-        estimate = self._estimate_tokens(messages)
+        estimate = self._estimate_tokens(body["messages"])
         try:
-            return await self._attempt(messages, kwargs, estimate, model)
+            return await self._attempt(body, estimate)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clean line
             if attempts == 1 or not _retry_worthy(exc):
                 raise self._final_error(exc, task, attempts) from None
             self.stats.retries += 1
-            delay = self._retry_wait(exc, 1)
+            try:
+                delay = self._retry_wait(exc, 1)
+            except TeacherError as stop:
+                raise stop from None
             log.debug("teacher %s: attempt 1 failed (%s); retrying in %.2f s", task, type(exc).__name__, delay)
         await asyncio.sleep(delay)
-        return await self._retry_rest(task, messages, kwargs, model, attempts, estimate)
+        return await self._retry_rest(task, body, attempts, estimate)
 
     def _retry_wait(self, exc: BaseException, attempt_number: int) -> float:
-        """Seconds before the next attempt; a 429's `Retry-After` also pauses every request."""
-        response = getattr(exc, "response", None)
-        hint = retry_after_seconds(getattr(response, "headers", None)) if response is not None else None
+        """Seconds before the next attempt. A provider's wait (a 429's `Retry-After`, or "try again in
+        ...") pauses every request, once, and the progress line says why; one longer than
+        `teacher.max_wait_s` raises a `TeacherFatalError` that stops the run with when to rerun."""
+        hint = requested_wait_s(exc)
+        if hint is not None and hint > self.cfg.max_wait_s:
+            failure = long_wait_failure(exc, hint, self.cfg.max_wait_s)
+            raise self._error(failure.kind, failure.message, fix=failure.fix)
         if hint is not None and status_of(exc) == 429:
-            self.limiter.pause(min(hint, MAX_RETRY_AFTER_S))
-        return backoff_seconds(attempt_number, self.cfg.backoff_base_s, self.cfg.backoff_max_s, hint)
+            self.limiter.pause(hint, f"the teacher's provider asked to wait {hint:.0f} s "
+                                     f"(HTTP 429 rate limit, Retry-After)")
+        return backoff_seconds(attempt_number, self.cfg.backoff_base_s, self.cfg.backoff_max_s, hint,
+                               cap_s=self.cfg.max_wait_s)
 
     def _final_error(self, exc: Exception, task: str, attempts: int) -> Exception:
         """What a failure that is not retried (any more) raises: a 400/422 or an image refusal as it
         is (`_request` steps down on those), anything else as one clean `TeacherError`."""
         import openai
 
+        if isinstance(exc, TeacherError):  # already one clean line (a provider's long wait)
+            return exc
         if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)) or refuses_images(exc):
             return exc
         return self._http_error(exc, task, attempts)
 
-    async def _retry_rest(self, task: str, messages: list[dict[str, Any]], kwargs: dict[str, Any],
-                          model: Optional[str], attempts: int, estimate: int) -> Any:
+    async def _retry_rest(self, task: str, body: dict[str, Any], attempts: int, estimate: int) -> Any:
         """Attempts 2..`attempts`, with backoff and full jitter between them (tenacity)."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
@@ -355,31 +438,28 @@ class ChatClient:
                                                retry=retry_if_exception(_retry_worthy), reraise=True,
                                                before_sleep=before_sleep):
                 with attempt:
-                    return await self._attempt(messages, kwargs, estimate, model)
+                    return await self._attempt(body, estimate)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clean line
             raise self._final_error(exc, task, attempts) from None
         raise self._error("internal", f"teacher {task}: no attempt was made")  # pragma: no cover
 
-    async def _attempt(self, messages: list[dict[str, Any]], kwargs: dict[str, Any], estimate: int,
-                       model: Optional[str]) -> Any:
+    async def _attempt(self, body: dict[str, Any], estimate: int) -> Any:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.cfg.max_concurrency)
         async with self._slots:
             await self.limiter.acquire(estimate)
             self.stats.requests += 1
-            completion = await self._post({"model": model or self.model, "messages": messages, **kwargs})
-        prompt, done = _tokens(completion)
+            completion = await self.transport(body)
+        prompt, _, done = usage_tokens(completion)
         if prompt or done:
             self.limiter.settle(estimate, prompt + done)
         return completion
 
-    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """`POST /chat/completions` through the SDK's low-level `post` (auth, base URL, timeouts and its
-        error classes), skipping its per-request parameter transform and response models: plain dicts
-        cost a fraction of the CPU, which is what bounds throughput at hundreds of requests in flight."""
-        extra = body.pop("extra_body", None)
-        if extra:
-            body.update(extra)
+    async def send(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /chat/completions` with a body `request_body` built, through the SDK's low-level `post`
+        (auth, base URL, timeouts and its error classes), skipping its per-request parameter transform
+        and response models: plain dicts cost a fraction of the CPU, which is what bounds throughput at
+        hundreds of requests in flight."""
         reply = await self.client.post("/chat/completions", body=body, cast_to=object)
         if not isinstance(reply, dict):
             raise ValueError(f"teacher endpoint returned {type(reply).__name__}, not a JSON object")
@@ -394,16 +474,10 @@ class ChatClient:
                            **params: Any) -> Any:
         """A plain chat completion (no JSON handling) through the same slots, limiter and retries."""
         start = time.perf_counter()
-        if "max_completion_tokens" in self._params and "max_tokens" in params:
-            params["max_completion_tokens"] = params.pop("max_tokens")
-        if "temperature" not in self._params:
-            params.pop("temperature", None)
-        kwargs = {**self._params, **params}
-        if self.cfg.extra_body:
-            kwargs["extra_body"] = dict(self.cfg.extra_body)
-        completion = await self._with_retries("raw", messages, kwargs, model)
-        prompt, done = self._count(completion, 0, 0)
-        self.stats.usage = self.stats.usage.add(self.usage_of(prompt, done, time.perf_counter() - start, model))
+        completion = await self._with_retries("raw", self.request_body(messages, None, model, params))
+        prompt, cached, done = self._count(completion, 0, 0, 0)
+        self.stats.usage = self.stats.usage.add(self.usage_of(prompt, done, time.perf_counter() - start, model,
+                                                              cached))
         for choice in completion.get("choices") or []:
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict) and isinstance(message.get("content"), str):
@@ -424,6 +498,9 @@ class ChatClient:
                         ", ".join(sorted(names)[:8]))
 
     async def aclose(self) -> None:
+        closing = getattr(self.transport, "aclose", None)  # the Batch API transport: its open batches
+        if closing is not None:
+            await closing()
         await self.client.close()
 
 
@@ -450,12 +527,31 @@ def _http_client(cfg: TeacherConfig, transport: Optional[str] = None) -> Any:
     return openai.DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout_s)
 
 
-def _tokens(completion: Any) -> tuple[int, int]:
-    """(prompt, completion) tokens of a reply dict; zeros when the server sent no usage."""
+def usage_tokens(completion: Any) -> tuple[int, int, int]:
+    """(prompt, cached prompt, completion) tokens of a reply dict; zeros when the server sent no usage.
+
+    Cached: OpenAI's and vLLM's (`--enable-prompt-tokens-details`) and SGLang's
+    `usage.prompt_tokens_details.cached_tokens`, else DeepSeek-style `usage.prompt_cache_hit_tokens`,
+    else a flat `usage.cached_tokens`, else llama.cpp's `timings.cache_n`; never more than the prompt."""
     usage = completion.get("usage") if isinstance(completion, dict) else None
     if not isinstance(usage, dict):
-        return 0, 0
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        return 0, 0, 0
+    prompt = _int(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    if not cached:
+        cached = _int(usage.get("prompt_cache_hit_tokens")) or _int(usage.get("cached_tokens"))
+    if not cached:
+        timings = completion.get("timings")
+        cached = _int(timings.get("cache_n")) if isinstance(timings, dict) else 0
+    return prompt, min(cached, prompt), _int(usage.get("completion_tokens"))
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 class CaptionClient:
@@ -471,4 +567,41 @@ class CaptionClient:
         if not self._chat.vision:  # the operator falls back to its template caption
             raise BackendUnavailable(f"image_caption/vlm: the teacher {self.model_name} takes no images "
                                      f"(text-only mode)")
+        reply = await self._in_conversation(messages, model, params)
+        if reply is not None:
+            return reply
         return await self._chat.complete_raw(messages, model=model, **params)
+
+    async def _in_conversation(self, messages: list[dict[str, Any]], model: Optional[str],
+                               params: dict[str, Any]) -> Optional[Any]:
+        """The caption call as the sample's open teacher conversation plus a caption task (the operator's
+        prompt), with the teacher's one response schema: the provider reuses the sample's cached prefix.
+        Only for a call about the one image the conversation holds; None otherwise (sent as it is)."""
+        chat = self._chat
+        held = _CONVERSATION.get()
+        if held is None or held[0] is not chat or held[2] != 1:
+            return None
+        parts = [block for message in messages if isinstance(message.get("content"), list)
+                 for block in message["content"] if isinstance(block, dict)]
+        texts = [block.get("text", "") for block in parts if block.get("type") == "text"]
+        texts += [m["content"] for m in messages if isinstance(m.get("content"), str)]
+        if sum(1 for block in parts if block.get("type") == "image_url") != 1 or not texts:
+            return None
+        prefix = held[1]
+        task = {"type": "text", "text": f"{TASK_LINE}caption\n" + "\n".join(texts)}
+        conversation = prefix[:-1] + [{**prefix[-1], "content": [*prefix[-1]["content"], task]}]
+        start = time.perf_counter()
+        completion = await chat._request("caption", conversation, TEACHER_REPLY, model, params)
+        prompt, cached, done = chat._count(completion, 0, 0, 0)
+        chat.stats.usage = chat.stats.usage.add(chat.usage_of(prompt, done, time.perf_counter() - start, model,
+                                                              cached))
+        for choice in completion.get("choices") or []:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                content = redact(message["content"], chat._secrets)
+                try:
+                    content = json.dumps(caption_for_operator(parse_json_reply(content)))
+                except ValueError:
+                    pass  # the operator reports the unusable reply
+                message["content"] = content
+        return as_namespace(completion)

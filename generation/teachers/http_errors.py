@@ -5,10 +5,15 @@
 the endpoint rejects, a model it refuses, an exhausted quota), the fix the user must make. A 429 for
 `insufficient_quota` is billing, not load: it is not retried. Backoff is full jitter over an
 exponential window, or the server's `Retry-After` (capped) plus a little jitter.
+
+`requested_wait_s` reads how long a provider asked to wait (`Retry-After`, `retry-after-ms`, or a
+429's "try again in 6m0s"); the chat client stops the run with `long_wait_failure` when that is more
+than `teacher.max_wait_s` (a spent quota window: waiting sample after sample would only stall).
 """
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -39,16 +44,61 @@ def retry_after_seconds(headers: Any) -> Optional[float]:
 
 
 def backoff_seconds(attempt: int, base_s: float, max_s: float, retry_after: Optional[float] = None,
-                    rng: Optional[random.Random] = None) -> float:
+                    rng: Optional[random.Random] = None, cap_s: float = MAX_RETRY_AFTER_S) -> float:
     """How long to wait before retry number `attempt` (1-based).
 
     Without a hint: full jitter over an exponentially growing window, `uniform(0, min(max, base·2^(n-1)))`.
-    With `Retry-After`: that long (capped at MAX_RETRY_AFTER_S) plus up to `base_s` of jitter, so
-    clients told the same time do not come back in the same instant."""
+    With `Retry-After`: that long (capped at `cap_s`, the chat client's `teacher.max_wait_s`) plus up to
+    `base_s` of jitter, so clients told the same time do not come back in the same instant."""
     uniform = (rng or random).uniform
     if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER_S) + uniform(0, base_s)
+        return min(retry_after, cap_s) + uniform(0, base_s)
     return uniform(0, min(max_s, base_s * (2 ** (attempt - 1))))
+
+
+_TRY_AGAIN = re.compile(r"(?:try again|retry) in\s+((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)\s*)+)", re.I)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.I)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def requested_wait_s(exc: BaseException) -> Optional[float]:
+    """How long the provider asked to wait before the next request: the reply's `Retry-After` /
+    `retry-after-ms` header, else a 429's "Please try again in 6m0s" (OpenAI's wording); None if it
+    said nothing."""
+    response = getattr(exc, "response", None)
+    hint = retry_after_seconds(getattr(response, "headers", None)) if response is not None else None
+    if hint is not None or status_of(exc) != 429:
+        return hint
+    match = _TRY_AGAIN.search(error_message(exc))
+    if not match:
+        return None
+    return sum(float(n) * _UNIT_S[unit.lower()] for n, unit in _DURATION.findall(match.group(1)))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def long_wait_failure(exc: BaseException, wait_s: float, max_wait_s: float, now: Optional[float] = None) -> Failure:
+    """The run-stopping failure of a provider that asked to wait `wait_s`, more than `max_wait_s`: what it
+    asked, and when to rerun (UTC)."""
+    status = status_of(exc)
+    asked = f"HTTP {status}" if status else type(exc).__name__
+    code = error_code(exc)
+    if code:
+        asked += f" {code}"
+    header = getattr(getattr(exc, "response", None), "headers", None)
+    if header is not None and header.get("retry-after") is not None:
+        asked += f", Retry-After: {header.get('retry-after')}"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime((now or time.time()) + wait_s + 59))
+    return Failure("long_wait",
+                   f"the teacher's provider asked to wait {_duration(wait_s)} ({asked}: {error_message(exc)}), "
+                   f"longer than teacher.max_wait_s={max_wait_s:g} s",
+                   fix=f"wait until {when} (or raise teacher.max_wait_s above {wait_s:.0f})")
 
 
 def status_of(exc: BaseException) -> Optional[int]:

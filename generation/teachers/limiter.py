@@ -6,18 +6,42 @@ limits at a finer grain than the minute they quote). A request that needs more t
 holds waits for a full bucket and then runs into debt, so big prompts are slowed, never starved.
 Token costs are estimated before a call and settled with the real usage after it.
 
-A 429 pauses everybody: `pause(seconds)` holds every later `acquire` until the provider's
+A 429 pauses everybody: `pause(seconds, why)` holds every later `acquire` until the provider's
 `Retry-After` has passed, instead of letting a thousand samples hammer a limit one by one.
-Waiters are served in arrival order.
+Waiters are served in arrival order. A pause is announced once to the wait listeners (the run's
+progress line: `listen_to_waits`) with why, and cleared when it is over.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Awaitable, Callable, Optional
+from contextlib import contextmanager
+from typing import Awaitable, Callable, Iterator, Optional
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+log = logging.getLogger("mmat.teacher")
+_WAIT_LISTENERS: list[Callable[[str], None]] = []
+
+
+@contextmanager
+def listen_to_waits(listener: Callable[[str], None]) -> Iterator[None]:
+    """Call `listener(text)` when a provider pauses the run (text says why and how long) and
+    `listener("")` when the run goes on; the runner's progress line listens while a run lasts."""
+    _WAIT_LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _WAIT_LISTENERS.remove(listener)
+
+
+def announce_wait(text: str) -> None:
+    for listener in list(_WAIT_LISTENERS):
+        try:
+            listener(text)
+        except Exception:  # noqa: BLE001 - a display must never fail a request
+            log.debug("wait listener failed", exc_info=True)
 
 
 class TokenBucket:
@@ -60,6 +84,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._resume_at = 0.0
+        self._announced = False
         self._lock: Optional[asyncio.Lock] = None
         self.waited_s = 0.0  # total time callers spent waiting here (for the run's stats)
 
@@ -67,13 +92,26 @@ class RateLimiter:
     def active(self) -> bool:
         return self.requests is not None or self.tokens is not None
 
-    def pause(self, seconds: float) -> None:
-        """Hold every later acquire for `seconds` (a provider asked us to back off)."""
-        if seconds > 0:
-            self._resume_at = max(self._resume_at, self._clock() + seconds)
+    def pause(self, seconds: float, why: str = "") -> None:
+        """Hold every later acquire for `seconds` (a provider asked us to back off). The first of a run of
+        overlapping pauses is announced (`why`) and logged once, not once per sample that got the 429."""
+        if seconds <= 0:
+            return
+        now = self._clock()
+        if self._resume_at <= now and why:
+            log.warning("%s: every request waits", why)
+            announce_wait(f"waiting {seconds:.0f} s: {why}")
+            self._announced = True
+        self._resume_at = max(self._resume_at, now + seconds)
+
+    def _resumed(self) -> None:
+        if self._announced and self._resume_at <= self._clock():
+            self._announced = False
+            announce_wait("")
 
     async def acquire(self, tokens: float = 0.0) -> None:
         if not self.active and self._resume_at <= self._clock():
+            self._resumed()
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -88,6 +126,7 @@ class RateLimiter:
                     break
                 self.waited_s += delay
                 await self._sleep(delay)
+            self._resumed()
             if self.requests is not None:
                 self.requests.take(1)
             if self.tokens is not None:

@@ -2,10 +2,12 @@
 behind `generation.teachers.base.Teacher`.
 
 `OpenAITeacher` renders the prompt templates (`generation.teachers.prompts`: rationale step, general
-and math reflection, final answer), asks through its `ChatClient` (`generation.teachers.chat_client`:
-limits, retries, structured output, repair, accounting) and turns the replies
+and math reflection, final answer) as one growing conversation per question (one system text, the
+images, the question, the steps in order, the task last: a provider's prompt cache reuses the prefix),
+asks through its `ChatClient` (`generation.teachers.chat_client`: limits, retries, structured output
+with one schema for every task, repair, accounting) and turns the replies
 (`generation.teachers.replies`) into the loop's `StepDecision` / `ReflectionVerdict` / `FinalAnswer`.
-The images go as data URLs. A prompt longer than the model's context is shortened by the rule in
+The images go as data URLs, in every task's call (the prefix holds them). A prompt longer than the model's context is shortened by the rule in
 `generation.teachers.model_limits`, else the sample is quarantined with why. The judge pass runs on
 the same client (`generation.teachers.judge`); so does the VLM caption operator (`caption_client`).
 
@@ -23,9 +25,9 @@ from generation.teachers.base import (FinalAnswer, ReflectionVerdict, StepDecisi
                                       TeacherStats)
 from generation.teachers.chat_client import CaptionClient, ChatClient
 from generation.teachers.judge import judge_dialogue
-from generation.teachers.model_limits import ContextOverflow, count_observations, more_to_omit, omit_observations
-from generation.teachers.prompts import MAX_OBSERVATION_CHARS, TOOL_DESCRIPTIONS, render_prompt
-from generation.teachers.replies import SCHEMAS, AnswerReply, ReasonReply, ReplyT, StepReply, step_schema
+from generation.teachers.model_limits import ContextOverflow, more_to_omit, omit_observations
+from generation.teachers.prompts import MAX_OBSERVATION_CHARS, TOOL_DESCRIPTIONS, render_turns
+from generation.teachers.replies import AnswerReply, ReasonReply, ReplyT, step_reply
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.teacher")
@@ -57,24 +59,26 @@ class OpenAITeacher:
     # -- prompt variables ------------------------------------------------------------------------
     @staticmethod
     def _qa_vars(ctx: TeacherContext) -> dict[str, Any]:
+        """Every task's variables: the question's context (tools included) is the same for all of them."""
         qa = ctx.qa
+        tools = [name for name in ctx.operators_available if name != "rag" and name in TOOL_DESCRIPTIONS]
         return {"question": qa.question, "choices": list(qa.choices), "answer": qa.answer,
-                "source_rationale": qa.source_rationale, "steps": list(ctx.steps), "previous": list(ctx.previous)}
+                "source_rationale": qa.source_rationale, "steps": list(ctx.steps), "previous": list(ctx.previous),
+                "operators": tools, "rag": "rag" in ctx.operators_available, "tool_descriptions": TOOL_DESCRIPTIONS}
 
     async def _ask(self, task: str, variables: dict[str, Any], images: Sequence[LoadedImage],
-                   schema: dict[str, Any], reply_type: type[ReplyT]) -> tuple[ReplyT, TeacherUsage]:
-        """Render `task`'s prompt and ask; when it does not fit the model's context, omit the oldest
+                   reply_type: type[ReplyT]) -> tuple[ReplyT, TeacherUsage]:
+        """Render `task`'s conversation and ask; when it does not fit the model's context, omit the oldest
         steps' results (see `generation.teachers.model_limits`) and ask again, else quarantine."""
         steps = variables.get("steps") or []
-        total = count_observations(steps)
         omitted = 0
         while True:
             shown = omit_observations(steps, omitted) if omitted else steps
-            system, user = render_prompt(task, **{**variables, "steps": shown})
+            turns = render_turns(task, **{**variables, "steps": shown})
             try:
-                return await self.chat.complete_json(task, system, user, images, schema, reply_type)
+                return await self.chat.complete_turns(task, turns, images, reply_type)
             except ContextOverflow as overflow:
-                more = more_to_omit(steps, omitted, overflow, len(system) + len(user), MAX_OBSERVATION_CHARS)
+                more = more_to_omit(steps, omitted, overflow, turns.chars(), MAX_OBSERVATION_CHARS)
                 if more == 0:
                     raise self.chat._error("context", str(overflow)) from None
                 omitted += more
@@ -83,11 +87,9 @@ class OpenAITeacher:
 
     # -- Teacher protocol ------------------------------------------------------------------------
     async def next_step(self, ctx: TeacherContext) -> StepDecision:
-        tools = [name for name in ctx.operators_available if name != "rag" and name in TOOL_DESCRIPTIONS]
-        rag = "rag" in ctx.operators_available
-        variables = dict(operators=tools, rag=rag, tool_descriptions=TOOL_DESCRIPTIONS,
-                         feedback=ctx.reflection_feedback, **self._qa_vars(ctx))
-        reply, usage = await self._ask("rationale_step", variables, ctx.images, step_schema(tools), StepReply)
+        variables = dict(feedback=ctx.reflection_feedback, **self._qa_vars(ctx))
+        reply, usage = await self._ask("rationale_step", variables, ctx.images,
+                                       step_reply(variables["operators"]))  # an operator not offered: repaired, never dropped
         operators = [name for name in dict.fromkeys(reply.operators) if name != "rag"]
         args: dict[str, dict] = {}
         labels = [label.strip() for label in reply.labels if label and label.strip()]
@@ -102,16 +104,15 @@ class OpenAITeacher:
     async def reflect(self, ctx: TeacherContext, kind: Literal["general", "math"]
                       ) -> tuple[Optional[ReflectionVerdict], TeacherUsage]:
         task = f"reflection_{kind}"
-        images = ctx.images if kind == "math" else []  # the cheating check reads the reasoning, not the image
-        reply, usage = await self._ask(task, self._qa_vars(ctx), images, SCHEMAS[task], ReasonReply)
+        # The cheating check reads the reasoning, but the images are part of the prefix every call shares.
+        reply, usage = await self._ask(task, self._qa_vars(ctx), ctx.images, ReasonReply)
         if not reply.reason:
             return None, usage
         thought = reply.thought if kind == "math" else None
         return ReflectionVerdict(kind=kind, reason=reply.reason, thought=thought), usage
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer:
-        reply, usage = await self._ask("final_answer", self._qa_vars(ctx), ctx.images, SCHEMAS["final_answer"],
-                                       AnswerReply)
+        reply, usage = await self._ask("final_answer", self._qa_vars(ctx), ctx.images, AnswerReply)
         return FinalAnswer(answer=reply.answer, usage=usage)
 
     async def judge(self, trajectory: Trajectory, sample: Sample) -> tuple[float, TeacherUsage]:

@@ -6,6 +6,11 @@ record 0.0 USD for it, with one warning when the run starts, rather than another
 
 USD per million tokens, standard tier, from OpenAI's pricing page (2025). A dated snapshot name
 (`gpt-4o-2024-08-06`) and a provider prefix (`openai/gpt-4o`) read as the base model.
+
+Cached input (issue 31): prompt tokens the provider served from its prompt cache
+(`usage.prompt_tokens_details.cached_tokens`) cost a share of the input price: 50 % for the gpt-4o
+family, 25 % for gpt-4.1, 10 % for gpt-5 (and 25 % for o3 / o4-mini), per /work/shared/PROVIDERS.md.
+A `teacher.prices` without `cached_prompt_per_1m` bills cached tokens at the full prompt price.
 """
 from __future__ import annotations
 
@@ -26,8 +31,17 @@ MODEL_PRICES: dict[str, tuple[float, float]] = {  # model: (prompt, completion) 
     "gpt-5-mini": (0.25, 2.00),
     "gpt-5-nano": (0.05, 0.40),
 }
-FREE = PriceTable(prompt_per_1m=0.0, completion_per_1m=0.0)
+# The share of the prompt price a cached prompt token costs, by model family (longest prefix wins).
+CACHED_SHARE: dict[str, float] = {"gpt-4o": 0.50, "gpt-4.1": 0.25, "gpt-5": 0.10, "o4-mini": 0.25, "o3": 0.25}
+FREE = PriceTable(prompt_per_1m=0.0, completion_per_1m=0.0, cached_prompt_per_1m=0.0)
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+def cached_share(model: str) -> float:
+    """What a cached prompt token costs as a share of an uncached one (1.0 when no discount is known)."""
+    family = max((name for name in CACHED_SHARE if model == name or model.startswith(name + "-")), key=len,
+                 default=None)
+    return CACHED_SHARE[family] if family else 1.0
 
 
 def price_of(model: str) -> Optional[PriceTable]:
@@ -36,8 +50,28 @@ def price_of(model: str) -> Optional[PriceTable]:
     for candidate in (name, _DATED.sub("", name)):
         if candidate in MODEL_PRICES:
             prompt, completion = MODEL_PRICES[candidate]
-            return PriceTable(prompt_per_1m=prompt, completion_per_1m=completion)
+            return PriceTable(prompt_per_1m=prompt, completion_per_1m=completion,
+                              cached_prompt_per_1m=round(prompt * cached_share(candidate), 6))
     return None
+
+
+def cached_price(prices: PriceTable) -> float:
+    """USD per 1M cached prompt tokens of `prices` (the prompt price when the table has none)."""
+    return prices.prompt_per_1m if prices.cached_prompt_per_1m is None else prices.cached_prompt_per_1m
+
+
+def cost_usd(prices: PriceTable, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+    """USD of one call: uncached prompt tokens, cached ones (part of `prompt_tokens`), completion tokens."""
+    cached = min(max(cached_tokens, 0), prompt_tokens)
+    return ((prompt_tokens - cached) * prices.prompt_per_1m + cached * cached_price(prices)
+            + completion_tokens * prices.completion_per_1m) / 1e6
+
+
+def scaled(prices: PriceTable, factor: float) -> PriceTable:
+    """Every price of `prices` times `factor` (the Batch API bills 0.5)."""
+    return PriceTable(prompt_per_1m=prices.prompt_per_1m * factor, completion_per_1m=prices.completion_per_1m * factor,
+                      cached_prompt_per_1m=None if prices.cached_prompt_per_1m is None
+                      else prices.cached_prompt_per_1m * factor)
 
 
 def teacher_prices(cfg: TeacherConfig) -> Optional[PriceTable]:
@@ -52,4 +86,4 @@ def teacher_prices(cfg: TeacherConfig) -> Optional[PriceTable]:
 
 def how_to_set_prices(cfg: TeacherConfig) -> str:
     return (f"no price known for model {cfg.model!r}; set teacher.prices: {{prompt_per_1m: USD, "
-            f"completion_per_1m: USD}} in the config (known: {', '.join(MODEL_PRICES)})")
+            f"cached_prompt_per_1m: USD, completion_per_1m: USD}} in the config (known: {', '.join(MODEL_PRICES)})")
