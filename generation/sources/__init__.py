@@ -25,6 +25,7 @@ from generation.sources import cauldron, infoseek, llava_cot, tabmwp, visual_cot
 from generation.sources.base import (
     SOURCE_IDS, STAGE, Deferred, Located, RecordIndex, SourceConfig, SourceError, guarded, subset_of,
 )
+from generation.sources.image_paths import REPEATED_ID, refuse_wholesale
 
 Adapter = Callable[[SourceConfig, Optional[RecordIndex]], Iterator[Located]]
 
@@ -67,7 +68,9 @@ def read_source(cfg: SourceConfig, skip: Optional[Callable[[str], bool]] = None,
 
     Iterating raises `SourceError` (one line naming the fix) only when the source as a whole is
     unreadable: missing folder, a layout the adapter does not recognise, or a Hub id that cannot be
-    reached. It is raised before any record is yielded.
+    reached, raised before any record is yielded; or, after the last record, when every record built
+    was refused for an image path leading outside the source folder (`image_paths.refuse_wholesale`:
+    the fix is the source's `image_roots`, not a quarantine per record).
     """
     items: Iterator[Item] = without_repeats(ADAPTERS[cfg.kind](cfg, index), skip)
     if cfg.subsets:
@@ -75,7 +78,7 @@ def read_source(cfg: SourceConfig, skip: Optional[Callable[[str], bool]] = None,
         items = (x for x in items if subset_of(item_id(x)) in wanted)
     if cfg.limit is not None:
         items = islice(items, cfg.limit)
-    return items
+    return refuse_wholesale(cfg.kind, cfg.path or cfg.hub_id, items)
 
 
 def without_repeats(located: Iterable[Located], skip: Optional[Callable[[str], bool]] = None) -> Iterator[Item]:
@@ -94,7 +97,7 @@ def without_repeats(located: Iterable[Located], skip: Optional[Callable[[str], b
         repeats[sid] = repeats.get(sid, 1) + 1
         yield Quarantined(f"{sid}{REPEAT_SUFFIX}{repeats[sid]}", STAGE,
                           f"repeats the id {sid} of the record at {first[sid]} (this record: {where}); "
-                          f"the first record with an id is the one kept", "RepeatedId")
+                          f"the first record with an id is the one kept", REPEATED_ID)
 
 
 __all__ = ["ADAPTERS", "REPEAT_SUFFIX", "RecordIndex", "SOURCE_IDS", "Skipped", "SourceConfig", "SourceError", "item_id", "read_source"]

@@ -7,10 +7,12 @@ image or a missing field becomes a `Quarantined` (one record lost, the run goes 
 becomes local files.
 
 Two guarantees live here:
-- **Nothing outside the source folder is read.** `ImageFolder.file` resolves every image path
-  (absolute paths, `..`, symlinks) and quarantines one that leaves the folder with the reason "image
-  path outside the source folder", unless the source sets `allow_outside_paths: true` (then the
-  resolved folder is logged once).
+- **Nothing outside the source folder is read, unless the user said where.** `ImageFolder.file` refuses
+  an image path that leaves the folder as written (absolute, `..` above it) and follows symlinks only
+  into the source folder, the Hugging Face cache or a folder in the source's `image_roots`
+  (`generation.sources.image_paths` has the rule); anything else is quarantined with the reason "image
+  path outside the source folder: ..." naming `image_roots`, and a source whose every record is refused
+  so stops the run at the start. `allow_outside_paths: true` lifts the rule (the folder is logged once).
 - **A bad byte costs one record.** `iter_jsonl` and `iter_json_container` (defined in
   `generation.sources.records`, re-exported here with `SourceError` and `RecordError`) decode each
   record on its own: invalid UTF-8, a line that is not a JSON object, or a file cut off mid-record
@@ -43,6 +45,9 @@ from generation.sources.records import (
     json_kind,
     parsed,
 )
+from generation.sources.image_paths import (
+    OUTSIDE_REASON, allowed_roots, resolved_reason, written_outside, written_reason,
+)
 from generation.sources.record_index import RecordIndex, indexed_json_container, indexed_jsonl
 from generation.sources.instructions import (
     BREVITY_SUFFIXES,
@@ -69,7 +74,6 @@ STAGE = "foundation"
 #   table_dump    a "parse the full table" request whose answer is the table as a dict (Cauldron ROBUT/HiTab)
 QAFilter = Literal["empty_answer", "table_dump"]
 DEFAULT_QA_FILTERS: tuple[str, ...] = ("empty_answer", "table_dump")
-OUTSIDE_REASON = "image path outside the source folder"
 
 
 class SourceConfig(StrictModel):
@@ -89,6 +93,9 @@ class SourceConfig(StrictModel):
     # Image paths must stay inside the source folder; `true` lets them point anywhere (an
     # `id2image.jsonl` with absolute paths to your OVEN copy, say). The resolved folder is logged.
     allow_outside_paths: bool = False
+    # Folders image symlinks may lead to besides the source folder and the Hugging Face cache (a `coco/`
+    # linked into a LLaVA-style layout: `[/data/coco]`). Relative entries are relative to the config file.
+    image_roots: list[Path] = Field(default_factory=list)
     # QA pairs dropped from a dialogue (the row keeps the others; rows count them in
     # `meta.dropped_qas`). `[]` keeps every pair.
     drop_qas: list[QAFilter] = Field(default_factory=lambda: list(DEFAULT_QA_FILTERS))
@@ -326,7 +333,8 @@ class ImageFolder:
     root: Path  # resolved; relative image paths start here
     validate: bool = True
     allow_outside: bool = False
-    boundary: Optional[Path] = None  # what every read must stay inside (default: root)
+    boundary: Optional[Path] = None  # the source's own folder every read may use (default: root)
+    allowed: tuple = ()  # real folders reads may lead to: the boundary, the HF cache, `image_roots` (`of`)
     # relative folder -> its real path (`_real`); emptied when it reaches _MAX_FOLDERS entries
     _folders: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -339,24 +347,26 @@ class ImageFolder:
             boundary = resolved.parent.parent
         if cfg.allow_outside_paths:
             log.info("%s: allow_outside_paths is on: image paths may leave the source folder %s", cfg.kind, resolved)
-        return cls(resolved, cfg.validate_images, cfg.allow_outside_paths, boundary)
+        allowed = allowed_roots(cfg.kind, boundary, cfg.image_roots)
+        return cls(resolved, cfg.validate_images, cfg.allow_outside_paths, boundary, allowed)
 
     def _inside(self, path: Path) -> bool:
-        return self.allow_outside or path.is_relative_to(self.boundary or self.root)
+        return self.allow_outside or any(path.is_relative_to(r) for r in self.allowed or (self.boundary or self.root,))
 
     def resolve(self, sid: str, rel: Any) -> Path:
-        """`rel` (relative to the folder, or absolute) as a real path, or Quarantined when it is
-        missing, leaves the folder (absolute, `..`, a symlink pointing out), or is not a file."""
+        """`rel` (relative to the folder) as a real path, or Quarantined when it is missing, leaves the
+        folder as written (absolute, `..` above it) or on disk (a symlink to a folder not allowed, see
+        `generation.sources.image_paths`), or is not a file."""
         if not isinstance(rel, str) or not rel.strip():
             raise quarantine(sid, "missing image path", KeyError("image"))
         if "\x00" in rel:
             raise quarantine(sid, "image path contains a NUL byte", ValueError(rel))
-        given = Path(rel)
-        if given.is_absolute() and not self.allow_outside:
-            raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
-        path = self._real(given)
+        why = None if self.allow_outside else written_outside(rel)
+        if why:
+            raise quarantine(sid, written_reason(rel, why), PermissionError(rel))
+        path = self._real(Path(rel))
         if not self._inside(path):
-            raise quarantine(sid, f"{OUTSIDE_REASON}: {rel}", PermissionError(rel))
+            raise quarantine(sid, resolved_reason(rel, path), PermissionError(rel))
         if not path.is_file():
             raise quarantine(sid, f"image file not found: {rel}", FileNotFoundError(rel))
         return path
@@ -371,6 +381,8 @@ class ImageFolder:
 
     def exists(self, rel: str) -> bool:
         """Whether `rel` names a file inside the folder (no quarantine: for probing candidate layouts)."""
+        if not self.allow_outside and written_outside(rel):
+            return False
         path = self._real(Path(rel))
         return self._inside(path) and path.is_file()
 
