@@ -292,6 +292,7 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> None:
     for source in config.sources:
         if source.path is not None:
             source.path = Path(resolve(source.path))
+        source.image_roots = [Path(resolve(root)) for root in source.image_roots]
     config.teacher.model_path = resolve(config.teacher.model_path)
     config.teacher.mmproj_path = resolve(config.teacher.mmproj_path)
     config.operators.rag.corpus = resolve(config.operators.rag.corpus)
