@@ -209,6 +209,12 @@ class BatchServer(OpenAICompatServer):
                                  "message": {"role": "assistant", "content": content, "refusal": None}}],
                     "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                               "total_tokens": reply.prompt_tokens + reply.completion_tokens}}
+            cache = getattr(self, "prefix_cache", None)  # tests.prefix_cache: tokens counted as OpenAI does
+            if cache is not None:
+                prompt, cached = cache.account(payload)
+                body["usage"] = {"prompt_tokens": prompt, "completion_tokens": reply.completion_tokens,
+                                 "total_tokens": prompt + reply.completion_tokens,
+                                 "prompt_tokens_details": {"cached_tokens": cached}}
         return {"id": f"batch_req_{ident}", "custom_id": line["custom_id"], "error": None,
                 "response": {"status_code": reply.status, "request_id": f"req_{ident}", "body": body}}
 
