@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from generation.atomic import write_atomic
 from generation.config import PipelineConfig
 
 CONFIG_FILENAME = "mmat_config.yaml"
@@ -59,7 +60,5 @@ def write_config_snapshot(config: PipelineConfig, dataset_dir: str | Path) -> Pa
     text = ("# How this dataset was generated: the resolved config of the last `mmat generate` run over this\n"
             "# folder (secrets removed). Regenerate with: mmat generate --config mmat_config.yaml (the `config:` part)\n"
             + yaml.safe_dump(resolved_config(config), sort_keys=False, allow_unicode=True, width=120))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)  # `generation.atomic`: fsync'd, renamed, no temp left on an error
     return path

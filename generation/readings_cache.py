@@ -29,12 +29,13 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Protocol
 
 import numpy as np
+
+from generation.atomic import write_atomic
 
 log = logging.getLogger("mmat.readings")
 
@@ -147,14 +148,7 @@ class ReadingsCache:
                  **arrays)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=_TMP_PREFIX)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(buffer.getbuffer())
-                os.replace(tmp, entry)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(entry, buffer.getbuffer(), tmp_prefix=_TMP_PREFIX)  # `generation.atomic`
         except OSError as exc:  # nothing is lost: the next audit reads the shard again
             log.warning("could not keep the reading %s in %s: %s", entry.name, self.folder, exc)
 

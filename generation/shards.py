@@ -33,8 +33,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
-from generation.checkpoint import (Checkpoint, QuarantineRecord, RecordRef, _replace_atomically, index_path,
-                                  index_tail)
+from generation.atomic import write_atomic
+from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef, index_path, index_tail
 from generation.config import PipelineConfig
 from generation.folder_lock import out_folder_lock
 from generation.plan import RunOptions, in_worker_slice
@@ -273,7 +273,9 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
     quarantined = checkpoint.quarantined(finished)
     with out_folder_lock(out_dir):
         rows = write_shards(checkpoint, out_dir, config, options, refs)
-        (out_dir / CARD_FILENAME).with_suffix(".md.tmp").unlink(missing_ok=True)  # a killed card write
+        for stale in [(out_dir / CARD_FILENAME).with_suffix(".md.tmp"), *out_dir.glob(".tmp-*"),
+                      *out_dir.glob("figures/**/.tmp-*")]:  # a killed card write (`generation.atomic` temps)
+            stale.unlink(missing_ok=True)
         if card_configs(out_dir):
             write_config_snapshot(config, out_dir)
             by_stage = dict(Counter(r.stage for r in quarantined.values()))
@@ -289,7 +291,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
                            quality_report=audit_run(out_dir, readings),  # its numbers go to run.log and the card
                            readings=readings)
                 readings.prune()
-                _replace_atomically(stamp, inputs.encode("utf-8"), checkpoint.tmp_prefix)
+                write_atomic(stamp, inputs, tmp_prefix=checkpoint.tmp_prefix)
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)
     return rows, finished, quarantined

@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from generation.atomic import fsync_dir
 from mmat_1m import FEATURES, shard_dir, shard_name
 
 SCHEMA = FEATURES.arrow_schema
@@ -147,19 +148,6 @@ def clean_stale_temps(out_dir: Path, settings: Optional[WriterSettings] = None) 
     return removed
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _parquet_writer(path: Path) -> pq.ParquetWriter:
     return pq.ParquetWriter(path, SCHEMA, **PARQUET_OPTIONS)
 
@@ -208,8 +196,11 @@ class _TempFiles:
                 writer = None
                 yield path, ids
         finally:
-            if writer is not None:  # stopped mid-file: no temp file survives
-                writer.close()
+            if writer is not None:  # stopped mid-file (a full disk included): no temp file survives
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 - the error that stopped the stream is the one that goes up
+                    pass
                 tmp.unlink(missing_ok=True)
 
     @staticmethod
@@ -219,9 +210,13 @@ class _TempFiles:
 
     @staticmethod
     def _close(writer: pq.ParquetWriter, tmp: Path) -> Path:
-        writer.close()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        try:
+            writer.close()
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
 
@@ -335,7 +330,7 @@ def _write_without(path: Path, ids: set[str], tmp: Path, row_group_rows: int) ->
     """The rows of `path` whose id is not in `ids`, streamed into `tmp` (fsync'd). Returns how many."""
     kept = 0
     value_set = pa.array(sorted(ids), pa.string())
-    with _parquet_writer(tmp) as writer:
+    with _parquet_writer(tmp) as writer:  # the caller removes `tmp` on an error
         for batch in pq.ParquetFile(path).iter_batches(batch_size=row_group_rows):
             table = pa.Table.from_batches([batch])
             keep = pc.invert(pc.is_in(table.column("id"), value_set=value_set))
@@ -405,7 +400,7 @@ def write_part(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable[
         next_part += 1
         result.rows += len(ids)
         result.files.append(target)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return result
 
 
@@ -450,5 +445,5 @@ def write_group(out_dir: Path, fmt: str, source: str, split: str, rows: Iterable
         os.replace(tmp, folder / name)
         result.rows += n_rows
         result.files.append(folder / name)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return result

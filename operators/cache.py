@@ -1,18 +1,18 @@
 """On-disk operator result cache keyed by content, so a rerun performs zero operator executions.
 
 Key = sha256 of (operator, backend, version, sha256 of every image's bytes, canonical JSON of args).
-One small JSON file per entry, written atomically (temp + rename): safe under kill -9 and under
-several workers sharing the folder.
+One small JSON file per entry, written atomically (`generation.atomic`: temp, fsync, rename): safe
+under kill -9 and under several workers sharing the folder. An entry that does not read back as a
+result (cut, garbled, another version's shape) is a miss: the operator runs again and rewrites it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from generation.atomic import write_atomic
 from operators.images import LoadedImage
 from operators.result import OperatorResult
 
@@ -47,9 +47,8 @@ class OperatorCache:
             return None
 
     def put(self, key: str, result: OperatorResult) -> None:
+        """Store `result` under `key` durably (`generation.atomic`: a reader sees the whole entry or none,
+        and a failed write, a full disk included, leaves no temp file)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(result.model_dump_json())
-        os.replace(tmp, path)
+        write_atomic(path, result.model_dump_json(), suffix=".json")

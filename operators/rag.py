@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from generation.atomic import atomic_file
 from operators.base import Backend, BackendUnavailable, OperatorError, OperatorResult, package_version, quote_data
 from operators.images import LoadedImage
 
@@ -179,10 +178,8 @@ class LocalRagBackend(Backend):
             emb = self._embed([f"{p['title']}. {p['text']}" if p["title"] else p["text"] for p in self.passages])
             self.index_built = True
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_file(path, suffix=".npy") as fh:  # `generation.atomic`: fsync'd, renamed, no temp left
                 np.save(fh, emb, allow_pickle=False)
-            os.replace(tmp, path)
         self.embeddings = emb.astype(np.float32, copy=False)
 
     def _embed(self, texts: list[str]) -> np.ndarray:

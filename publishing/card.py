@@ -203,7 +203,10 @@ def render_figure(stats: CardStats, path: str | Path) -> Path:
     ax2.set_title("Turns per dialogue")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
+    from generation.atomic import atomic_file
+
+    with atomic_file(path, suffix=".png") as fh:  # a published figure is whole or absent
+        fig.savefig(fh, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
 
@@ -459,9 +462,9 @@ def write_card(
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    from generation.atomic import write_atomic
+
+    write_atomic(path, text)  # fsync'd, renamed, the folder fsync'd; no temp left on an error
 
 
 # ------------------------------------------------------------------------------------- terminal

@@ -43,9 +43,9 @@ def code(name: Any) -> str:
 # ------------------------------------------------------------------------------------ run facts
 def write_run_facts(root: Path, facts: dict) -> None:
     path = Path(root) / RUN_FACTS_FILENAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(facts, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    from generation.atomic import write_atomic
+
+    write_atomic(path, json.dumps(facts, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def read_run_facts(root: Path) -> dict:

@@ -141,9 +141,9 @@ def example_dialogues(dataset_dir: Path, *, write_images: bool = False) -> list[
         rel = f"{EXAMPLES_DIR}/{_safe_name(source)}.jpg"
         if write_images and row.get("images"):
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = root / (rel + ".tmp")
-            tmp.write_bytes(downsized(row["images"][0]["bytes"], IMAGE_SIDE))
-            tmp.replace(root / rel)
+            from generation.atomic import write_atomic
+
+            write_atomic(root / rel, downsized(row["images"][0]["bytes"], IMAGE_SIDE))
         if row.get("images") and (root / rel).is_file():
             image = rel
         examples.append({"source": source, "id": md_text(row["id"], 200), "split": split, "format": row["format"],

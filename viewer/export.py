@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generation.atomic import write_atomic
 from viewer.app import ViewerApp
 from viewer.filters import Filter
 from viewer.images import EXPORT_SIDE, THUMB_SIDE, downsized
@@ -42,9 +42,7 @@ def _js_json(value: Any) -> str:
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)  # `generation.atomic`: fsync'd, renamed, no temp left on an error
 
 
 def _sample_ids(app: ViewerApp, limit: int) -> list[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
+from generation.atomic import publish
 from generation.errors import MmatError
 from generation.sources.records import (
     container_member, container_members, jsonl_lines, jsonl_record, parsed, read_container_text,
@@ -130,10 +131,18 @@ class _Writer:
         self.count += 1
 
     def commit(self) -> None:
-        self.fh.write(_line({"end": self.count, "sha256": self.digest.hexdigest()}))
-        self.fh.close()
-        if _identity(self.source, self.scheme) == self.identity:
-            os.replace(self.tmp, self.target)
+        try:
+            self.fh.write(_line({"end": self.count, "sha256": self.digest.hexdigest()}))
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            if _identity(self.source, self.scheme) != self.identity:
+                self.tmp.unlink(missing_ok=True)
+                return
+        except BaseException:
+            self.discard()
+            raise
+        publish(self.tmp, self.target)  # `generation.atomic`: rename, then the folder fsync'd
 
     def discard(self) -> None:
         if not self.fh.closed:
