@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from generation.errors import MmatError
 from generation.readings_cache import add_counts, counts_from_json, counts_to_json
 from mmat_1m import CONFIGS, FORMATS, SPLITS
 
 # A tokenizer-free token count: words and single punctuation marks (RE2 syntax, ASCII \w).
-TOKEN_PATTERN = r"\w+|[^\w\s]"
+from generation.text_tokens import TOKEN_PATTERN  # noqa: E402,F401 - one definition, the audit's too
 _STAT_COLUMNS = ["id", "source", "subset", "messages", "steps", "reflection", "teacher"]
 _OPTIONAL_STAT_COLUMNS = ["meta"]  # shards written before a `meta` field existed still get a card
 
@@ -281,13 +282,25 @@ def collect_stats(dataset_dir: str | Path, cache: Any = None) -> CardStats:
     stats = CardStats()
     seen: set[str] = set()
     for fmt, source, split, path in _shard_files(root):
-        md = pq.ParquetFile(path).metadata
+        try:
+            md = pq.ParquetFile(path).metadata
+            shard = read_shard_stats(path, cache)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            why = str(exc).replace(f"{path}: ", "") if isinstance(exc, ValueError) and "mmat-1m shard" in str(exc) \
+                else f"not a readable parquet file ({type(exc).__name__}: {exc})"
+            raise BadShardFile(f"{path}: {why}; a card cannot describe it (remove the file, or rerun "
+                               f"`mmat generate` to rewrite it)") from None
         key = (fmt, source, split)
         stats.rows[key] += md.num_rows
         stats.num_bytes[key] += sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
         stats.download_bytes[key] += path.stat().st_size
-        add_shard(stats, fmt, read_shard_stats(path, cache), seen)
+        add_shard(stats, fmt, shard, seen)
     return stats
+
+
+class BadShardFile(MmatError, ValueError):
+    """A shard of the folder that cannot be read or is not an mmat-1m shard (one line naming the file):
+    the card refuses to describe a folder `load_dataset` would fail on."""
 
 
 def config_split_counts(root: Path, stats: CardStats) -> dict[str, dict[str, tuple[int, int, int]]]:

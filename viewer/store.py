@@ -13,6 +13,12 @@ Guarantee (what keeps a 1M-row dataset as quick to open as a 1K-row one):
 Shards are `data/{format}/{source}/{split}-*.parquet` (DESIGN §7), ordered by source (SOURCES order,
 then any other), split (train, validation) and file name: the list's order.
 
+A bad shard is named and left out, never a 500 for every page: a file whose footer cannot be read (a
+truncated or half-copied file), or a parquet file that is not an mmat-1m shard (columns the viewer reads
+are missing), is found when its footer is first read; one warning names the file and what is wrong, and
+every list, count, facet, search and lookup goes on without it. `shards_of` (what the audit, the card's
+examples and the export iterate) reads the footers of the shards it returns, so they never meet one.
+
     store = ShardStore.open("mmat-1m")                 # or ("NS/NAME", revision="v1.0.0") for a Hub repo
     page = store.page("rr", Filter(source="tabmwp"), offset=0, limit=50)
 """
@@ -22,7 +28,7 @@ import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import quote
@@ -32,9 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from generation.errors import MmatError
 from mmat_1m import FORMATS, SOURCES, SPLITS
 from viewer.filters import Filter
+from viewer.shard import _READ_ERRORS, BadShard, NotFound, Shard, ViewerError  # noqa: F401 (the store's names)
 
 # What a list item shows: no image bytes (only the list's length, through `path`), no messages.
 LIST_COLUMNS = ["id", "source", "subset", "format", "question", "answer", "reflection", "meta", "teacher",
@@ -46,66 +52,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CACHED_ROW_GROUPS = 16
 _CACHED_SELECTIONS = 16
 _OPEN_FILES = 32
-
-
-class ViewerError(MmatError):
-    """What `mmat view` reports as one line: a missing folder or repo, no shards, a bad request."""
-
-
-class NotFound(ViewerError):
-    pass
-
-
-@dataclass
-class Shard:
-    """One parquet file; its footer (row groups and their sizes) is read on first need, then kept."""
-
-    index: int
-    format: str
-    source: str
-    split: str
-    path: str
-    opener: Callable[[str], Any] = field(repr=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one reader of the file at a time
-    _footer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _metadata: Optional[pq.FileMetaData] = field(default=None, repr=False)
-    _starts: Optional[np.ndarray] = field(default=None, repr=False)
-
-    @property
-    def footer_read(self) -> bool:
-        return self._metadata is not None
-
-    @property
-    def metadata(self) -> pq.FileMetaData:
-        if self._metadata is None:
-            with self._footer_lock:
-                if self._metadata is None:
-                    handle = self.opener(self.path)
-                    try:
-                        metadata = pq.read_metadata(handle)
-                    finally:
-                        if hasattr(handle, "close"):
-                            handle.close()
-                    rows = [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
-                    self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
-                    self._metadata = metadata
-        return self._metadata
-
-    @property
-    def starts(self) -> np.ndarray:
-        """First row of each row group, and the row count last."""
-        self.metadata
-        return self._starts
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.starts[-1])
-
-    def row_group_of(self, row: int) -> tuple[int, int]:
-        rg = int(np.searchsorted(self.starts, row, side="right") - 1)
-        return rg, row - int(self.starts[rg])
-
-
 @dataclass
 class Page:
     total: Optional[int]  # None: not known without reading more footers (see `ShardStore.count`)
@@ -203,8 +149,15 @@ class ShardStore:
     def splits(self, fmt: Optional[str] = None) -> list[str]:
         return [sp for sp in SPLITS if any(s.split == sp for s in self.shards if fmt is None or s.format == fmt)]
 
-    def shards_of(self, fmt: str, flt: Filter = Filter()) -> list[Shard]:
-        return [s for s in self.shards if s.format == fmt and flt.matches_shard(s.source, s.split)]
+    def shards_of(self, fmt: str, flt: Filter = Filter(), check: bool = True) -> list[Shard]:
+        """The format's shards the filter's source and split select, without bad ones: `check` reads the
+        footers not read yet (False: only those already known bad are left out, nothing is read)."""
+        return [s for s in self.shards if s.format == fmt and flt.matches_shard(s.source, s.split)
+                and not s.error and (not check or s.usable)]
+
+    def bad_shards(self) -> list[str]:
+        """What is wrong with each shard found bad so far (file and reason)."""
+        return [s.error for s in self.shards if s.error]
 
     def total(self, fmt: str) -> int:
         return self.count(fmt, Filter())
@@ -214,8 +167,8 @@ class ShardStore:
         shards = [s for s, rows in self.selection(fmt, flt) if rows is None and not s.footer_read]
         if len(shards) > 1:
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda s: s.metadata, shards))
-        return sum(s.num_rows if rows is None else len(rows) for s, rows in self.selection(fmt, flt))
+                list(pool.map(lambda s: s.usable, shards))
+        return sum((s.num_rows if rows is None else len(rows)) if s.usable else 0 for s, rows in self.selection(fmt, flt))
 
     # -- reading ------------------------------------------------------------------------------------
     def _file(self, shard: Shard) -> pq.ParquetFile:
@@ -232,11 +185,18 @@ class ShardStore:
             return pf
 
     def _read(self, shard: Shard, columns: Optional[Sequence[str]], row_groups: Optional[Sequence[int]] = None) -> pa.Table:
-        pf = self._file(shard)
-        with shard.lock:  # one reader per file object (a Hub file is a stateful HTTP stream)
-            if row_groups is None:
-                return pf.read(columns=list(columns) if columns else None)
-            return pf.read_row_groups(list(row_groups), columns=list(columns) if columns else None)
+        """Columns of the shard (some row groups, or all). A file whose data cannot be read (a footer that
+        reads but pages that do not) raises `BadShard`, and is left out from then on."""
+        try:
+            pf = self._file(shard)
+            with shard.lock:  # one reader per file object (a Hub file is a stateful HTTP stream)
+                if row_groups is None:
+                    return pf.read(columns=list(columns) if columns else None)
+                return pf.read_row_groups(list(row_groups), columns=list(columns) if columns else None)
+        except _READ_ERRORS as exc:
+            with self._lock:
+                self._files.pop(shard.index, None)
+            raise shard.bad(f"cannot read its rows ({type(exc).__name__}: {exc})") from None
 
     def _row_group(self, shard: Shard, rg: int, columns: Optional[tuple[str, ...]]) -> pa.Table:
         key = (shard.index, rg, columns)
@@ -335,11 +295,14 @@ class ShardStore:
                 self._selections.move_to_end(key)
                 return self._selections[key]
         out: list[tuple[Shard, Optional[np.ndarray]]] = []
-        for shard in self.shards_of(fmt, flt):
+        for shard in self.shards_of(fmt, flt, check=False):  # footers are read as the list needs them
             if not flt.needs_index:
                 out.append((shard, None))
                 continue
-            mask = flt.mask(self.index(shard), self.operator_bits, self._search_text(shard) if flt.text else None)
+            try:
+                mask = flt.mask(self.index(shard), self.operator_bits, self._search_text(shard) if flt.text else None)
+            except BadShard:
+                continue
             out.append((shard, np.nonzero(mask)[0]))
         with self._lock:
             self._selections[key] = out
@@ -354,29 +317,40 @@ class ShardStore:
         out: list[tuple[Shard, int, dict[str, Any]]] = []
         skip, need = max(0, offset), max(0, limit)
         for shard, rows in selection:
+            if not shard.usable:
+                continue
             count = shard.num_rows if rows is None else len(rows)
             if skip >= count:
                 skip -= count
                 continue
             picked = np.arange(skip, min(count, skip + need)) if rows is None else rows[skip: skip + need]
+            try:
+                data = self.rows(shard, picked, columns)
+            except BadShard:
+                continue
             skip = 0
-            out.extend((shard, int(r), data) for r, data in zip(picked, self.rows(shard, picked, columns)))
+            out.extend((shard, int(r), d) for r, d in zip(picked, data))
             need -= len(picked)
             if need <= 0:
                 break
-        known = all(rows is not None or s.footer_read for s, rows in selection)
-        return Page(sum(s.num_rows if rows is None else len(rows) for s, rows in selection) if known else None, out)
+        known = all(rows is not None or s.footer_read or s.error for s, rows in selection)
+        if not known:
+            return Page(None, out)
+        return Page(sum((s.num_rows if rows is None else len(rows)) for s, rows in selection if not s.error), out)
 
     # -- lookups by id ------------------------------------------------------------------------------
     def _candidates(self, fmt: str, sample_id: str) -> list[Shard]:
         """Shards that can hold an id: those of its source (ids are `{source}/{subset}/{native}`) first."""
         source = sample_id.split("/", 1)[0]
-        mine = [s for s in self.shards if s.format == fmt and s.source == source]
-        return mine or [s for s in self.shards if s.format == fmt]
+        mine = [s for s in self.shards if s.format == fmt and s.source == source and not s.error]
+        return mine or [s for s in self.shards if s.format == fmt and not s.error]
 
     def find(self, fmt: str, sample_id: str) -> tuple[Shard, int]:
         for shard in self._candidates(fmt, sample_id):
-            at = pc.index(self.index(shard)["id"], sample_id).as_py()
+            try:
+                at = pc.index(self.index(shard)["id"], sample_id).as_py()
+            except BadShard:
+                continue
             if at is not None and at >= 0:
                 return shard, at
         raise NotFound(f"no {fmt} row with id {sample_id!r}")
@@ -388,12 +362,18 @@ class ShardStore:
         sources = {i.split("/", 1)[0] for i in wanted.to_pylist()}
         for shard in self.shards:
             if len(wanted) and (shard.source in sources or not any(s.source in sources for s in self.shards)):
-                hit = pc.is_in(wanted, value_set=self.index(shard)["id"])
+                try:
+                    hit = pc.is_in(wanted, value_set=self.index(shard)["id"])
+                except BadShard:
+                    continue
                 found.update(wanted.filter(hit).to_pylist())
         return found
 
     def subsets(self, fmt: str) -> list[str]:
         values: set[str] = set()
-        for shard in self.shards_of(fmt):
-            values.update(v for v in pc.unique(self.index(shard)["subset"]).to_pylist() if v)
+        for shard in self.shards_of(fmt, check=False):
+            try:
+                values.update(v for v in pc.unique(self.index(shard)["subset"]).to_pylist() if v)
+            except BadShard:
+                continue
         return sorted(values)
