@@ -193,9 +193,9 @@ class BatchServer(OpenAICompatServer):
         payload = line["body"]
         task = classify(payload)
         reply = self._next_reply(task, payload)
+        record = {"task": task, "payload": payload, "status": reply.status, "t": time.monotonic(), "via": "batch"}
         with self._lock:
-            self.requests.append({"task": task, "payload": payload, "status": reply.status, "t": time.monotonic(),
-                                  "via": "batch"})
+            self.requests.append(record)
             self._ids += 1
             ident = self._ids
         if reply.status != 200:
@@ -212,6 +212,7 @@ class BatchServer(OpenAICompatServer):
             cache = getattr(self, "prefix_cache", None)  # tests.prefix_cache: tokens counted as OpenAI does
             if cache is not None:
                 prompt, cached = cache.account(payload)
+                record["prompt_tokens"], record["cached_tokens"] = prompt, cached
                 body["usage"] = {"prompt_tokens": prompt, "completion_tokens": reply.completion_tokens,
                                  "total_tokens": prompt + reply.completion_tokens,
                                  "prompt_tokens_details": {"cached_tokens": cached}}
