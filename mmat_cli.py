@@ -199,9 +199,13 @@ def audit(
     duplicates per source and subset, with example ids of each failing kind (generation/quality)."""
     from generation.quality.audit import audit_dataset, write_json
     from generation.quality.report import print_report
+    from viewer.store import ShardStore, ViewerError
 
     try:
-        report = audit_dataset(dataset, config, revision=revision)
+        store = ShardStore.open(dataset, revision=revision)  # a folder or a Hub repo: the audit reads either
+        report = audit_dataset(dataset, config, store=store)
+    except ViewerError as exc:
+        fail(str(exc))
     except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     print_report(report, console)

@@ -288,7 +288,7 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
                 write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
                                                "quarantine_by_stage": by_stage,
                                                "generation_elapsed_s": round(elapsed_s, 2)},  # up to this end
-                           quality_report=audit_run(out_dir, readings),  # its numbers go to run.log and the card
+                           quality_report=audit_run(out_dir, readings, quarantined.values()),  # to run.log and the card
                            readings=readings)
                 readings.prune()
                 write_atomic(stamp, inputs, tmp_prefix=checkpoint.tmp_prefix)

@@ -382,8 +382,8 @@ def quality_section(root: Path, report: Any = None, write_figure: bool = False) 
     as a table, then RR and ORR side by side, with `figures/quality.png` (written with `write_figure`, else linked when present). An audit
     that fails leaves the card without the section, with a warning, rather than without a card."""
     from generation.quality.audit import audit_dataset
-    from generation.quality.report import render_figure as render_quality_figure
-    from generation.quality.report import report_markdown
+    from publishing.quality_section import render_figure as render_quality_figure
+    from publishing.quality_section import report_markdown
 
     try:
         if report is None:  # RR, with the ORR rows' audit paired to it (the section shows them side by side)

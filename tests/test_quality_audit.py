@@ -162,8 +162,13 @@ def test_the_card_has_a_quality_section_with_table_figure_and_ids(folder):
     card_path = write_card(folder)
     text = card_path.read_text()
     section = text.split("## Quality", 1)[1].split("\n## ", 1)[0]
-    assert "| source | dialogues | verified | grounded | leaked |" in section
-    assert "| total | 8 | 0.88 (7/8) | 0.88 (7/8) | 0.12 (1/8) |" in section
+    assert ("| source | dialogues | verified | grounded (tool) | grounded (source rationale) | admits no evidence "
+            "| leaked |") in section
+    assert "| total | 8 | 0.88 (7/8) | 0.88 (7/8) | 0.00 (0/8) | 0.00 (0/8) | 0.12 (1/8) |" in section
+    assert "RR and ORR side by side" in section
+    # RR / ORR per measure: the hand-made TabMWP leak is in RR only (ORR compresses the repaired trajectory)
+    assert "| tabmwp | 2 / 2 | 2 / 2 | 0 / 0 | 0 / 0 | 1 / 0 | 0 | 0 |" in section
+    assert "Repairs: **1** accepted" in section
     assert r"visual\_cot/gqa/ungrounded" in section and r"tabmwp/tabmwp/leaked" in section  # ids as Markdown text
     assert f"]({QUALITY_FIGURE_PATH})" in section
     with Image.open(folder / QUALITY_FIGURE_PATH) as figure:

@@ -74,20 +74,22 @@ class QuestionEvidence:
     admits_no_evidence: bool = False
 
 
-def question_evidence(questions: Sequence[tuple[str, Sequence[Any], str, Optional[Sequence[str]]]]
-                      ) -> list[QuestionEvidence]:
+def question_evidence(questions: Sequence[tuple[str, Sequence[Any], str, Optional[Sequence[str]]]],
+                      grounded: Optional[Sequence[bool]] = None) -> list[QuestionEvidence]:
     """Per question of a dialogue, in order ((question, steps, answer, choices or None to read them from the
     question)): `tool` when `judge_question` calls it grounded; `source_rationale` when it is grounded once
     the marked thoughts' rationale is read as evidence too; else `none`. Later questions see the earlier
-    ones' evidence, as in `judge_dialogue`."""
+    ones' evidence, as in `judge_dialogue`. `grounded`: the questions' verdicts when the caller has judged
+    them already (the audit), so they are not judged twice."""
     from generation.quality.definitions import judge_question
 
     out: list[QuestionEvidence] = []
     tool_prior = rationale_prior = None
     marked = any(is_source_rationale(getattr(s, "thought", "")) for _, steps, _, _ in questions for s in steps)
-    for question, steps, answer, choices in questions:
-        verdict, tool_prior = judge_question(question, steps, answer, choices, prior=tool_prior)
-        kind = "tool" if verdict.grounded else "none"
+    for index, (question, steps, answer, choices) in enumerate(questions):
+        if grounded is None:
+            verdict, tool_prior = judge_question(question, steps, answer, choices, prior=tool_prior)
+        kind = "tool" if (verdict.grounded if grounded is None else grounded[index]) else "none"
         if marked:  # the same dialogue again, each marked thought's rationale read as a result
             verdict, rationale_prior = judge_question(question, [_with_rationale(s) for s in steps], answer,
                                                       choices, prior=rationale_prior)

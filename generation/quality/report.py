@@ -1,16 +1,18 @@
-"""How an `AuditReport` reads: the card's Quality section (Markdown), its figure, and the terminal tables
-of `mmat audit`. Row ids are data: in Markdown they pass `publishing.examples.md_text`."""
+"""How an `AuditReport` reads in the terminal (`mmat audit`), and the table cells it shares with the card's
+Quality section (rendered in `publishing.quality_section`: `generation/` renders no card)."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from generation.quality.audit import FAILING_KINDS, AuditReport, GroupStats
 
 _KIND_TITLES = {
     "not_verified": "final answer differs from the reference",
-    "not_grounded": "answer not supported by the evidence shown",
+    "not_grounded": "answer not supported by the tool evidence shown",
+    "admits_no_evidence": "an answer after the reasoning says it could not confirm it",
     "leaked": "a step states the answer before the evidence (unrepaired)",
+    "repeated_sentence": "ORR: a sentence repeated within one turn",
+    "replaced_step_in_orr": "ORR: a step a reflection replaced is still said",
     "exact_duplicate": "exact duplicate",
     "near_duplicate": "near-duplicate",
     "unparsable": "does not parse as its format",
@@ -49,92 +51,20 @@ def table_rows(report: AuditReport, subsets: bool = False) -> list[tuple[str, Gr
     return rows
 
 
-COLUMNS = ("source", "dialogues", "verified", "grounded", "leaked", "general reflections (check / staged)",
-           "math reflections (check / staged)", "math dialogues with a math reflection", "steps", "turns", "tokens",
-           "images")
-_RATE_COLUMNS = 5  # source, dialogues, verified, grounded, leaked: the terminal's first table
+COLUMNS = ("source", "dialogues", "verified", "grounded (tool)", "grounded (source rationale)", "admits no evidence",
+           "leaked", "general reflections (check / staged)", "math reflections (check / staged)",
+           "math dialogues with a math reflection", "steps", "turns", "tokens", "images")
+_RATE_COLUMNS = 7  # source, dialogues, verified, grounded (tool, rationale), admits, leaked: the terminal's first table
+_SIDE_BY_SIDE = (("grounded (tool)", "grounded"), ("grounded (source rationale)", "grounded_rationale"),
+                 ("admits no evidence", "admits_no_evidence"), ("leaked", "leaked"))
 
 
 def row_cells(name: str, g: GroupStats) -> list[str]:
-    return [name, f"{g.dialogues:,}", _rate(g, "verified"), _rate(g, "grounded"), _rate(g, "leaked"),
+    return [name, f"{g.dialogues:,}", _rate(g, "verified"), _rate(g, "grounded"), _rate(g, "grounded_rationale"),
+            _rate(g, "admits_no_evidence"), _rate(g, "leaked"),
             _reflections(g, "general"), _reflections(g, "math"), _math(g),
             f"{g.per_dialogue('steps'):.1f}", f"{g.per_dialogue('turns'):.1f}", f"{g.per_dialogue('tokens'):.0f}",
             f"{g.per_dialogue('images'):.1f}"]
-
-
-def report_markdown(report: AuditReport, figure: Optional[str] = None, subsets: bool = False) -> str:
-    """The card's Quality section body (no heading)."""
-    from generation.quality.definitions import LONG_ANSWER_WORDS
-    from publishing.examples import md_text
-
-    lines = [
-        f"Measured on the `{report.config}` rows by `mmat audit` (`generation/quality/`), the same definitions the "
-        "engine uses for `meta.grounded` and its reflection checks. **Verified**: the final answer matches the "
-        "reference. **Grounded**: every answer (for a choice question, the chosen option's text) is supported by "
-        "evidence shown before the final turn: an operator result, a retrieved passage, or arithmetic written out "
-        "from those (yes/no answers: the evidence speaks about what is asked; answers over "
-        f"{LONG_ANSWER_WORDS} words: most of their content words are in it). **Leaked**: a step states the answer "
-        "before any evidence supports it, or mentions a reference answer, and no reflection repairs it. "
-        "Reflections are counted by origin: found by a check on what was written, or staged at "
-        "`reflection.staged_rate`. Steps, turns, tokens and images are per dialogue.",
-        "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---:|" * (len(COLUMNS) - 1),
-    ]
-    for name, group in table_rows(report, subsets):
-        cells = row_cells(md_text(name.strip()), group)
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    facts = [f"Exact duplicate dialogues: **{report.exact_duplicates:,}**; near-duplicates (word 5-gram Jaccard ≥ "
-             f"0.9): **{report.near_duplicates:,}**."]
-    if report.token_ratio is not None:
-        facts.append(f"ORR/RR token ratio: **{report.token_ratio:.2f}**.")
-    histogram = report.judge_histogram()
-    if histogram:
-        facts.append("Judge scores: " + ", ".join(f"{label}: {n:,}" for label, n in histogram) + ".")
-    else:
-        facts.append("No judge scores in these rows.")
-    lines += [" ".join(facts), ""]
-    failing = [(kind, report.examples.get(kind) or []) for kind in FAILING_KINDS]
-    failing = [(kind, items) for kind, items in failing if items]
-    if failing:
-        lines.append("Examples (ids; `mmat view` opens one at `#<id>`):")
-        lines.append("")
-        for kind, items in failing:
-            ids = ", ".join(md_text(item["id"], 200) for item in items)
-            lines.append(f"- {_KIND_TITLES[kind]}: {ids}")
-        lines.append("")
-    if figure:
-        lines += [f"![Verified, grounded and leaked per source]({figure})", ""]
-    return "\n".join(lines)
-
-
-def render_figure(report: AuditReport, path: str | Path) -> Path:
-    """Verified, grounded and leaked rates per source (and in total), as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = report.sources() + ["total"]
-    groups = [report.groups[n] for n in names]
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
-    x = np.arange(len(names))
-    for k, measure in enumerate(("verified", "grounded", "leaked")):
-        values = [g.rate(measure) or 0.0 for g in groups]
-        ax.bar(x + (k - 1) * 0.27, values, width=0.27, label=measure)
-    ax.set_xticks(x, names)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"share of {report.config.upper()} dialogues")
-    ax.set_title("Data quality per source")
-    ax.legend(ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
 
 
 def print_report(report: AuditReport, console: Any, viewer_hint: bool = True) -> None:
@@ -145,7 +75,8 @@ def print_report(report: AuditReport, console: Any, viewer_hint: bool = True) ->
     # two tables of the same rows (the rates, then reflections and lengths): one table of all the columns
     # folds every cell into a column of letters on an 80-column terminal
     rows = [(name, [escape(c) for c in row_cells(name, group)]) for name, group in table_rows(report, subsets=True)]
-    for title, columns in ((f"quality of {escape(report.dataset)} ({report.config})", range(0, _RATE_COLUMNS)),
+    for title, columns in ((f"quality of {escape(report.dataset)} ({report.config})", [0, 1, 2, 3, 6]),
+                           ("evidence of other kinds", [0, 4, 5]),
                            ("reflections and lengths (per dialogue)", [0, *range(_RATE_COLUMNS, len(COLUMNS))])):
         table = Table(title=title, title_justify="left")
         for i in columns:
