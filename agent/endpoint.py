@@ -83,9 +83,14 @@ def openai_messages(messages: Sequence[dict[str, Any]], images: Sequence[LoadedI
 
 def api_key_from_env(env_var: str) -> str:
     """The key in `$env_var`, or a placeholder for a local server without auth."""
+    from generation.config import ConfigError
     from generation.redact import register_secret
+    from generation.teachers.factory import malformed_key
 
     key = (os.environ.get(env_var) or "").strip()
+    problem = malformed_key(key, env_var)  # a line break or non-ASCII character: one line, never the key
+    if problem:
+        raise ConfigError(problem)
     if key:
         register_secret(key)
         return key

@@ -56,3 +56,25 @@ def test_generate_with_a_malformed_key_exits_2_with_one_line_and_sends_nothing(t
         assert len(errors) == 1 and "OPENAI_API_KEY holds a malformed API key" in errors[0], result.stderr
         assert "Traceback" not in result.stderr and "SECRET" not in result.stderr + result.stdout
         assert server.count() == 0  # stopped before the preflight request
+
+
+def test_mmat_agent_with_a_malformed_key_exits_2_with_one_line(tmp_path, monkeypatch):
+    """The agent's endpoint (also `mmat eval`'s) reads its key through the same check."""
+    from typer.testing import CliRunner
+
+    from agent.endpoint import api_key_from_env
+    from mmat_cli import app
+    from tests.dataset_factory import png_bytes
+
+    monkeypatch.setenv("MY_KEY", SECRET + "\r\n" + SECRET)
+    with pytest.raises(ConfigError, match="MY_KEY holds a malformed API key: a control character"):
+        api_key_from_env("MY_KEY")
+    image = tmp_path / "x.png"
+    image.write_bytes(png_bytes(1))
+    with OpenAICompatServer() as server:
+        result = CliRunner().invoke(app, ["agent", "--image", str(image), "--question", "What is it?",
+                                          "--endpoint", server.url, "--api-key-env", "MY_KEY"],
+                                    env={"COLUMNS": "200"})
+        assert result.exit_code == 2, result.output
+        assert "MY_KEY holds a malformed API key" in result.stderr and "SECRET" not in result.output
+        assert server.count() == 0
