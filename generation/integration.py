@@ -1,6 +1,6 @@
 """Integration stage: one trajectory → one RR row and one ORR row (DESIGN §5-§6).
 
-`build_rows` is the single place rows are built, and it owns three guarantees:
+`build_rows` is the single place rows are built, and it owns four guarantees:
 
 - every text that enters a row (a model's thought, RAG query, answer and reflection, an operator's
   result, a retrieved passage, a source's question and answer) passes `generation.sanitize.as_data`
@@ -9,7 +9,10 @@
 - each text field has a length cap (`integration.max_chars`); a longer one quarantines the sample
   with the field, its length and the cap;
 - every rendered row is parsed back by the strict parser of `generation.dialogue_format` and must give
-  back exactly what was rendered; a row that does not quarantines the sample (stage `integration`).
+  back exactly what was rendered; a row that does not quarantines the sample (stage `integration`);
+- ORR is the compression of the final trajectory (`orr_thought`): no step a reflection replaced, no
+  sentence twice in a turn, and it passes the leak definition the audit applies to RR
+  (`generation.quality.definitions`), checked once more on the rendered turns (`orr_leaks`).
 
 The turns themselves (tags, fixed sentences) are defined once, in `generation.dialogue_format`.
 Messages use the content-block form (`{"type": "text"|"image", "text": ...}`) that transformers chat
@@ -18,9 +21,10 @@ templates and TRL read directly; the first user turn holds one image block per i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from generation.config import TextLimits
 from generation.dialogue_format import (  # noqa: F401  (the turn constants are re-exported for callers)
@@ -42,6 +46,10 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     text_block,
 )
 from generation.quality.evidence_kinds import row_kind, trajectory_evidence
+from generation.answers import normalise_answer
+from generation.final_trajectory import final_steps
+from generation.quality.definitions import Evidence, StepView, judge_dialogue, judge_question
+from generation.quality.evidence_kinds import is_source_rationale
 from generation.sanitize import as_data
 from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory, is_math
 
@@ -113,24 +121,114 @@ def rag_results(trajectory: Trajectory) -> list[str]:
             if obs.operator == "rag"]
 
 
-def orr_thought(qa: QATrajectory, rag_texts: Optional[list[str]] = None, quotable: Optional[str] = None) -> str:
-    """The compressed reasoning: every step's thought but the reflection requests themselves, without
-    the sentences that quote a RAG result (`QUOTE_MIN_WORDS` words in a row): ORR carries no RAG, so
-    its thought must not show a passage its user turn does not. Sanitised once more as a whole: the
-    ends of two clean thoughts could meet into a token (`…<|` + `|>…`)."""
-    thought = " ".join(step.thought for step in qa.steps if step.signal != "reflection")
-    if quotable is None:
-        quotable = _quotable(rag_texts or [])
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _units(steps: list[Step]) -> list[str]:
+    """The thoughts' sentences, in order; a thought built from the source's own rationale stays whole
+    (its lead marks all of it)."""
+    units: list[str] = []
+    for step in steps:
+        thought = step.thought.strip()
+        if is_source_rationale(thought):
+            units.append(thought)
+        else:
+            units += [s for s in _SENTENCE_END.split(thought) if s.strip()]
+    return units
+
+
+def _without_repeats(units: list[str]) -> list[str]:
+    seen: set[str] = set()
+    kept = []
+    for unit in units:
+        key = normalise_answer(unit) or unit
+        if key not in seen:
+            seen.add(key)
+            kept.append(unit)
+    return kept
+
+
+def _orr_views(units: list[str], api_outputs: Sequence[tuple[str, str]]) -> list[StepView]:
+    return ([StepView("", "continue", tuple(api_outputs))] if api_outputs else []) + \
+        [StepView(unit, "continue") for unit in units]
+
+
+def _without_leaks(units: list[str], question: str, answer: str, api_outputs: Sequence[tuple[str, str]],
+                   prior: Optional[Evidence], drop: bool = True) -> tuple[list[str], Optional[Evidence]]:
+    """`units` without those that leak the answer as ORR shows them (the API outputs first, then the
+    thought), by the one definition (`judge_question`): the RAG passage a sentence drew on is not in ORR,
+    and a sentence the evidence ORR shows does not support is not reasoning there. With `drop` False
+    (the RR question leaks already, and ORR shows the same reasoning: the audit counts it in both) the
+    units stay. Returns the units kept and the evidence after them (for the dialogue's next question)."""
+    units = list(units)
+    offset = 1 if api_outputs else 0
+    while True:
+        verdict, evidence = judge_question(question, _orr_views(units, api_outputs), answer, prior=prior)
+        leaks = [leak.step - offset for leak in verdict.leaks if leak.step >= offset]
+        if not leaks or not drop:
+            return units, evidence
+        del units[leaks[0]]
+
+
+def orr_thought(qa: QATrajectory, rag_texts: Optional[list[str]] = None, quotable: Optional[str] = None,
+                api_outputs: Optional[Sequence[tuple[str, str]]] = None, prior: Optional[Evidence] = None) -> str:
+    """The compression of the final trajectory (DESIGN §5, issue 29): the thoughts of the steps no
+    reflection replaced (`generation.final_trajectory.final_steps`: no reflection step, no defective step,
+    no old end the repair took over), sentence by sentence, without the sentences that quote a RAG result
+    (`QUOTE_MIN_WORDS` words in a row: ORR carries no RAG, so its thought must not show a passage its user
+    turn does not), without a sentence it already said, and, given the ORR turn's `api_outputs` (for the
+    first question; `()` for a later one), without a sentence that leaks the answer as ORR shows it.
+    Sanitised once more as a whole: the ends of two clean thoughts could meet into a token (`…<|` + `|>…`)."""
+    return _orr_thought(qa, quotable if quotable is not None else _quotable(rag_texts or []), api_outputs, prior)[0]
+
+
+def _orr_thought(qa: QATrajectory, quotable: str, api_outputs: Optional[Sequence[tuple[str, str]]],
+                 prior: Optional[Evidence], drop_leaks: bool = True) -> tuple[str, Optional[Evidence]]:
+    units = _units(final_steps(qa.steps))
     if quotable:
-        sentences = re.split(r"(?<=[.!?])\s+", thought)
-        thought = " ".join(s for s in sentences if not _quotes(s, quotable))
-    return as_data(thought)
+        units = [u for u in units if not _quotes(u, quotable)]
+    units = _without_repeats(units)
+    evidence = prior
+    if api_outputs is not None:
+        units, evidence = _without_leaks(units, qa.question, qa.final_answer, api_outputs, prior, drop_leaks)
+    return as_data(" ".join(units)), evidence
+
+
+def _rr_leaked(trajectory: Trajectory) -> list[bool]:
+    """Per question: does RR leak (an unrepaired leak, as the audit reads the RR row)?"""
+    return [verdict.leaked for verdict in judge_dialogue(
+        [_OrrQuestion(qa.question, tuple(qa.steps), qa.final_answer) for qa in trajectory.qas])]
 
 
 def orr_thoughts(trajectory: Trajectory) -> list[str]:
-    """`orr_thought` of every question, against every RAG result of the dialogue."""
+    """`orr_thought` of every question, against every RAG result of the dialogue, each judged as its ORR
+    turn shows it (the API outputs in the first, the earlier questions' evidence after). A question whose
+    RR reasoning leaks already keeps its sentences: ORR shows the same flaw and the audit counts it in both
+    (dropping them would empty a model teacher's ORR wherever its visual reading is all the evidence)."""
     quotable = _quotable(rag_results(trajectory))
-    return [orr_thought(qa, quotable=quotable) for qa in trajectory.qas]
+    api_outputs = orr_api_outputs(trajectory)
+    thoughts, evidence = [], None
+    for index, (qa, rr_leaked) in enumerate(zip(trajectory.qas, _rr_leaked(trajectory))):
+        thought, evidence = _orr_thought(qa, quotable, api_outputs if index == 0 else (), evidence, not rr_leaked)
+        thoughts.append(thought)
+    return thoughts
+
+
+def orr_leaks(trajectory: Trajectory, thoughts: list[str]) -> list[str]:
+    """Leaks of the ORR turns as the audit reads them (each thought one step after the API outputs) in
+    questions whose RR reasoning does not leak: the reasons, none when ORR is no worse than RR."""
+    api_outputs = orr_api_outputs(trajectory)
+    questions = [_OrrQuestion(qa.question, tuple(_orr_views([thought], api_outputs if i == 0 else ())),
+                              qa.final_answer) for i, (qa, thought) in enumerate(zip(trajectory.qas, thoughts))]
+    return [leak.reason for verdict, rr_leaked in zip(judge_dialogue(questions), _rr_leaked(trajectory))
+            if not rr_leaked for leak in verdict.leaks if not leak.repaired]
+
+
+@dataclass(frozen=True)
+class _OrrQuestion:
+    question: str
+    steps: tuple
+    answer: str
 
 
 def orr_messages(trajectory: Trajectory, n_images: int, thoughts: Optional[list[str]] = None) -> list[dict[str, Any]]:
@@ -273,4 +371,7 @@ def build_rows(sample: Sample, trajectory: Trajectory, image_bytes: list[bytes],
         "orr": {**common, "format": "orr", "messages": orr_messages(trajectory, n, thoughts)},
     }
     verify_parse_back(sample.id, trajectory, rows, n, thoughts)
+    leaks = orr_leaks(trajectory, thoughts)
+    if leaks:  # by construction none; a guard, so no ORR row teaches a leak the RR row repaired
+        raise Quarantined(sample.id, STAGE, f"the ORR row leaks the answer: {leaks[0]}", "OrrLeak")
     return rows

@@ -83,10 +83,12 @@ def test_orr_golden_layout_has_no_rag_and_api_outputs_only_first():
         ("user", [None, "What does the sign say? Answer the question using a single word or phrase.\n"
                         "Use the following API outputs to help answer the question:\n"
                         "<|begin_api_invoke|>ocr<|end_api_invoke|><|begin_result_of_api|>STOP<|end_result_of_api|>"]),
-        ("assistant", ["<THOUGHT>I need to read the sign. Who made signs like this? Nothing else is needed. "
+        # "Nothing else is needed." ended the reasoning before the reflection; the repair replaced it (issue 29)
+        ("assistant", ["<THOUGHT>I need to read the sign. Who made signs like this? "
                        "The OCR result reads STOP.</THOUGHT><ANSWER>The answer is: STOP</ANSWER>"]),
         ("user", ["What colour is it?"]),
-        ("assistant", ["<THOUGHT>Stop signs are red.</THOUGHT><ANSWER>The answer is: red</ANSWER>"]),
+        # "Stop signs are red." rests on the RAG passage, which ORR does not show: a leak there, left out
+        ("assistant", ["<THOUGHT></THOUGHT><ANSWER>The answer is: red</ANSWER>"]),
     ]
 
 

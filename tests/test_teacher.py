@@ -184,9 +184,10 @@ def test_operators_rag_and_general_reflection_make_the_rr_and_orr_rows(server, t
                  f"<|begin_api_invoke|>image_caption<|end_api_invoke|><|begin_result_of_api|>{caption}"
                  f"<|end_result_of_api|>\n<|begin_api_invoke|>ocr<|end_api_invoke|><|begin_result_of_api|>"
                  f"{ocr_text}<|end_result_of_api|>"),
+        # step 3, which the reflection named and the repair replaced, is not in ORR (issue 29); the repair's
+        # sentence rests on the RAG passage ORR does not show, so ORR leaves it out too (a leak there)
         ("assistant", "<THOUGHT>I need an overview of the scene and any text in it. The caption shows a tall iron "
-                      "lattice tower; I will look up its height. The tower is 330 metres tall. The retrieved passage "
-                      "says the Eiffel Tower is 330 metres tall including antennas.</THOUGHT>"
+                      "lattice tower; I will look up its height.</THOUGHT>"
                       "<ANSWER>The answer is: 330 metres</ANSWER>"),
     ]
     assert rr["meta"]["verified"] is True  # "330 metres" is inside InfoSeek's answer_eval range
@@ -255,7 +256,8 @@ def test_math_reflection_writes_the_missing_steps(server, tmp_path):
         ("user", SUMMARY_TURN.format(question=math_sample().question)),
         ("assistant", "36"),
     ]
-    assert texts(orr)[-1][1] == ("<THOUGHT>There are 3 boxes, so there are 36 pencils. Each box holds 12 pencils and "
+    # the step the math repair replaced is not in ORR (issue 29)
+    assert texts(orr)[-1][1] == ("<THOUGHT>Each box holds 12 pencils and "
                                  "there are 3 boxes, so 12 x 3 = 36.</THOUGHT><ANSWER>The answer is: 36</ANSWER>")
     # The math check saw the image; the repaired step came from it, so no extra rationale call was made.
     math_request = server.payloads("reflection_math")[0]["messages"][1]["content"]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from generation.checkpoint import Checkpoint, QuarantineRecord
-from generation.integration import build_rows, orr_api_outputs, orr_thought, rr_system_prompt
+from generation.integration import build_rows, orr_api_outputs, orr_thought, orr_thoughts, rr_system_prompt
 from generation.schema import QA, ImageRef, Observation, QATrajectory, Reflection, Sample, Step, TeacherUsage, Trajectory
 from generation.writer import WriterSettings, write_group
 from mmat_1m import FORMATS
@@ -89,7 +89,8 @@ def test_the_orr_dialogue_reads_back_what_the_engine_wrote():
     assert [q.answer for q in dialogue.questions] == ["STOP", "red"]
     assert list(dialogue.questions[0].api_outputs) == orr_api_outputs(trajectory)
     assert dialogue.questions[1].api_outputs == ()
-    assert [q.thought for q in dialogue.questions] == [orr_thought(qa) for qa in trajectory.qas]
+    assert [q.thought for q in dialogue.questions] == orr_thoughts(trajectory)
+    assert dialogue.questions[0].thought == orr_thought(trajectory.qas[0], api_outputs=orr_api_outputs(trajectory))
 
 
 def test_the_view_labels_steps_results_reflection_and_the_answer():
