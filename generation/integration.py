@@ -48,7 +48,7 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
 from generation.quality.evidence_kinds import row_kind, trajectory_evidence
 from generation.answers import normalise_answer
 from generation.final_trajectory import final_steps
-from generation.quality.definitions import Evidence, StepView, judge_dialogue, judge_question
+from generation.quality.definitions import Evidence, StepView, judge_dialogue, judge_question, orr_views
 from generation.quality.evidence_kinds import is_source_rationale
 from generation.sanitize import as_data
 from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory, is_math
@@ -218,8 +218,8 @@ def orr_leaks(trajectory: Trajectory, thoughts: list[str]) -> list[str]:
     """Leaks of the ORR turns as the audit reads them (each thought one step after the API outputs) in
     questions whose RR reasoning does not leak: the reasons, none when ORR is no worse than RR."""
     api_outputs = orr_api_outputs(trajectory)
-    questions = [_OrrQuestion(qa.question, tuple(_orr_views([thought], api_outputs if i == 0 else ())),
-                              qa.final_answer) for i, (qa, thought) in enumerate(zip(trajectory.qas, thoughts))]
+    questions = [_OrrQuestion(qa.question, orr_views(thought, api_outputs if i == 0 else ()), qa.final_answer)
+                 for i, (qa, thought) in enumerate(zip(trajectory.qas, thoughts))]
     return [leak.reason for verdict, rr_leaked in zip(judge_dialogue(questions), _rr_leaked(trajectory))
             if not rr_leaked for leak in verdict.leaks if not leak.repaired]
 

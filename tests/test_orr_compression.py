@@ -142,3 +142,19 @@ def test_a_question_whose_rr_leaks_keeps_its_orr_sentences():
     rows = rows_of(steps, question="What colour is the sign?", answer="red", source="cauldron")
     assert row_quality(rows["rr"]).leaked and row_quality(rows["orr"]).leaked
     assert orr_text(rows) == "I will describe the image. The sign is red."
+
+
+def test_a_source_rationale_quote_in_orr_is_read_as_the_declared_quote():
+    from generation.quality.definitions import orr_views
+    from generation.quality.evidence_kinds import SOURCE_RATIONALE_LEAD
+
+    marked = f"{SOURCE_RATIONALE_LEAD} the object is a rocket, so the answer is rocket."
+    steps = [Step(thought="I will describe the image.", operators=["image_caption"],
+                  observations=[Observation(operator="image_caption", text="A tall white shape.")]),
+             Step(thought="The caption does not show it, so I will use the source's own rationale.", signal="continue"),
+             Step(thought=marked, signal="end")]
+    rows = rows_of(steps, question="What is this?", answer="rocket", source="llava_cot")
+    assert orr_text(rows).endswith(marked)
+    views = orr_views(orr_text(rows), [("image_caption", "A tall white shape.")])
+    assert [v.thought for v in views][-1] == marked and len(views) == 3
+    assert orr_views("no marker here") == (orr_views("no marker here")[0],)

@@ -258,6 +258,20 @@ def judge_question(question: str, steps: Sequence[Any], answer: str, choices: Op
     return QuestionQuality(target, evidence.supports(target), leaks), evidence
 
 
+def orr_views(thought: str, api_outputs: Sequence[tuple[str, str]] = ()) -> tuple[StepView, ...]:
+    """One ORR turn as the definitions read it: the API outputs (a step of results, when there are any),
+    then the thought; a thought that goes on into a quote of the source's own rationale (from
+    `SOURCE_RATIONALE_LEAD` on) is two steps, so the quote is read as the declared quote it is, as in RR.
+    The audit and integration's ORR check both read ORR through this."""
+    from generation.quality.evidence_kinds import SOURCE_RATIONALE_LEAD
+
+    views = [StepView("", "continue", tuple(api_outputs))] if api_outputs else []
+    at = thought.find(SOURCE_RATIONALE_LEAD)
+    parts = [thought[:at].strip(), thought[at:].strip()] if at > 0 else [thought]
+    return tuple(views + [StepView(part, "end" if i == len(parts) - 1 else "continue") for i, part in enumerate(parts)
+                          if part or i == len(parts) - 1])
+
+
 def judge_dialogue(questions: Sequence[Any]) -> list[QuestionQuality]:
     """`judge_question` over a dialogue's questions in order (each with `.question`, `.steps`, `.answer`,
     like a parsed `RRQuestion`); later questions see the earlier ones' evidence."""
