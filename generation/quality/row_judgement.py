@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from generation.quality.definitions import QuestionQuality, StepView, judge_dialogue, question_choices
+from generation.quality.definitions import QuestionQuality, judge_dialogue, orr_views, question_choices
 from generation.quality.evidence_kinds import question_evidence, row_kind
 
 FAILING_KINDS = ("not_verified", "not_grounded", "admits_no_evidence", "leaked", "repeated_sentence",
@@ -67,12 +67,9 @@ def _question_views(row: dict[str, Any]) -> list[Any]:
     """The row's questions as `.question/.steps/.answer` objects, through the strict parser."""
     from generation.dialogue_format import parse_orr, parse_rr
 
-    if row["format"] == "orr":
-        views = []
-        for q in parse_orr(row["messages"]).questions:
-            steps = ([StepView("", "continue", q.api_outputs)] if q.api_outputs else []) + [StepView(q.thought, "end")]
-            views.append(_Question(q.question, tuple(steps), q.answer))
-        return views
+    if row["format"] == "orr":  # one reading of ORR, the integration guard's too (`orr_views`)
+        return [_Question(q.question, orr_views(q.thought, q.api_outputs), q.answer)
+                for q in parse_orr(row["messages"]).questions]
     return list(parse_rr(row["messages"]).questions)
 
 
@@ -175,7 +172,7 @@ def row_quality(row: dict[str, Any], tokens: int = 0) -> RowQuality:
     reasons = [leak.reason for v in verdicts for leak in v.leaks if not leak.repaired]
     out.leak_reason = reasons[0] if reasons else ""
     if out.format == "orr":
-        thoughts = [q.steps[-1].thought for q in questions]
+        thoughts = [" ".join(s.thought for s in q.steps if s.thought) for q in questions]
         out.repeated_sentence = next((s for s in map(repeated_sentence, thoughts) if s), "")
         out.replaced_in_orr = replaced_step_in(" ".join(thoughts), list(row.get("steps") or []))
     out.content = _content(questions)
