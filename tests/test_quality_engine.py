@@ -95,13 +95,17 @@ def test_run_log_and_card_carry_the_audit(demo, demo_report):
     log = default_work_dir(folder) if (default_work_dir(folder) / "run.log").exists() else \
         demo["root"] / ".mmat-work" / "mmat-1m"
     records = [json.loads(line) for line in (log / "run.log").read_text().splitlines()]
-    quality = [r for r in records if r["message"].startswith("quality (rr, 70 dialogues)")]
-    assert quality and quality[-1]["data"]["total"]["grounded"] == round(demo_report.total.rate("grounded"), 4)
+    total = demo_report.total
+    n = total.dialogues  # the demo's kept samples (teacher.require_grounding: auto quarantines the rest)
+    quality = [r for r in records if r["message"].startswith(f"quality (rr, {n} dialogues)")]
+    assert quality and quality[-1]["data"]["total"]["grounded"] == round(total.rate("grounded"), 4)
     assert set(quality[-1]["data"]["sources"]) == {"visual_cot", "llava_cot", "cauldron", "tabmwp", "infoseek"}
+    assert quality[-1]["data"]["paired"]["config"] == "orr"  # RR and ORR side by side
+    assert [r for r in records if r["message"].startswith(f"quality (orr, {n} dialogues)")]
     card = (folder / "README.md").read_text()
     section = card.split("## Quality", 1)[1].split("\n## ", 1)[0]
-    total = demo_report.total
-    assert f"| total | 70 | 1.00 (70/70) | {total.rate('grounded'):.2f} ({total.grounded}/70) |" in section
+    assert f"| total | {n} | 1.00 ({n}/{n}) | {total.rate('grounded'):.2f} ({total.grounded}/{n}) |" in section
+    assert "RR and ORR side by side" in section and f"| total | {n} / {n} |" in section
     assert "](figures/quality.png)" in section and (folder / "figures" / "quality.png").is_file()
 
 
@@ -109,14 +113,16 @@ def test_run_log_and_card_carry_the_audit(demo, demo_report):
 @pytest.mark.slow
 def test_require_grounding_quarantines_what_the_evidence_does_not_support(tmp_path):
     """OCR off: the tables are never read, so no TabMWP answer is supported by tool evidence."""
-    kept_cfg = write_config(tmp_path / "keep.yaml", [source("tabmwp", limit=3)])
+    kept_cfg = write_config(tmp_path / "keep.yaml", [source("tabmwp", limit=3)],
+                            teacher={"kind": "offline", "require_grounding": False})
     kept = mmat("generate", "--config", kept_cfg, "--out", tmp_path / "kept", cwd=tmp_path)
     assert kept.returncode == 0, kept.stderr
     rows = rr_rows(tmp_path / "kept")
     assert len(rows) == 3 and all(r["meta"]["grounded"] is False for r in rows)
+    assert all(r["meta"]["evidence"] == "none" for r in rows)
 
-    strict_cfg = write_config(tmp_path / "strict.yaml", [source("tabmwp", limit=3)],
-                              teacher={"kind": "offline", "require_grounding": True})
+    # the default, `auto`, is on for the offline teacher
+    strict_cfg = write_config(tmp_path / "strict.yaml", [source("tabmwp", limit=3)], teacher={"kind": "offline"})
     strict = mmat("generate", "--config", strict_cfg, "--out", tmp_path / "strict", cwd=tmp_path)
     quarantine = read_quarantine(default_work_dir(tmp_path / "strict"))
     assert sorted(quarantine) == sorted(r["id"] for r in rows), strict.stderr
