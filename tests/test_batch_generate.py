@@ -24,7 +24,7 @@ PRICES = {"prompt_per_1m": 2.5, "completion_per_1m": 10.0}  # gpt-4o's list pric
 def _config(tmp_path: Path, server: BatchServer, limit: int = 6) -> Path:
     teacher = {"kind": "openai", "model": "local-test-model", "base_url": server.url, "max_retries": 1,
                "prices": PRICES, "batch": True,
-               "batch_options": {"poll_s": 0.05, "flush_wait_s": 0.3}}
+               "batch_options": {"poll_s": 0.02, "flush_wait_s": 0.15}}
     return write_config(tmp_path / "batch.yaml", [source("tabmwp", limit=limit)], teacher=teacher,
                         runner={"max_concurrency": 16})
 
