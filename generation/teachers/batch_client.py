@@ -120,7 +120,8 @@ def dry_run_line(list_cost: Optional[float], rounds: int, in_flight: int) -> str
              else "50 % of the list price")
     return (f"batch: every teacher call goes through the OpenAI Batch API at {price}; a sample's calls go one "
             f"per batch, so the run takes up to {rounds} rounds x the provider's batch time (each up to its 24 h "
-            f"completion window); {in_flight} samples in flight fill each round")
+            f"completion window); each round holds at most the {in_flight:,} samples in flight "
+            f"(runner.max_concurrency: thousands fill the batches)")
 
 
 def line_error(line: dict[str, Any]) -> Optional[tuple[Optional[int], str]]:
