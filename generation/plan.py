@@ -200,7 +200,7 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
     """`mmat generate --dry-run`: the plan, the operators available here, the teacher and an upper
     bound of its calls and cost, before any teacher call is paid for (see the module docstring)."""
     from generation.teachers.factory import missing_api_key
-    from generation.teachers.prices import how_to_set_prices, teacher_prices
+    from generation.teachers.prices import cached_estimate, how_to_set_prices, teacher_prices
     from operators.registry import build_operators
 
     work_dir = resolve_work_dir(config, Path(options.out_dir))
@@ -227,6 +227,8 @@ def describe_plan(config: PipelineConfig, options: RunOptions) -> str:
             " (local model: free)" if teacher.kind == "llamacpp" and teacher.prices is None else
             f" at ~{EST_PROMPT_TOKENS}+{EST_COMPLETION_TOKENS} tokens per call, "
             f"${prices.prompt_per_1m:g}/${prices.completion_per_1m:g} per 1M prompt/completion tokens")
+        if prices.prompt_per_1m or prices.completion_per_1m:  # issue 31: the cache's share of the prompt
+            cost_line += "; " + cached_estimate(prices, calls, EST_PROMPT_TOKENS, EST_COMPLETION_TOKENS)
     operators = build_operators(config.operators, None)  # no cache: a dry run creates no folder
     lines = [
         f"plan for {options.out_dir} (worker {options.shard_index + 1} of {options.num_shards})",

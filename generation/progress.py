@@ -167,7 +167,10 @@ def outcome_recorder(summary: RunSummary, progress: RunProgress) -> OutcomeCallb
 def recording(plan: Plan, checkpoint: Checkpoint, summary: RunSummary, quiet: bool) -> Iterator[OutcomeCallback]:
     """The scaffold of every executor: a bar over the plan, the records the sources could not turn
     into samples (missing field, unreadable image, ...) quarantined first, then `on_done` per sample."""
-    with RunProgress(plan.size, quiet) as progress:
+    from generation.teachers.limiter import listen_to_waits
+
+    # A provider's Retry-After pauses every request: the bar says so (`RunProgress.set_waiting`).
+    with RunProgress(plan.size, quiet) as progress, listen_to_waits(progress.set_waiting):
         on_done = outcome_recorder(summary, progress)
         for failure in plan.foundation_failures:
             record = quarantine_record(None, failure, failure.sample_id)

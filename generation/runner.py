@@ -205,8 +205,21 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
             "total": summary.total, "finished_total": summary.finished_total,
             "quarantined_total": summary.quarantined_total, "quarantine_by_stage": dict(summary.quarantine_by_stage),
             "rows": summary.rows, "tokens": summary.usage.prompt_tokens + summary.usage.completion_tokens,
+            "prompt_tokens": summary.usage.prompt_tokens, "cached_tokens": summary.usage.cached_tokens,
+            "completion_tokens": summary.usage.completion_tokens, **_usage_costs(config, summary.usage),
             "cost_usd": round(summary.usage.cost_usd, 6), "elapsed_s": round(summary.elapsed_s, 2),
             "exit_code": summary.exit_code}})
         return summary
     finally:
         checkpoint.close()
+
+
+def _usage_costs(config: PipelineConfig, usage) -> dict:
+    """run.log's cost of each part of the run's tokens (prompt, cached, completion), at the teacher's
+    prices (the Batch API's half price in batch mode): `generation.teachers.prices.usage_costs`."""
+    from generation.teachers.prices import scaled, teacher_prices, usage_costs
+
+    prices = teacher_prices(config.teacher)
+    if prices is not None and getattr(config.teacher, "batch", False):
+        prices = scaled(prices, 0.5)
+    return usage_costs(prices, usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)

@@ -87,3 +87,30 @@ def teacher_prices(cfg: TeacherConfig) -> Optional[PriceTable]:
 def how_to_set_prices(cfg: TeacherConfig) -> str:
     return (f"no price known for model {cfg.model!r}; set teacher.prices: {{prompt_per_1m: USD, "
             f"cached_prompt_per_1m: USD, completion_per_1m: USD}} in the config (known: {', '.join(MODEL_PRICES)})")
+
+
+# The share of prompt tokens a provider's prompt cache serves for this engine's conversations, as
+# benchmarks/teacher_cost.py measures it on the demo (README "What a run costs"); the dry run's estimate.
+EST_CACHED_SHARE = 0.85
+
+
+def usage_costs(prices: Optional[PriceTable], prompt_tokens: int, cached_tokens: int,
+                completion_tokens: int) -> dict[str, float]:
+    """USD of each part of a run's tokens at `prices` (run.log): uncached prompt, cached prompt, completion."""
+    prices = prices or FREE
+    cached = min(max(cached_tokens, 0), prompt_tokens)
+    return {"prompt_usd": round((prompt_tokens - cached) * prices.prompt_per_1m / 1e6, 6),
+            "cached_usd": round(cached * cached_price(prices) / 1e6, 6),
+            "completion_usd": round(completion_tokens * prices.completion_per_1m / 1e6, 6)}
+
+
+def cached_estimate(prices: PriceTable, calls: int, prompt_per_call: int, completion_per_call: int) -> str:
+    """The dry run's estimate with the prompt cache: prompt, cached and completion tokens and their cost."""
+    prompt = calls * prompt_per_call
+    cached = int(prompt * EST_CACHED_SHARE)
+    parts = usage_costs(prices, prompt, cached, calls * completion_per_call)
+    total = sum(parts.values())
+    return (f"with the provider's prompt cache (~{EST_CACHED_SHARE:.0%} of prompt tokens cached at "
+            f"${cached_price(prices):g} per 1M): about ${total:,.2f} = {prompt - cached:,} prompt tokens "
+            f"${parts['prompt_usd']:,.2f} + {cached:,} cached ${parts['cached_usd']:,.2f} + "
+            f"{calls * completion_per_call:,} completion ${parts['completion_usd']:,.2f}")

@@ -1,0 +1,198 @@
+"""What a sample costs at the teacher's endpoint, before vs after a change, in one run (issue 31).
+
+`mmat generate` runs the demo (configs/demo.yaml, its five sources) with `--teacher openai` against the
+local OpenAI-compatible test server (tests/openai_server.py), once with the code of a baseline git ref
+(exported with `git archive` into a temporary folder: the working tree is not touched) and once with
+the code here. The server answers like a teacher that calls the image_caption tool in its first step
+and answers in its second (so a question makes a step, a caption call, a step, the reflection check(s)
+and the final answer), and it counts every prompt the way OpenAI's prompt cache does
+(tests/prefix_cache.py: prefixes from 1,024 tokens in 128-token steps, the structured-output schema
+first, images at 765 tokens, text at 4 characters a token). Completion tokens are the reply's length
+at 4 characters a token (a reply to the one shared schema carries its `{"reply": ...}` wrapper).
+
+Printed per version: calls, prompt / cached / completion tokens per sample, the cacheable share, and
+USD per 1,000 samples at gpt-4o, gpt-4.1 and gpt-5 list prices (input without and with the cache
+discount, completion, total); `--json PATH` writes the same numbers.
+
+    .venv/bin/python benchmarks/teacher_cost.py --baseline-ref 0e7b583
+    .venv/bin/python benchmarks/teacher_cost.py --baseline-ref HEAD~3 --limit 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.batch_server import BatchServer  # noqa: E402
+from tests.openai_server import OpenAICompatServer, Reply, default_reply  # noqa: E402
+from tests.prefix_cache import PrefixCache  # noqa: E402
+
+MODELS = ("gpt-4o", "gpt-4.1", "gpt-5")
+PRICES = {"gpt-4o": (2.50, 1.25, 10.00), "gpt-4.1": (2.00, 0.50, 8.00), "gpt-5": (1.25, 0.125, 10.00)}  # in, cached, out
+CHARS_PER_TOKEN = 4
+
+
+def _user_texts(payload: dict[str, Any]) -> str:
+    out = []
+    for message in payload.get("messages") or []:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        out += [content] if isinstance(content, str) else [b.get("text", "") for b in content or []
+                                                           if isinstance(b, dict)]
+    return "\n".join(out)
+
+
+def scripted_teacher(task: str, payload: dict[str, Any]) -> Reply:
+    """A teacher that captions in its first step and answers in its second; replies sized like a model's."""
+    content: Any = default_reply(task, payload).content
+    if task == "rationale_step":
+        first = "Step 1:" not in _user_texts(payload)
+        content = {"thought": ("I need a description of the scene before I can answer the question." if first else
+                               "The description names what the question asks about, so I can answer it now."),
+                   "operators": ["image_caption"] if first else [], "labels": [],
+                   "rag": {"needed": False, "query": None}, "next_action": "continue" if first else "final_answer"}
+    fmt = (payload.get("response_format") or {}).get("json_schema") or {}
+    if fmt.get("name") == "teacher_reply":  # the one schema of every task: the model writes its wrapper
+        if task == "caption":
+            graph = content["scene_graph"]
+            content = {**content, "scene_graph": {**graph, "attributes": [
+                {"object": k, "values": v} for k, v in graph["attributes"].items()]}}
+        content = {"reply": content}
+    text = json.dumps(content)
+    return Reply(content=text, completion_tokens=math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+def export_ref(ref: str, into: Path) -> Path:
+    """The tree of `ref` in `into` (git archive: no worktree, no change to this checkout)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def demo_config(code: Path, into: Path, batch: bool = False) -> Path:
+    text = (code / "configs/demo.yaml").read_text().replace("../samples/", f"{code}/samples/")
+    if batch:  # teacher.batch: every call through the Batch API (tests/batch_server.py), in rounds
+        text = text.replace("teacher:\n  kind: offline", "teacher:\n  batch: true\n  batch_options: "
+                            "{poll_s: 0.05, flush_wait_s: 0.5}\n  kind: openai", 1)
+    path = into / "demo.yaml"
+    path.write_text(text)
+    return path
+
+
+def count_dialogues(out: Path) -> int:
+    import pyarrow.parquet as pq
+
+    files = [p for p in out.rglob("*.parquet") if "/rr" in str(p.relative_to(out)).replace("\\", "/")]
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+
+
+def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = False) -> dict[str, Any]:
+    cache = PrefixCache()
+    server_type = BatchServer if batch else OpenAICompatServer
+    with server_type(default_fn=scripted_teacher, prefix_cache=cache, model="gpt-4o") as server:
+        config = demo_config(code, work, batch)
+        env = {**os.environ, "PYTHONPATH": str(code), "OPENAI_API_KEY": "sk-bench-0123456789", "COLUMNS": "200"}
+        args = [sys.executable, "-m", "mmat_cli", "generate", "--config", str(config), "--out", str(work / "out"),
+                "--teacher", "openai", "--base-url", server.url, "--model", "gpt-4o", "--quiet"]
+        if limit:
+            args += ["--limit", str(limit)]
+        result = subprocess.run(args, cwd=code, env=env, capture_output=True, text=True, timeout=3000)
+        if result.returncode not in (0, 3):
+            raise SystemExit(f"{name}: mmat generate exited {result.returncode}: {result.stderr[-2000:]}")
+        done = [r for r in server.requests if r["status"] == 200]
+        batches = getattr(server, "creates", 0)
+    samples = count_dialogues(work / "out")
+    by_task: dict[str, int] = {}
+    for record in done:
+        by_task[record["task"]] = by_task.get(record["task"], 0) + 1
+    completion = sum(math.ceil(len(json.dumps(scripted_teacher(r["task"], r["payload"]).content)) / CHARS_PER_TOKEN)
+                     for r in done)
+    prompt = sum(r.get("prompt_tokens", 0) for r in done)
+    cached = sum(r.get("cached_tokens", 0) for r in done)
+    per = max(samples, 1)
+    row: dict[str, Any] = {
+        "version": name, "samples": samples, "calls": len(done), "calls_per_sample": len(done) / per,
+        "calls_by_task": by_task, "prompt_per_sample": prompt / per, "cached_per_sample": cached / per,
+        "completion_per_sample": completion / per, "cacheable_share": cached / prompt if prompt else 0.0,
+        "batches": batches,
+    }
+    scale = 0.5 if batch else 1.0  # the Batch API bills every token at half the price
+    for model in MODELS:
+        p_in, p_cached, p_out = (price * scale for price in PRICES[model])
+        row[model] = {
+            "input_list": 1000 * prompt / per * p_in / 1e6,
+            "input_cached": 1000 * ((prompt - cached) * p_in + cached * p_cached) / per / 1e6,
+            "completion": 1000 * completion / per * p_out / 1e6,
+        }
+        row[model]["total_cached"] = row[model]["input_cached"] + row[model]["completion"]
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    names = [r["version"] for r in rows]
+    lines = ["| measure | " + " | ".join(names) + " |", "|---|" + "---|" * len(rows)]
+
+    def add(label: str, fmt: str, get) -> None:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(get(r)) for r in rows) + " |")
+
+    add("samples (dialogues)", "{:d}", lambda r: r["samples"])
+    add("teacher calls per sample", "{:.2f}", lambda r: r["calls_per_sample"])
+    add("prompt tokens per sample", "{:,.0f}", lambda r: r["prompt_per_sample"])
+    add("cached prompt tokens per sample", "{:,.0f}", lambda r: r["cached_per_sample"])
+    add("cacheable share of prompt tokens", "{:.2f}", lambda r: r["cacheable_share"])
+    add("completion tokens per sample", "{:,.0f}", lambda r: r["completion_per_sample"])
+    add("batches (Batch API jobs; rounds of a sample's calls)", "{:d}", lambda r: r.get("batches", 0))
+    for model in MODELS:
+        add(f"{model}: input $ / 1,000 samples, list price", "${:.2f}", lambda r, m=model: r[m]["input_list"])
+        add(f"{model}: input $ / 1,000 samples, cache discount", "${:.2f}", lambda r, m=model: r[m]["input_cached"])
+        add(f"{model}: completion $ / 1,000 samples", "${:.2f}", lambda r, m=model: r[m]["completion"])
+        add(f"{model}: total $ / 1,000 samples (cached)", "${:.2f}", lambda r, m=model: r[m]["total_cached"])
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline-ref", required=True, help="git ref of the code to compare against (e.g. HEAD~5)")
+    parser.add_argument("--after-ref", help="git ref of the code after (default: this working tree as it is)")
+    parser.add_argument("--limit", type=int, default=0, help="samples per run (0: the whole demo)")
+    parser.add_argument("--json", type=Path, help="write the numbers here too")
+    parser.add_argument("--no-batch", action="store_true", help="skip the third run (after, teacher.batch: true)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="teacher-cost-") as tmp:
+        tmp_path = Path(tmp)
+        baseline = export_ref(args.baseline_ref, tmp_path / "baseline-code")
+        after_code = export_ref(args.after_ref, tmp_path / "after-code") if args.after_ref else REPO
+        after_name = f"after ({args.after_ref})" if args.after_ref else "after (this tree)"
+        for name, code in ((f"before ({args.baseline_ref})", baseline), (after_name, after_code)):
+            work = tmp_path / name.split()[0]
+            work.mkdir()
+            rows.append(run_version(name, code, work, args.limit))
+            print(f"{name}: {rows[-1]['samples']} samples, calls by task {rows[-1]['calls_by_task']}", flush=True)
+        if not args.no_batch:  # the same code with teacher.batch: true, every token at the batch price
+            work = tmp_path / "batch"
+            work.mkdir()
+            rows.append(run_version(f"{after_name.split(' (')[0]}, batch", after_code, work, args.limit, batch=True))
+            print(f"batch: {rows[-1]['samples']} samples in {rows[-1]['batches']} batches", flush=True)
+    before, after = rows[0], rows[1]
+    print(table(rows))
+    ratio = after["gpt-4o"]["input_cached"] / before["gpt-4o"]["input_list"] if before["gpt-4o"]["input_list"] else 0
+    print(f"\nGPT-4o input cost with the cache, after / before at list price: {ratio:.2f}x "
+          f"(target <= 0.65); cacheable share after: {after['cacheable_share']:.2f} (target >= 0.80)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
