@@ -8,11 +8,12 @@ Backends:
   `{"scene_graph": {"objects", "attributes", "relationships"}, "caption"}`. `text` is the caption,
   `data["scene_graph"]` the graph (which `label_bbox` can take as its `scene_graph` argument).
 - `template` (offline default): a caption built from image facts (size, orientation, colours,
-  brightness, photo vs. graphic) and the other operators' texts passed as `context`. It describes
-  pixels, not content, and says so: `backend="template"`, `data["kind"] = "template"`.
+  brightness, photo vs. graphic), and only those: it describes pixels, not content, and says so
+  (`backend="template"`, `data["kind"] = "template"`). The `context` it is given is not repeated: a
+  caption quoting other tools' results would claim to have seen what it did not compute (issue 29).
 
 Args: `context: list[str]` (other operators' texts, optional), `question: str` (optional; the vlm
-scene graph focuses on it, the template ignores it).
+scene graph focuses on it, the template ignores both).
 """
 from __future__ import annotations
 
@@ -227,7 +228,8 @@ def image_facts(image) -> dict[str, Any]:
     }
 
 
-def template_caption(facts: dict[str, Any], context: list[str]) -> str:
+def template_caption(facts: dict[str, Any]) -> str:
+    """What the image's pixels show (size, orientation, kind, colours, tone); nothing another tool found."""
     tone = "dark" if facts["brightness"] < 0.35 else ("bright" if facts["brightness"] > 0.75 else "")
     kind = ("greyscale " if facts["greyscale"] else "") + (
         "graphic image (few colours: a chart, document, screenshot or drawing)" if facts["style"] == "graphic"
@@ -238,25 +240,23 @@ def template_caption(facts: dict[str, Any], context: list[str]) -> str:
         caption += f", mostly {colours}"
     if tone:
         caption += f", {tone}"
-    caption += "."
-    if context:
-        caption += " Other tools report: " + " | ".join(f'"{item}"' for item in context) + "."
-    return caption
+    return caption + "."
 
 
 class TemplateCaptionBackend(Backend):
     operator = "image_caption"
     name = "template"
-    version = "1"
-    description = "offline default, image facts + other operators' results; not a VLM caption"
+    version = "2"  # 2: the context is no longer quoted
+    description = "offline default, image facts only; not a VLM caption"
 
     def normalize_args(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"context": _context(args.get("context"))}  # the question does not change a template
+        _context(args.get("context"))  # still checked; neither it nor the question changes a template
+        return {}
 
-    def run(self, images: Sequence[LoadedImage], context: Sequence[str] = (), **args: Any) -> OperatorResult:
+    def run(self, images: Sequence[LoadedImage], **args: Any) -> OperatorResult:
         captions, per_image = [], []
         for im in images:
             facts = image_facts(im.rgb)
-            captions.append(template_caption(facts, list(context)))
+            captions.append(template_caption(facts))
             per_image.append({"facts": facts})
-        return self.result(per_image_text(captions), {"kind": "template", "context": list(context), "images": per_image})
+        return self.result(per_image_text(captions), {"kind": "template", "images": per_image})

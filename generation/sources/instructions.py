@@ -157,3 +157,35 @@ _TABLE_DUMP_KEYS = frozenset(" ".join(p.casefold().split()) for p in TABLE_DUMP_
 
 def is_table_dump_request(question: str) -> bool:
     return " ".join(question.casefold().split()) in _TABLE_DUMP_KEYS
+
+
+_OPTION_LINE = re.compile(r"^\s*(?:options?|choices?)\s*:|^\s*\(?[A-Ha-h][.):]\s+\S", re.I)
+_EMPTY_CONTEXT = re.compile(r"^\s*context\s*:\s*(?:n/?a|none)?\s*\.?\s*$", re.I)
+_LABEL = re.compile(r"^\s*(?:question|q)\s*:\s*", re.I)
+_ALL_INSTRUCTIONS = BREVITY_SUFFIXES + LETTER_SUFFIXES + YES_NO_INSTRUCTIONS
+
+
+def _only_instruction(line: str) -> bool:
+    key = " ".join(line.casefold().split())
+    return any(key == " ".join(p.casefold().split()) for p in _ALL_INSTRUCTIONS + LEADING_INSTRUCTIONS)
+
+
+def question_content(question: str) -> str:
+    """What a question asks, without its boilerplate: the option list ("Options: (A) …", "Choices:" and
+    `A. …` lines), an empty "Context: N/A", a "Question:" label and every response-style instruction this
+    module knows, at the end or the start. A search query is built from this (the offline teacher's RAG
+    query): the boilerplate matches passages about nothing the question asks."""
+    kept = []
+    for line in question.replace("\r", "").split("\n"):
+        line = _LABEL.sub("", line).strip()
+        if not line or _OPTION_LINE.match(line) or _EMPTY_CONTEXT.match(line) or _only_instruction(line):
+            continue
+        line = re.split(r"\s+(?:options?|choices?)\s*:", line, maxsplit=1, flags=re.I)[0]  # "... Options: (A) …"
+        line = strip_suffixes(line, _ALL_INSTRUCTIONS)
+        for phrase in LEADING_INSTRUCTIONS:
+            rest = _phrase(phrase, "start").sub("", line, count=1).strip()
+            if rest != line and rest:
+                line = rest
+        if not _only_instruction(line):
+            kept.append(line)
+    return " ".join(kept).strip() or question.strip()

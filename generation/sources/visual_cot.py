@@ -26,11 +26,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from generation.answers import strip_added_period
 from generation.schema import QA, Sample
 from generation.sources.base import (
     Deferred, ImageFolder, Located, RecordIndex, SourceConfig, SourceError, add_response_constraint, field_text,
-    id_text, indexed_json_container, indexed_jsonl, iter_jsonl, local_root, qa_meta, quarantine, require,
-    sample_id, usable,
+    id_text, indexed_json_container, indexed_jsonl, iter_jsonl, is_short_answer, local_root, qa_meta, quarantine,
+    require, sample_id, usable,
 )
 from generation.splits import normalise_native_split
 
@@ -168,8 +169,14 @@ def _sample(sid: str, dataset: str, native_split: Optional[str], image: Any, que
     bboxs = meta_row.get(META_FIELDS["bboxs"]) or ([box] if box else [])
     rationale = (f"The answer is found in the image region [{', '.join(_fmt(v) for v in box)}] "
                  f"(x1, y1, x2, y2 in pixels).") if box else None
+    # A short answer asked for as "a single word or phrase" loses the sentence period some subsets write
+    # (v7w: "Foliage."); the answer as the upstream wrote it stays in meta.native_answer.
+    native_answer = answer
+    if is_short_answer(question, answer):
+        answer = strip_added_period(answer)
     qa = QA(question=add_response_constraint(question, answer), answer=answer, source_rationale=rationale,
-            meta=qa_meta(answer, bbox=box, bboxs=bboxs, bbox_normalised=bbox_norm))
+            meta=qa_meta(answer, bbox=box, bboxs=bboxs, bbox_normalised=bbox_norm,
+                         native_answer=native_answer if native_answer != answer else None))
     # Every record of the 363k training file says "train" (the split of the image's home dataset),
     # so only a held-out native split is kept; the rest is split by id hash (generation.splits).
     split = normalise_native_split(native_split)

@@ -8,8 +8,9 @@ produces says `teacher.model = "offline-annotations"`. It reads the source's ann
 - Visual CoT: the annotated box is cropped (`region`) and read with `ocr` for the text subsets
   (TextVQA, TextCap, DocVQA, InfographicsVQA, SROIE, DUDE), captioned with `image_caption` for the
   others; when the crop's text lacks the answer, the whole image is read.
-- TabMWP: the table is read with `ocr`; the thought lists the values of `table_for_pd` and writes out
-  each calculation of the native solution.
+- TabMWP: the table is read with `ocr`; the thought lists the cells as the OCR read them (a misread one
+  quoted, then what it is taken to mean: `"$2/1b", i.e. $2/lb`; one whose numbers it lost is not cited)
+  and writes out the native solution's calculations from those values (`generation.teachers.table_evidence`).
 - InfoSeek: `rag` with the question, then (when no passage holds the answer) with the entity the image
   shows; the thought quotes the passage sentence that contains the answer.
 - Tables read with `ocr` (ROBUT/WTQ and the like): the rows are read from the OCR text and the result written
@@ -23,9 +24,14 @@ produces says `teacher.model = "offline-annotations"`. It reads the source's ann
   knowledge → rag, otherwise image_caption), and `ocr` as a second look when a diagram's labels may hold
   the option.
 
-Where no evidence supports the answer it does not pretend: the last step says what the tools showed
-and that it does not settle the question, without stating the answer (the row's `meta.grounded` is
-then false; `teacher.require_grounding: true` quarantines it). Its checks are real: the general check
+Where the tools cannot show the answer and the source ships a rationale that does (LLaVA-CoT's CAPTION,
+REASONING and CONCLUSION, TabMWP's solution), one step says what the tools did not show, and the last
+step quotes the rationale under the marker `generation.quality.evidence_kinds.SOURCE_RATIONALE_LEAD`
+(`generation.teachers.source_rationale`): the audit counts that answer as grounded by the source's
+rationale, apart from tool evidence. Visual-CoT's box opens its dialogue the same way (where to look).
+Where nothing supports the answer it does not pretend: the last step says what the tools showed and that
+it does not settle the question, without stating the answer or deriving half of it (`meta.grounded`
+false; `teacher.require_grounding`, on for this teacher by default, quarantines the sample). Its checks are real: the general check
 is the shared leak detector (`generation.reflection.leak_verdict`), the math check looks for calculations
 of the native solution that the steps could write from the evidence and did not. Defects exist only when the
 loop asks for one (`TeacherContext.staged`, `reflection.staged_rate`): a math step that names the
@@ -47,10 +53,14 @@ from generation.quality.definitions import (
     judge_question,
     states_answer,
 )
-from generation.reflection import leak_verdict
+from generation.quality.evidence_kinds import is_source_rationale
+from generation.final_trajectory import replaced_in_question
+from generation.reflection import leak_verdict, near_copy
 from generation.schema import Sample, TeacherUsage, Trajectory, is_math
-from generation.sources.instructions import MULTIPLE_CHOICE_PROMPT, SHORT_ANSWER_PROMPT
+from generation.sources.instructions import MULTIPLE_CHOICE_PROMPT, SHORT_ANSWER_PROMPT, question_content
 from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherStats
+from generation.teachers.source_rationale import box_rationale, marked, rationale_of, supported_by
+from generation.teachers.table_evidence import derive_from_ocr, table_readings, table_sentence, title_reading
 from generation.teachers.table_reading import derive, read_table
 from generation.verify import answers_match
 from operators.colours import COLOUR_NAMES
@@ -77,6 +87,8 @@ _PURPOSES = {"image_caption": "a description of the image", "ocr": "the text in 
 _CONSTRAINT = re.compile(r"\s*(" + "|".join(map(re.escape, (SHORT_ANSWER_PROMPT, MULTIPLE_CHOICE_PROMPT))) + r")\s*$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$])")
 _QUOTE_CHARS = 220
+# The step before a quoted source rationale ends with this (how `next_step` knows it was written).
+BRIDGE_TAIL = "so I will use the source's own rationale."
 
 
 def bare_question(question: str) -> str:
@@ -193,7 +205,7 @@ class OfflineTeacher:
             if _has(q, _PEOPLE_WORDS):
                 chosen.append("face_detection")
             if source == "infoseek" or _has(q, _KNOWLEDGE_WORDS):
-                rag_query = question
+                rag_query = question_content(question)
             if not chosen or source in ("llava_cot", "infoseek"):
                 chosen.insert(0, "image_caption")
         if counting and "ocr" not in chosen:  # not rows of a table nor words of a text
@@ -211,7 +223,7 @@ class OfflineTeacher:
             box = "[" + ", ".join(f"{v:g}" for v in region) + "]"
             what = {"ocr": "read the text there with ocr", "label_bbox": "find the separate objects there with "
                     "label_bbox"}.get(chosen[0], "look at that part with image_caption")
-            return f"The question asks: {question} The part of the image that answers it is around {box}, so I will {what}."
+            return f"The question asks: {question} I will {what}, in the region {box}."
         needs = [_PURPOSES[name] for name in chosen if name in _PURPOSES]
         if rag_query:
             needs.append("background knowledge about the subject")
@@ -234,8 +246,9 @@ class OfflineTeacher:
         source, subset = ctx.sample.source, ctx.sample.subset.lower()
         entity = ctx.sample.meta.get("entity_text")
         if source == "infoseek" and entity and "rag" in available and sum(n == "rag" for n in names) == 1:
-            query = re.sub(r"\bthis (?:\w+)\b", str(entity), bare_question(ctx.qa.question), count=1, flags=re.I)
-            query = query if query != bare_question(ctx.qa.question) else f"{entity}: {query}"
+            content = question_content(ctx.qa.question)
+            query = re.sub(r"\bthis (?:\w+)\b", str(entity), content, count=1, flags=re.I)
+            query = query if query != content else f"{entity}: {query}"
             thought = f"The passages do not answer it. The subject of the image is {entity}, so I will search for that."
             return StepDecision(thought=thought, rag_query=query, usage=self._usage())
         if "ocr" not in available or names.count("ocr") >= (2 if source == "visual_cot" else 1):
@@ -252,19 +265,17 @@ class OfflineTeacher:
         return None
 
     # -- thoughts -----------------------------------------------------------------------------------
-    @staticmethod
-    def _table(ctx: TeacherContext) -> str:
-        """TabMWP's `table_for_pd` (column -> values) as one sentence of rows."""
-        table = ctx.sample.meta.get("table_for_pd")
-        if not isinstance(table, dict) or not table:
+    def _ocr_text(self, ctx: TeacherContext) -> str:
+        """Every OCR result of this dialogue, latest first (TabMWP: the table as the model sees it)."""
+        return "\n".join(self._observations(ctx, "ocr"))
+
+    def _table(self, ctx: TeacherContext) -> str:
+        """TabMWP: the table's cells as the OCR read them (`table_evidence.table_sentence`); "" elsewhere."""
+        if ctx.sample.source != "tabmwp":
             return ""
-        columns = [str(c) for c in table]
-        values = [list(v) if isinstance(v, (list, tuple)) else [v] for v in table.values()]
-        rows = ["; ".join(f"{c}: {vals[i]}" for c, vals in zip(columns, values) if i < len(vals))
-                for i in range(max(len(v) for v in values))]
-        title = ctx.sample.meta.get("table_title")
-        text = (f'The table "{title}" lists ' if title else "The table lists ") + " | ".join(rows[:40]) + "."
-        return _clip(text, 1500)
+        text = self._ocr_text(ctx)
+        columns, rows = table_readings(text, ctx.sample.meta.get("table_for_pd"))
+        return _clip(table_sentence(title_reading(text, ctx.sample.meta.get("table_title")), columns, rows), 1500)
 
     @staticmethod
     def _dialogue_observations(ctx: TeacherContext) -> list[Any]:
@@ -337,11 +348,30 @@ class OfflineTeacher:
         return None
 
     def _derivation(self, ctx: TeacherContext, staged_math: bool) -> list[str]:
-        """The native calculation written out (TabMWP solution, LLaVA-CoT reasoning); staged: its method only."""
-        sentences = solution_sentences(ctx.qa.source_rationale) if ctx.sample.source in ("tabmwp", "llava_cot") else []
+        """TabMWP's solution as far as the tool results give its numbers (`table_evidence.derive_from_ocr`);
+        staged: its method only (the sentences without numbers)."""
+        if ctx.sample.source != "tabmwp":  # LLaVA-CoT's reasoning is quoted as the source's, never as ours
+            return []
+        texts = "\n".join(o.text for o in self._dialogue_observations(ctx))
+        sentences, _ = derive_from_ocr(solution_sentences(ctx.qa.source_rationale), bare_question(ctx.qa.question),
+                                       texts, evidence_of(ctx.previous), self._cells(ctx))
         if staged_math:
             return [s for s in sentences if not re.search(r"\d", s)]
         return sentences
+
+    @staticmethod
+    def _cells(ctx: TeacherContext) -> list[str]:
+        """The cells of TabMWP's table (`table_for_pd`), whose values only the OCR may show."""
+        table = ctx.sample.meta.get("table_for_pd")
+        return [str(c) for v in table.values() for c in (v if isinstance(v, (list, tuple)) else [v])] \
+            if isinstance(table, dict) else []
+
+    def _missing(self, ctx: TeacherContext) -> list[str]:
+        """Numbers the source's solution uses that no tool result shows (for the step that says so)."""
+        texts = "\n".join(o.text for o in self._dialogue_observations(ctx))
+        _, missing = derive_from_ocr(solution_sentences(ctx.qa.source_rationale), bare_question(ctx.qa.question),
+                                     texts, evidence_of(ctx.previous), self._cells(ctx))
+        return [f"{v:g}" for v in missing]
 
     def _accepts(self, ctx: TeacherContext, thought: str, answer: str, grounded: bool = True) -> bool:
         """Would this last step be free of leaks (and, with `grounded`, reach a grounded answer)?"""
@@ -350,17 +380,22 @@ class OfflineTeacher:
                                     prior=evidence_of(ctx.previous))
         return (verdict.grounded or not grounded) and not any(leak.step == len(steps) for leak in verdict.leaks)
 
-    def _final_thought(self, ctx: TeacherContext, staged_math: bool = False) -> tuple[str, bool]:
-        """(the step that ends the reasoning, whether it is the staged math defect)."""
+    def _final_thought(self, ctx: TeacherContext, staged_math: bool = False, repair: bool = False,
+                       table: Optional[str] = None) -> tuple[str, bool, str]:
+        """(the next thought, whether it is the staged math defect, `final_answer` or `continue`): the answer
+        derived from the tool results; else, where the source's rationale supports it, a step saying what the
+        tools did not show (`continue`), then the rationale quoted under its marker; else what the tools
+        showed and that it does not settle the question. `repair`: an end step in any case (no bridge);
+        `table`: the table sentence to use ("" leaves it out)."""
         evidence = self._evidence(ctx)
         answer = self._answer(ctx, evidence)
         target = self._target(ctx, answer)
-        table = self._table(ctx)
+        table = self._table(ctx) if table is None else table
         derivation = self._derivation(ctx, staged_math)
         if staged_math and len(derivation) < len(self._derivation(ctx, False)) and \
                 any(equations(s) for s in self._derivation(ctx, False)):
             method = " ".join(derivation) or "I can compute the result from these values."
-            return " ".join(p for p in (table, method) if p), True
+            return " ".join(p for p in (table, method) if p), True, "final_answer"
         quote = self._quote(ctx, target)
         conclusion = self._conclusion(target, answer)
         # With a calculation the derivation is the support; without one, the quote of the result that shows it.
@@ -375,23 +410,61 @@ class OfflineTeacher:
                 continue
             thought = " ".join(p for p in parts if p)
             if self._accepts(ctx, thought, answer):
-                return thought, False
-        # Not reachable from the evidence: the calculation that can be written without claiming the answer,
-        # then what the tools showed; the table's values only where they do not name the answer (a small
-        # count is often a cell of the table, and the misread OCR does not show it).
-        written = [s for s in derivation if not states_answer(s, target, ctx.qa.question)]
-        describe = self._describe(ctx)
-        for parts in ([table, *written], written, [table, describe], [describe]):
-            thought = " ".join(p for p in parts if p)
-            if thought and self._accepts(ctx, thought, answer, grounded=False):
-                return thought, False
-        return describe, False
+                return thought, False, "final_answer"
+        # Not reachable from the tool results: the source's own rationale, said to be that, where it supports it.
+        rationale = rationale_of(ctx.sample, ctx.qa)
+        if rationale and supported_by(rationale, target, ctx.qa.question, evidence):
+            if not repair and not any(s.thought.endswith(BRIDGE_TAIL) for s in ctx.steps):
+                return self._bridge(ctx, target, table), False, "continue"
+            return marked(rationale), False, "final_answer"
+        return self._describe(ctx), False, "final_answer"
+
+    def _bridge(self, ctx: TeacherContext, target: Target, table: str) -> str:
+        """The step before a quoted rationale: what the tools showed, and what they did not."""
+        names = list(dict.fromkeys(o.operator for s in ctx.steps for o in s.observations))
+        tools = f"The {' and '.join(names)} " + ("results do" if len(names) > 1 else "result does") if names else ""
+        missing = [v for v in (self._missing(ctx) if ctx.sample.source == "tabmwp" and names else [])
+                   if not states_answer(v, target, ctx.qa.question)]  # the answer itself is not named here
+        asked = "which option is right" if ctx.qa.choices else "the answer"
+        if missing:
+            gap = f"{tools} not show every value the source's solution uses (it also uses {', '.join(missing[:6])}), "
+        else:
+            gap = f"{tools} not show {asked}, " if names else f"No tool result shows {asked}, "
+        shown = [table] if table and not states_answer(table, target, ctx.qa.question) else []
+        return " ".join(shown + [gap + BRIDGE_TAIL])
+
+    def _repair_thought(self, ctx: TeacherContext) -> str:
+        """The step that repairs what the general check found (an answer named before the evidence): the
+        reasoning from the tool results alone, said to be that. The step it replaces (the old end) is often
+        sound, so the repair is written differently, never a copy (the engine rejects a near copy): without
+        the table's listing, or with the quote of the result that shows the answer. A quoted source
+        rationale cannot be reworded; it is repeated (and the engine decides)."""
+        replaced = [ctx.steps[i].thought for i in replaced_in_question(ctx.steps) if ctx.steps[i].signal != "reflection"]
+        lead = "Leaving aside the answer named before the evidence, I work from what the tools returned."
+        full = self._final_thought(ctx, repair=True)[0]
+        if is_source_rationale(full):
+            return full
+        evidence = self._evidence(ctx)
+        answer = self._answer(ctx, evidence)
+        target = self._target(ctx, answer)
+        quote = self._quote(ctx, target)
+        options = [f"{lead} {self._final_thought(ctx, repair=True, table='')[0]}", f"{lead} {full}"]
+        if quote:
+            options.append(f"{lead} {quote} {self._conclusion(target, answer)}")
+        for thought in options:
+            if not any(near_copy(thought, old) for old in replaced) and (
+                    self._accepts(ctx, thought, answer) or not self._accepts(ctx, full, answer)):
+                return thought
+        return options[0]
 
     # -- Teacher protocol -------------------------------------------------------------------------
     async def next_step(self, ctx: TeacherContext) -> StepDecision:
         if ctx.reflection_feedback is not None:
-            return StepDecision(thought=self._final_thought(ctx)[0], next_action="final_answer", usage=self._usage())
-        if not ctx.steps:
+            return StepDecision(thought=self._repair_thought(ctx), next_action="final_answer", usage=self._usage())
+        box = box_rationale(ctx.sample, ctx.qa)
+        if box and not ctx.steps and not ctx.previous:  # Visual-CoT: where to look, as the source says it
+            return StepDecision(thought=marked(box), next_action="continue", usage=self._usage())
+        if not [s for s in ctx.steps if not is_source_rationale(s.thought)]:
             prior = evidence_of(ctx.previous)
             known = prior is not None and prior.supports(self._target(ctx, self._answer(ctx, prior)))
             chosen, args, rag_query = self.choose_operators(ctx)
@@ -405,8 +478,8 @@ class OfflineTeacher:
             follow = self._follow_up(ctx, self._evidence(ctx))
             if follow is not None:
                 return follow
-        thought, staged = self._final_thought(ctx, staged_math=ctx.staged == "math")
-        return StepDecision(thought=thought, next_action="final_answer", usage=self._usage(), staged=staged)
+        thought, staged, action = self._final_thought(ctx, staged_math=ctx.staged == "math")
+        return StepDecision(thought=thought, next_action=action, usage=self._usage(), staged=staged)
 
     async def reflect(self, ctx: TeacherContext, kind: Literal["general", "math"]):
         """General: the shared leak detector (`generation.reflection.leak_verdict`, the audit's definition).
@@ -431,7 +504,8 @@ class OfflineTeacher:
             return None, self._usage()
         reason = ("Wait, the reasoning skips calculations it needs: " + " ".join(dict.fromkeys(missing))
                   + " I will write them out before giving the answer.")
-        return ReflectionVerdict(kind="math", reason=reason, thought=self._final_thought(ctx)[0]), self._usage()
+        return ReflectionVerdict(kind="math", reason=reason, thought=self._final_thought(ctx, repair=True)[0]), \
+            self._usage()
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer:
         return FinalAnswer(answer=self._answer(ctx, self._evidence(ctx)), usage=self._usage())
