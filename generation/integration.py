@@ -45,7 +45,7 @@ from generation.dialogue_format import (  # noqa: F401  (the turn constants are 
     render_turn_after,
     text_block,
 )
-from generation.quality.evidence_kinds import row_kind, trajectory_evidence
+from generation.quality.evidence_judgement import row_kind, trajectory_evidence
 from generation.answers import normalise_answer
 from generation.final_trajectory import final_steps
 from generation.quality.definitions import Evidence, StepView, judge_dialogue, judge_question, orr_views

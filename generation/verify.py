@@ -21,45 +21,19 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Union
 
-from generation.answers import ANSWER_LEAD_IN, LETTERS, normalise_answer, strip_accents
+from generation.answers import LETTERS, normalise_answer
+from generation.answer_reading import (  # noqa: F401 - re-exported: callers read answers through verify
+    _strip_option_prefix,
+    choice_index,
+    parse_number,
+    parse_numbers,
+)
 from generation.schema import QA
 
-_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?|(?<![\w.])-?\.\d+")
-_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-               "hundred": 100, "thousand": 1000, "none": 0})
 _OPTION_LETTER = re.compile(r"\(?[A-Za-z]\)?[.:)]?")
 _UNIT_TAIL = re.compile(r"^[$€£¥]?\s*(?P<num>[-\d.,/]+)\s*[a-z%°²³ .]*$")
 # The one normal form of answers and choices, shared with every source adapter.
 normalise = normalise_answer
-
-
-def parse_numbers(text: str) -> list[float]:
-    """Every number in `text` (digits, `1,234.5`, `3/4`, and the words zero…twenty, tens, hundred)."""
-    text = strip_accents(str(text)).lower().replace("$", " ").replace("€", " ").replace("£", " ")
-    values: list[float] = []
-    for match in _NUMBER.finditer(text):
-        token = match.group().replace(",", "").replace(" ", "")
-        try:
-            if "/" in token:
-                num, den = token.split("/")
-                values.append(float(num) / float(den))
-            else:
-                values.append(float(token))
-        except (ValueError, ZeroDivisionError):
-            continue
-    for word in re.findall(r"[a-z]+", text):
-        if word in _WORDS and word != "none":
-            values.append(float(_WORDS[word]))
-    return values
-
-
-def parse_number(text: str) -> Optional[float]:
-    """The number in `text` when there is exactly one, else None."""
-    values = parse_numbers(text)
-    return values[0] if len(values) == 1 else None
 
 
 def _decimals(text: str) -> int:
@@ -75,32 +49,6 @@ def numbers_match(predicted: float, reference: float, reference_text: str, rel_t
     if abs(predicted - reference) <= rel_tol * abs(reference) + 1e-12:
         return True
     return round(predicted, places) == round(reference, places)
-
-
-def _strip_option_prefix(text: str) -> str:
-    return re.sub(r"^\s*\(?[A-Za-z]\)\s*|^\s*[A-Za-z][.:]\s+", "", text)
-
-
-def choice_index(text: str, choices: list[str]) -> Optional[int]:
-    """Which option `text` names: by letter (`B`, `(B)`, `B.`, `Option B`, `B. dog`) or by its text."""
-    if not choices:
-        return None
-    raw = ANSWER_LEAD_IN.sub("", str(text).strip()).strip()
-    letter = re.fullmatch(r"(?:option|choice)?\s*\(?([A-Za-z])\)?\s*[.:)]?", raw, re.I)
-    if letter:
-        index = LETTERS.index(letter.group(1).upper())
-        return index if index < len(choices) else None
-    norm = normalise(raw)
-    options = [normalise(_strip_option_prefix(choice)) for choice in choices]
-    for index, option in enumerate(options):
-        if option and option == norm:
-            return index
-    labelled = re.match(r"(?:option|choice)?\s*\(?([A-Za-z])[.:)]\s*(.+)$", raw, re.I)
-    if labelled:
-        index = LETTERS.index(labelled.group(1).upper())
-        if index < len(choices) and normalise(labelled.group(2)) == options[index]:
-            return index
-    return None
 
 
 def _answer_eval(answer_eval: Any) -> tuple[list[str], list[tuple[float, float]]]:
@@ -193,7 +141,8 @@ def enforce_policy(trajectory, sample, policy: Union[str, Any]) -> None:
     from generation.schema import Quarantined
 
     if requires_grounding(policy):
-        from generation.quality.evidence_kinds import last_thought_admits, trajectory_evidence
+        from generation.quality.evidence_judgement import trajectory_evidence
+        from generation.quality.evidence_kinds import last_thought_admits
 
         kinds = None
         for index, qa in enumerate(trajectory.qas):

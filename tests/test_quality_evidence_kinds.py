@@ -7,15 +7,8 @@ from __future__ import annotations
 import pytest
 
 from generation.config import TeacherConfig
-from generation.quality.evidence_kinds import (
-    SOURCE_RATIONALE_LEAD,
-    admits_no_evidence,
-    is_source_rationale,
-    question_evidence,
-    rationale_text,
-    row_kind,
-    trajectory_evidence,
-)
+from generation.quality.evidence_judgement import question_evidence, row_kind, trajectory_evidence
+from generation.quality.evidence_kinds import SOURCE_RATIONALE_LEAD, admits_no_evidence, is_source_rationale, rationale_text
 from generation.schema import QA, Observation, QATrajectory, Quarantined, Sample, Step, Trajectory
 from generation.verify import GROUNDING_REASON, enforce_policy, requires_grounding
 

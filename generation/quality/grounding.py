@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from generation.answers import normalise_answer
-from generation.verify import LETTERS, choice_index, parse_numbers
+from generation.answer_reading import choice_index, parse_numbers
+from generation.answers import LETTERS, normalise_answer
 
 LONG_ANSWER_WORDS = 6
 LONG_ANSWER_RECALL = 0.6

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from generation.quality.definitions import QuestionQuality, judge_dialogue, orr_views, question_choices
-from generation.quality.evidence_kinds import question_evidence, row_kind
+from generation.quality.evidence_judgement import question_evidence, row_kind
 
 FAILING_KINDS = ("not_verified", "not_grounded", "admits_no_evidence", "leaked", "repeated_sentence",
                  "replaced_step_in_orr", "exact_duplicate", "near_duplicate", "unparsable")
