@@ -16,7 +16,8 @@ trajectory* (`generation.final_trajectory`: without the reflection, the old end 
 steps its thought names), the reasoning ORR compresses. A repaired step is rejected when
 
 - it is empty, the same as or a near copy of a step it replaces (`near_copy`: the normalised word
-  sets' Jaccard similarity is at least `COPY_JACCARD`), or
+  sets' Jaccard similarity is at least `COPY_JACCARD`), or says such a step again word for word with
+  something added (`restates`: "Leaving that aside, <the old step>"), or
 - the check that fired still fires on the final trajectory (the teacher's own check of that kind,
   and for the general check the shared leak rule `leak_verdict` too, so every ORR row passes the
   definition the audit counts).
@@ -42,6 +43,7 @@ from generation.teachers.base import ReflectionVerdict, Teacher, TeacherContext
 
 STAGE = "reflection"
 COPY_JACCARD = 0.9  # a repair whose words overlap a replaced step's this much is a copy, not a repair
+CONTAINED_WORDS = 5  # a replaced step of this many words said again inside the repair is a copy too
 ATTEMPTS = 2  # repairs asked for per reflection before the sample is quarantined
 
 sample_log = logging.getLogger("mmat.samples")  # run log only
@@ -88,6 +90,13 @@ def near_copy(repair: str, replaced: str, threshold: float = COPY_JACCARD) -> bo
     return len(a & b) / len(a | b) >= threshold
 
 
+def restates(repair: str, replaced: str) -> bool:
+    """Does `repair` say the whole of `replaced` again, word for word (normalised, `CONTAINED_WORDS` words
+    or more), with something added around it? Then the step it replaces is still said, in RR and in ORR."""
+    old = normalise_answer(replaced)
+    return len(old.split()) >= CONTAINED_WORDS and f" {old} " in f" {normalise_answer(repair)} "
+
+
 def final_context(ctx: TeacherContext) -> TeacherContext:
     """`ctx` with its steps reduced to the final trajectory: replaced steps and reflections go; a replaced
     step that called tools stays as its calls and results alone (empty thought), since what the tools
@@ -124,9 +133,12 @@ async def verify_repair(ctx: TeacherContext, teacher: Teacher, kind: str) -> tup
     reflection_at = len(ctx.steps) - 2
     replaced = sorted(i for i in replaced_in_question(ctx.steps[:-1]) if i != reflection_at)
     for index in replaced:
-        if near_copy(repair, ctx.steps[index].thought):
-            same = "the same as" if words(repair) == words(ctx.steps[index].thought) else "a near copy of"
+        old = ctx.steps[index].thought
+        if near_copy(repair, old):
+            same = "the same as" if words(repair) == words(old) else "a near copy of"
             return f"the repaired step is {same} step {index + 1}, which it replaces", TeacherUsage()
+        if restates(repair, old):
+            return f"the repaired step says step {index + 1} again word for word, which it replaces", TeacherUsage()
     return await _still_fires(ctx, teacher, kind)
 
 

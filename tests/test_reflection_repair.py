@@ -197,3 +197,17 @@ def test_the_offline_teacher_never_keeps_a_copy_repair():
     replaced = [ctx.steps[0].thought, ctx.steps[1].thought]
     assert not any(near_copy(ctx.steps[-1].thought, old) for old in replaced)
     assert reflection.repair_counts["accepted"] == 1
+
+
+def test_a_repair_that_restates_the_old_end_with_a_preface_is_a_copy():
+    """'<preface>. <the old end, word for word>': the replaced step is still said (in RR and in ORR)."""
+    from generation.reflection import restates
+
+    prefaced = "Leaving aside the answer named before the evidence, I work from what the tools returned. " + OLD_END
+    assert not near_copy(prefaced, OLD_END) and restates(prefaced, OLD_END)
+    assert not restates(REAL_REPAIR, OLD_END)
+    ctx = context()
+    teacher = ScriptedTeacher([prefaced, REAL_REPAIR], rule_check)
+    asyncio.run(run_reflection(ctx, teacher))
+    assert ctx.steps[-1].thought == REAL_REPAIR
+    assert dict(reflection.repair_counts) == {"rejected": 1, "accepted": 1}
