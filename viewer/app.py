@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from mmat_1m import CONFIGS_BY_NAME, FORMATS
-from viewer.filters import VERIFIED_VALUES, Filter, FilterError
+from viewer.filters import GROUNDED_VALUES, ORIGIN_VALUES, VERIFIED_VALUES, Filter, FilterError
 from viewer.store import NotFound, Shard, ShardStore, ViewerError
 from viewer.view import dialogue_view, summary
 from viewer.workfolder import WorkFolder
@@ -70,15 +70,16 @@ class ViewerApp:
             "sources": [self.fixed_source] if self.fixed_source else self.store.sources(self.format),
             "splits": self.store.splits(self.format), "reflection_kinds": list(REFLECTION_KINDS),
             "operators": _operator_names(), "verified_values": list(VERIFIED_VALUES),
+            "grounded_values": list(GROUNDED_VALUES), "origin_values": list(ORIGIN_VALUES),
             "work_folder": str(self.work.path) if self.work.exists else None, "page_size": PAGE_SIZE,
         }
 
     def facets(self) -> dict[str, Any]:
-        """What needs a pass over the filter index: subsets, operators seen, quarantined count."""
+        """What needs a pass over the filter index: subsets, evidence kinds, operators seen, quarantined count."""
         subsets = self.store.subsets(self.format)
         seen = sorted(self.store.operator_bits)
         return {"subsets": subsets, "operators": sorted(set(_operator_names()) | set(seen)),
-                "quarantined": len(self.quarantine())}
+                "evidence": self.store.evidence_kinds(self.format), "quarantined": len(self.quarantine())}
 
     def quarantine(self) -> list[dict[str, Any]]:
         if self._quarantine is None:

@@ -89,8 +89,8 @@ def export_static(app: ViewerApp, folder: Path, limit: int = 200) -> ExportResul
 
             view = app.dialogue_at(fmt, shard, row, image_url=url)
             list_item = {k: view[k] for k in ("id", "source", "subset", "split", "format", "question", "answer",
-                                               "reflection", "verified", "judge_score", "operators", "model",
-                                               "n_images", "thumb")}
+                                               "reflection", "verified", "judge_score", "grounded", "evidence",
+                                               "origin", "operators", "model", "n_images", "thumb")}
             rows[fmt].append(list_item)
             key_maps[fmt][sample_id] = key
             _write(folder / "data" / "d" / f"{fmt}-{key}.js",
@@ -101,7 +101,9 @@ def export_static(app: ViewerApp, folder: Path, limit: int = 200) -> ExportResul
     quarantine = [r for r in app.quarantine()]
     subsets = sorted({r["subset"] for f in formats for r in rows[f] if r["subset"]})
     operators = sorted(set(info["operators"]) | {op for f in formats for r in rows[f] for op in r["operators"]})
-    payload = {"info": info, "facets": {"subsets": subsets, "operators": operators, "quarantined": len(quarantine)},
+    evidence = sorted({r["evidence"] for f in formats for r in rows[f] if r["evidence"]})
+    payload = {"info": info, "facets": {"subsets": subsets, "operators": operators, "evidence": evidence,
+                                        "quarantined": len(quarantine)},
                "rows": rows, "keys": key_maps, "quarantine": quarantine}
     _write(folder / "data" / "index.js", f"window.MMAT_EXPORT = {_js_json(payload)};\n")
     _write(folder / "app.js", static_text("app.js"))

@@ -6,6 +6,11 @@ files and read nothing. The others match columns of the filter index (`viewer.st
 - subset, reflection kind: equal;
 - operator: the row's steps called it (`rag`: a step has a retrieval query), as the card counts;
 - verified: `yes` (meta.verified true), `no` (false), `unknown` (not checked: null);
+- grounded: the same three values over meta.grounded (every answer supported by the evidence shown);
+- evidence: meta.evidence equal (what the answers rest on: `tool`, `source_rationale`, `none`);
+- origin: the reflection's origin, `check` (found in what the teacher wrote), `staged` (written on
+  purpose, then found) or `unknown` (a reflection that does not record it); rows without a reflection
+  never match;
 - judge score range: `score_min <= meta.judge_score <= score_max`; rows with no score never match a range;
 - text: a case-insensitive substring of the id, the question or the reference answer;
 - quarantined: list the work folder's quarantine records instead of rows (source and text apply to
@@ -25,6 +30,8 @@ import pyarrow.compute as pc
 from generation.errors import MmatError
 
 VERIFIED_VALUES = ("yes", "no", "unknown")
+GROUNDED_VALUES = VERIFIED_VALUES
+ORIGIN_VALUES = ("check", "staged", "unknown")
 
 
 class FilterError(MmatError, ValueError):
@@ -39,6 +46,9 @@ class Filter:
     operator: str = ""
     reflection: str = ""
     verified: str = ""
+    grounded: str = ""
+    evidence: str = ""
+    origin: str = ""
     score_min: Optional[float] = None
     score_max: Optional[float] = None
     text: str = ""
@@ -60,14 +70,16 @@ class Filter:
                 values[f.name] = raw.lower() in ("1", "true", "yes", "only")
             else:
                 values[f.name] = raw
-        if values.get("verified") and values["verified"] not in VERIFIED_VALUES:
-            raise FilterError(f"verified must be one of {', '.join(VERIFIED_VALUES)}, not {values['verified']!r}")
+        for name, allowed in (("verified", VERIFIED_VALUES), ("grounded", GROUNDED_VALUES), ("origin", ORIGIN_VALUES)):
+            if values.get(name) and values[name] not in allowed:
+                raise FilterError(f"{name} must be one of {', '.join(allowed)}, not {values[name]!r}")
         return cls(**values)
 
     @property
     def needs_index(self) -> bool:
         """Does matching read columns (beyond the shard's path)?"""
         return bool(self.subset or self.operator or self.reflection or self.verified or self.text
+                    or self.grounded or self.evidence or self.origin
                     or self.score_min is not None or self.score_max is not None)
 
     def matches_shard(self, source: str, split: str) -> bool:
@@ -84,10 +96,16 @@ class Filter:
             keep &= where(pc.equal(index["subset"], self.subset))
         if self.reflection:
             keep &= where(pc.equal(index["reflection"], self.reflection))
-        if self.verified:
-            verified = index["verified"]
-            keep &= {"yes": lambda: where(verified), "no": lambda: where(pc.invert(verified)),
-                     "unknown": lambda: where(pc.is_null(verified))}[self.verified]()
+        for name in ("verified", "grounded"):
+            value = getattr(self, name)
+            if value:
+                column = index[name]
+                keep &= {"yes": lambda: where(column), "no": lambda: where(pc.invert(column)),
+                         "unknown": lambda: where(pc.is_null(column))}[value]()
+        if self.evidence:
+            keep &= where(pc.equal(index["evidence"], self.evidence))
+        if self.origin:
+            keep &= where(pc.equal(index["origin"], self.origin))
         if self.score_min is not None:
             keep &= where(pc.greater_equal(index["judge_score"], self.score_min))
         if self.score_max is not None:

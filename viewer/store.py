@@ -47,6 +47,8 @@ LIST_COLUMNS = ["id", "source", "subset", "format", "question", "answer", "refle
                 "steps.list.element.operators", "steps.list.element.rag_query", "images.list.element.path"]
 INDEX_COLUMNS = ["id", "subset", "reflection.kind", "meta.verified", "meta.judge_score",
                  "steps.list.element.operators", "steps.list.element.rag_query"]
+# Read when the shard's schema has them (rows from before a field existed have none: null in the index).
+OPTIONAL_INDEX_COLUMNS = ["meta.grounded", "meta.evidence", "reflection.origin"]
 TEXT_COLUMNS = ["id", "question", "answer"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CACHED_ROW_GROUPS = 16
@@ -255,7 +257,8 @@ class ShardStore:
             cached = self._index.get(shard.index)
         if cached is not None:
             return cached
-        t = self._read(shard, INDEX_COLUMNS)
+        optional = [c for c in OPTIONAL_INDEX_COLUMNS if _has_field(shard.metadata.schema.to_arrow_schema(), c)]
+        t = self._read(shard, INDEX_COLUMNS + optional)
         n = t.num_rows
         steps = t["steps"].combine_chunks() if t.num_rows else pa.array([], t.schema.field("steps").type)
         step_row = np.asarray(pc.list_parent_indices(steps), dtype=np.int64)
@@ -271,11 +274,23 @@ class ShardStore:
         rag = np.asarray(pc.fill_null(pc.greater(pc.utf8_length(pc.struct_field(flat, "rag_query")), 0), False), dtype=bool)
         if rag.any():
             bits[np.unique(step_row[rag])] |= self._operator_bit("rag")
+        def nested(column: str, name: str, kind: pa.DataType) -> pa.Array:
+            if f"{column}.{name}" in optional:
+                return pc.struct_field(t[column], name)
+            return pa.nulls(n, kind)
+
+        kind = pc.struct_field(t["reflection"], "kind")
+        reflected = pc.fill_null(pc.not_equal(kind, "none"), False)
+        origin = pc.if_else(reflected, pc.fill_null(nested("reflection", "origin", pa.string()), "unknown"),
+                            pa.nulls(n, pa.string()))
         table = pa.table({
             "id": t["id"], "subset": t["subset"],
-            "reflection": pc.struct_field(t["reflection"], "kind"),
+            "reflection": kind,
             "verified": pc.struct_field(t["meta"], "verified"),
             "judge_score": pc.struct_field(t["meta"], "judge_score"),
+            "grounded": nested("meta", "grounded", pa.bool_()),
+            "evidence": nested("meta", "evidence", pa.string()),
+            "origin": origin,
             "operators": pa.array(bits),
         })
         with self._lock:
@@ -369,6 +384,16 @@ class ShardStore:
                 found.update(wanted.filter(hit).to_pylist())
         return found
 
+    def evidence_kinds(self, fmt: str) -> list[str]:
+        """The evidence kinds the rows record (`meta.evidence`), for the filter."""
+        values: set[str] = set()
+        for shard in self.shards_of(fmt, check=False):
+            try:
+                values.update(v for v in pc.unique(self.index(shard)["evidence"]).to_pylist() if v)
+            except BadShard:
+                continue
+        return sorted(values)
+
     def subsets(self, fmt: str) -> list[str]:
         values: set[str] = set()
         for shard in self.shards_of(fmt, check=False):
@@ -377,3 +402,12 @@ class ShardStore:
             except BadShard:
                 continue
         return sorted(values)
+
+
+def _has_field(schema: pa.Schema, dotted: str) -> bool:
+    """Does the schema have the struct field `column.name`?"""
+    column, name = dotted.split(".", 1)
+    if column not in schema.names:
+        return False
+    kind = schema.field(column).type
+    return pa.types.is_struct(kind) and kind.get_field_index(name) >= 0

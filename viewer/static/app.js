@@ -8,13 +8,17 @@
  * over lazily read parquet) and a static export (`window.MMAT_EXPORT`, loaded from data/index.js;
  * dialogues from data/d/<format>-<key>.js), whose filters `matches` applies in the browser with the
  * same rules as viewer/filters.py.
+ *
+ * The URL holds the whole view, so a link shares it: `#<dialogue id>?<filters>` (the id is
+ * percent-encoded except `/`, so it never holds a literal `?`; the list is `#?<filters>`). The filters
+ * are the form's fields, plus `format` (when not the default) and `offset` (past the first page).
  */
 (function () {
   "use strict";
 
   const EXPORT = window.MMAT_EXPORT || null;
   const FILTER_NAMES = ["text", "source", "subset", "split", "operator", "reflection", "verified",
-    "score_min", "score_max", "quarantined"];
+    "grounded", "evidence", "origin", "score_min", "score_max", "quarantined"];
 
   // ---------------------------------------------------------------- DOM helpers (text only)
   function el(tag, props, ...children) {
@@ -65,6 +69,11 @@
     if (f.verified === "yes" && r.verified !== true) return false;
     if (f.verified === "no" && r.verified !== false) return false;
     if (f.verified === "unknown" && r.verified !== null && r.verified !== undefined) return false;
+    if (f.grounded === "yes" && r.grounded !== true) return false;
+    if (f.grounded === "no" && r.grounded !== false) return false;
+    if (f.grounded === "unknown" && r.grounded !== null && r.grounded !== undefined) return false;
+    if (f.evidence && r.evidence !== f.evidence) return false;
+    if (f.origin && r.origin !== f.origin) return false;
     const score = r.judge_score;
     if (f.score_min !== undefined && (score === null || score === undefined || score < Number(f.score_min))) return false;
     if (f.score_max !== undefined && (score === null || score === undefined || score > Number(f.score_max))) return false;
@@ -148,6 +157,21 @@
     return chip("not checked");
   }
 
+  function groundedChip(r) {
+    const kind = r.evidence ? " · " + r.evidence : "";
+    if (r.grounded === true) return chip("grounded" + kind, "ok grounded");
+    if (r.grounded === false) return chip("not grounded" + kind, "bad grounded");
+    return chip("grounding not recorded", "grounded");
+  }
+
+  const ORIGIN_TEXT = { staged: "staged", check: "found by the check", unknown: "origin not recorded" };
+
+  function reflectionChip(r) {
+    if (!r.reflection || r.reflection === "none") return null;
+    return chip("reflection: " + r.reflection + " · " + (ORIGIN_TEXT[r.origin] || r.origin),
+      "reflection-" + r.reflection + " origin-" + (r.origin || "unknown"));
+  }
+
   function listItem(r) {
     const thumb = r.thumb ? el("img", { src: r.thumb, alt: "", loading: "lazy" }) : el("span", { class: "chip" }, "no image");
     return el("li", { class: "item", dataset: { id: r.id }, tabindex: 0,
@@ -158,8 +182,8 @@
         el("div", { class: "item-question" }, r.question),
         el("div", { class: "chips" },
           chip(r.source), chip(r.subset), chip(r.split),
-          r.reflection && r.reflection !== "none" ? chip("reflection: " + r.reflection, "reflection-" + r.reflection) : null,
-          verifiedChip(r.verified),
+          reflectionChip(r),
+          verifiedChip(r.verified), groundedChip(r),
           r.judge_score !== null && r.judge_score !== undefined ? chip("judge " + fmtNum(r.judge_score, 2)) : null,
           (r.operators || []).map((op) => chip(op, "op")),
           r.n_images > 1 ? chip(r.n_images + " images") : null)));
@@ -175,6 +199,7 @@
 
   async function loadList() {
     state.view = "list";
+    document.body.dataset.view = "list";
     $("#detail-view").hidden = true;
     $("#list-view").hidden = false;
     setStatus("loading…");
@@ -214,10 +239,10 @@
     const last = state.offset + shown;
     $("#pager").replaceChildren(
       el("button", { type: "button", id: "prev", disabled: state.offset <= 0 ? "" : null,
-        onclick: () => { state.offset = Math.max(0, state.offset - state.pageSize); loadList(); } }, "‹ prev"),
+        onclick: () => { state.offset = Math.max(0, state.offset - state.pageSize); navigate(null); } }, "‹ prev"),
       el("span", { id: "range" }, first + "–" + last + (known ? " of " + total : "")),
       el("button", { type: "button", id: "next", disabled: (known ? last >= total : shown < state.pageSize) ? "" : null,
-        onclick: () => { state.offset += state.pageSize; loadList(); } }, "next ›"));
+        onclick: () => { state.offset += state.pageSize; navigate(null); } }, "next ›"));
   }
 
   // ---------------------------------------------------------------- dialogue
@@ -259,7 +284,11 @@
     } else if (t.kind === "step") {
       if (t.mark) {
         classes.push("mark-" + t.mark);
-        parts.push(el("div", { class: "banner" }, t.mark === "reflection" ? "⚠ Reflection: the step asks to be checked" : "✎ Repaired step"));
+        const origin = t.origin === "staged" ? " (staged: this defect was written on purpose, then found)"
+          : t.origin === "check" ? " (found by the check in what the teacher wrote)" : "";
+        if (t.origin) classes.push("origin-" + t.origin);
+        parts.push(el("div", { class: "banner" },
+          (t.mark === "reflection" ? "⚠ Reflection: the step asks to be checked" : "✎ Repaired step") + origin));
       }
       parts.push(t.blocks.map(blockNode));
     } else if (t.kind === "results") {
@@ -321,17 +350,65 @@
     $("#lightbox").hidden = false;
   }
 
-  function permalink(id) {
-    return "#" + encodeURIComponent(id).replace(/%2F/g, "/");
+  // ---------------------------------------------------------------- the URL: dialogue and filters
+  function query() {
+    const params = new URLSearchParams();
+    for (const name of FILTER_NAMES) if (state.filters[name]) params.set(name, state.filters[name]);
+    if (state.info && state.format !== state.info.format) params.set("format", state.format);
+    if (state.offset > 0) params.set("offset", String(state.offset));
+    const text = params.toString();
+    return text ? "?" + text : "";
   }
 
-  function openDialogue(id) {
-    if (decodeURIComponent(location.hash.slice(1)) === id) showDialogue(id);
-    else location.hash = permalink(id);
+  function permalink(id) {
+    return "#" + (id ? encodeURIComponent(id).replace(/%2F/g, "/") : "") + query();
   }
+
+  function navigate(id) {  // the view of `id` (null: the list) with the current filters, through the URL
+    const target = permalink(id);
+    if (location.hash === target || (target === "#" && !location.hash)) route();
+    else location.hash = target;
+  }
+
+  function readUrl() {  // (dialogue id or "", filters) from location.hash, into the state and the form
+    const hash = location.hash.slice(1);
+    const at = hash.indexOf("?");
+    const id = decodeURIComponent(at < 0 ? hash : hash.slice(0, at));
+    const params = new URLSearchParams(at < 0 ? "" : hash.slice(at + 1));
+    const filters = {};
+    for (const name of FILTER_NAMES) if (params.get(name)) filters[name] = params.get(name);
+    state.filters = filters;
+    const format = params.get("format");
+    state.format = format && state.info.formats.includes(format) ? format : state.info.format;
+    state.offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+    writeForm();
+    formatSwitch();
+    const active = Object.keys(filters).length;
+    $("#filters-toggle").textContent = "Filters" + (active ? " (" + active + ")" : "");
+    return id;
+  }
+
+  function writeForm() {
+    const form = $("#filter-form");
+    for (const name of FILTER_NAMES) {
+      const field = form.elements[name];
+      if (!field) continue;
+      const value = state.filters[name] || "";
+      if (field.type === "checkbox") field.checked = Boolean(value);
+      else {
+        if (field.tagName === "SELECT" && value && ![...field.options].some((o) => o.value === value)) {
+          field.append(el("option", { value }, value));  // a value the facets have not brought yet
+        }
+        field.value = value;
+      }
+    }
+  }
+
+  function openDialogue(id) { navigate(id); }
 
   async function showDialogue(id) {
     state.view = "detail";
+    document.body.dataset.view = "detail";
     state.detailId = id;
     const formats = state.detailFormats || [state.format];
     setStatus("loading…");
@@ -347,7 +424,7 @@
     $("#list-view").hidden = true;
     box.hidden = false;
     if (!main) {
-      box.replaceChildren(el("a", { class: "back", href: "#" }, "← list"),
+      box.replaceChildren(el("a", { class: "back", href: permalink(null) }, "← list"),
         el("div", { class: "warn", id: "not-found" }, "No dialogue with id " + id + "."));
       document.body.dataset.detailVersion = String(++renders.detail);
       return;
@@ -362,11 +439,12 @@
     const teacher = main.teacher || {};
     box.replaceChildren(
       el("div", { class: "detail-head" },
-        el("a", { class: "back", href: "#", onclick: () => { state.detailFormats = null; } }, "← list"),
+        el("a", { class: "back", href: permalink(null), onclick: () => { state.detailFormats = null; } }, "← list"),
         el("h2", { id: "detail-id" }, main.id),
         el("a", { class: "permalink", href: permalink(main.id), title: "permalink" }, "#"),
         switchBox),
-      el("div", { class: "chips" }, chip(main.source), chip(main.subset), chip(main.split)),
+      el("div", { class: "chips", id: "detail-chips" }, chip(main.source), chip(main.subset), chip(main.split),
+        groundedChip(main), reflectionChip(main)),
       el("div", { id: "detail-images" }, main.images.map((img, i) =>
         el("img", { src: img.thumb || img.full, alt: "image " + (i + 1), dataset: { full: img.full },
           onclick: () => openLightbox(img.full) }))),
@@ -377,6 +455,12 @@
         fact("latency", teacher.latency_s === null || teacher.latency_s === undefined ? "–" : fmtNum(teacher.latency_s, 2) + " s"),
         fact("reflection", main.reflection),
         fact("verified", main.verified === true ? "yes" : main.verified === false ? "no" : "not checked"),
+        el("div", { class: "fact", id: "fact-grounded" }, el("div", { class: "k" }, "grounded"),
+          el("div", { class: "v" }, (main.grounded === true ? "yes" : main.grounded === false ? "no" : "not recorded")
+            + (main.evidence ? " (evidence: " + main.evidence + ")" : ""))),
+        main.origin ? el("div", { class: "fact", id: "fact-origin" }, el("div", { class: "k" }, "reflection origin"),
+          el("div", { class: "v" }, main.origin === "staged" ? "staged: the defect was written on purpose, then found"
+            : main.origin === "check" ? "check: found in what the teacher wrote" : "not recorded")) : null,
         fact("judge score", fmtNum(main.judge_score, 2)),
         fact("operators available", (main.operators_available || []).join(", ") || "–"),
         fact("engine version", main.engine_version || "–"),
@@ -390,7 +474,7 @@
 
   // ---------------------------------------------------------------- routing and setup
   function route() {
-    const id = decodeURIComponent(location.hash.slice(1));
+    const id = readUrl();
     if (id) showDialogue(id);
     else loadList();
   }
@@ -406,7 +490,7 @@
     const box = $("#format-switch");
     box.replaceChildren(...state.info.formats.map((f) => el("button", {
       type: "button", class: f === state.format ? "on" : "", dataset: { format: f },
-      onclick: () => { state.format = f; state.offset = 0; formatSwitch(); if (state.view === "list") loadList(); else showDialogue(state.detailId); },
+      onclick: () => { state.format = f; state.offset = 0; navigate(state.view === "list" ? null : state.detailId); },
     }, f.toUpperCase())));
   }
 
@@ -426,24 +510,32 @@
     fillSelect($("#f-operator"), state.info.operators);
     fillSelect($("#f-reflection"), state.info.reflection_kinds);
     fillSelect($("#f-verified"), state.info.verified_values);
+    fillSelect($("#f-grounded"), state.info.grounded_values || []);
+    fillSelect($("#f-origin"), state.info.origin_values || []);
     if (!state.info.work_folder) $("#f-quarantined").disabled = true;
     $("#filter-form").addEventListener("submit", (e) => {
       e.preventDefault();
       state.filters = readFilters();
       state.offset = 0;
-      if (location.hash.length > 1) location.hash = "";
-      else loadList();
+      document.body.dataset.filtersOpen = "";
+      navigate(null);
     });
     $("#filter-form").addEventListener("reset", () => {
-      setTimeout(() => { state.filters = {}; state.offset = 0; loadList(); }, 0);
+      setTimeout(() => { state.filters = {}; state.offset = 0; navigate(null); }, 0);
     });
     $("#lightbox").addEventListener("click", () => { $("#lightbox").hidden = true; });
+    $("#filters-toggle").addEventListener("click", () => {  // narrow screens: the filters fold away
+      const open = document.body.dataset.filtersOpen !== "1";
+      document.body.dataset.filtersOpen = open ? "1" : "";
+      $("#filters-toggle").setAttribute("aria-expanded", String(open));
+    });
     window.addEventListener("hashchange", route);
     route();
     // Subsets, operators seen and the quarantine count need a pass over the data: after the first page.
     data.facets().then((facets) => {
       fillSelect($("#f-subset"), facets.subsets, true);
       fillSelect($("#f-operator"), facets.operators, true);
+      fillSelect($("#f-evidence"), facets.evidence || [], true);
       $("#quarantined-count").textContent = "(" + facets.quarantined + ")";
       document.body.dataset.facets = "1";
     }).catch((err) => setStatus(err.message));
