@@ -76,3 +76,14 @@ def test_a_fraction_whose_value_is_derived_is_grounded():
     evidence = _evidence("red 4, blue 7")
     evidence.add_thought("4 / 8 = 0.5")
     assert evidence.supports(answer_target("1/2"))
+
+
+# ------------------------------------------------------------------------ arithmetic after a label
+def test_a_chain_after_a_closing_parenthesis_is_read():
+    """TabMWP's probability solutions write "P(A and B) = 3/12 = 1/4": the ")" of the label is no side."""
+    from generation.quality.definitions import equations
+
+    assert equations("P(A and B) = 3/12 = 1/4.") == [([3.0, 12.0], [0.25, 0.25])]
+    evidence = _evidence("red 3, blue 9")
+    evidence.add_thought("3 + 9 = 12 marbles. P(red) = 3/12 = 1/4.")
+    assert evidence.supports(answer_target("1/4"))

@@ -206,7 +206,8 @@ def equations(text: str) -> list[tuple[list[float], list[float]]]:
                 sides.append([])
             else:
                 sides[-1].append(token)
-        sides = [side for side in sides if side]
+        # a side without a number (the ")" that closes "P(A and B)") is text around the chain, not a side
+        sides = [side for side in sides if any(kind == "num" for kind, _ in side)]
         if len(sides) < 2 or not any(t[0] == "op" for side in sides for t in side):
             continue
         values = [_evaluate(side) for side in sides]
