@@ -208,7 +208,7 @@ def audit(
         fail(str(exc))
     except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
-    print_report(report, console)
+    print_report(report, console, revision=revision)
     if json_path is not None:
         console.print(f"report: {write_json(report, json_path)}", highlight=False, markup=False, soft_wrap=True)
 

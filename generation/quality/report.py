@@ -2,7 +2,7 @@
 Quality section (rendered in `publishing.quality_section`: `generation/` renders no card)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from generation.quality.audit import FAILING_KINDS, AuditReport, GroupStats
 
@@ -67,8 +67,9 @@ def row_cells(name: str, g: GroupStats) -> list[str]:
             f"{g.per_dialogue('images'):.1f}"]
 
 
-def print_report(report: AuditReport, console: Any, viewer_hint: bool = True) -> None:
-    """`mmat audit`'s terminal output: the table per source and subset, operators, duplicates, examples."""
+def print_report(report: AuditReport, console: Any, viewer_hint: bool = True, revision: Optional[str] = None) -> None:
+    """`mmat audit`'s terminal output: the table per source and subset, operators, duplicates, examples.
+    `revision`: the Hub revision audited, kept in the `mmat view` hint."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -108,5 +109,6 @@ def print_report(report: AuditReport, console: Any, viewer_hint: bool = True) ->
                 console.print(f"  {item['id']}" + (f"  ({item['why']})" if item.get("why") else ""),
                               highlight=False, markup=False, soft_wrap=True)
     if viewer_hint and any(report.examples.get(k) for k in FAILING_KINDS):
-        console.print(f"open one: mmat view {report.dataset} --config {report.config}, then add #<id> to the address",
+        at = f" --revision {revision}" if revision else ""
+        console.print(f"open one: mmat view {report.dataset}{at} --config {report.config}, then add #<id> to the address",
                       highlight=False, markup=False, soft_wrap=True)
