@@ -6,10 +6,10 @@ samples in flight against a fast endpoint the engine's CPU, not the teacher's la
 N processes use N cores without a Ray cluster.
 
 The same executor shape as the Ray engine (`generation.ray_engine`), with the same worker: the driver
-(this process) makes the plan, starts N spawned processes, each a `GenerateActor` (its own event
+(this process) makes the plan, starts N spawned processes, each a `SampleWorker` (`generation.sample_worker`: its own event
 loop, `SampleProcessor`, teacher client and in-process operators, its own
 `rows-local-<host>-<pid>.jsonl` in the work folder), and streams samples to them longest first
-(`generation.runner.longest_first`), keeping each at its share of `samples_in_flight` plus a few
+(`generation.sample_worker.longest_first`), keeping each at its share of `samples_in_flight` plus a few
 queued. Each sample's outcome comes back as it finishes and is recorded by the driver (progress, run
 log, totals); the driver writes shards and card at the end as always.
 
@@ -53,11 +53,11 @@ def _child(conn: Connection, config_json: str, work_dir: str, concurrency: int, 
     `None` in: finish what runs, close, report the operator executions, exit."""
     import asyncio
 
-    from generation.ray_engine import GenerateActor, OperatorLayout
+    from generation.sample_worker import OperatorLayout, SampleWorker
     from operators import OPERATOR_NAMES
 
     die_with_parent(driver)
-    actor = GenerateActor(config_json, work_dir, OperatorLayout(in_process=list(OPERATOR_NAMES)), concurrency,
+    actor = SampleWorker(config_json, work_dir, OperatorLayout(in_process=list(OPERATOR_NAMES)), concurrency,
                           engine="local")
     done = threading.Condition()
     unsent = 0  # samples whose outcome is not sent yet
@@ -116,12 +116,11 @@ class _Worker:
 def execute_in_processes(config: PipelineConfig, options: RunOptions, checkpoint: Checkpoint, plan: Plan,
                          summary: RunSummary) -> None:
     """Process `plan` over `runner.processes` generation processes (see the module docstring)."""
-    from generation.ray_engine import _outcome, per_actor_config
-    from generation.runner import longest_first
+    from generation.sample_worker import longest_first, outcome, per_worker_config
 
     count = config.runner.processes
     per_process = max(1, math.ceil(config.samples_in_flight / count))
-    config_json = per_actor_config(config, count).model_dump_json()
+    config_json = per_worker_config(config, count).model_dump_json()
     log.info("local engine: %d generation processes, %d samples in flight each", count, per_process)
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
     workers: list[_Worker] = []
@@ -162,7 +161,7 @@ def execute_in_processes(config: PipelineConfig, options: RunOptions, checkpoint
                     if "error" in message:
                         raise GenerationProcessDied(f"a generation process failed: {message['error']}")
                     try:
-                        on_done(*_outcome(message))
+                        on_done(*outcome(message))
                     except TeacherFatalError as exc:  # the key or quota is refused: start nothing new
                         stopping = stopping or exc
             if stopping is not None:

@@ -20,17 +20,17 @@ failed exits 3 whatever the allowed quarantine rate.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Optional
 
 from generation.checkpoint import Checkpoint, QuarantineRecord
 from generation.config import ConfigError, PipelineConfig
 from generation.plan import (Plan, RunOptions, in_worker_slice, make_plan, operator_cache_dir, resolve_work_dir,
                              worker_name)
 from generation.processor import SampleProcessor, build_engine_parts, is_fatal, run_stopped
+from generation.sample_worker import longest_first
 from generation.progress import RunSummary, progress_log, recording
 from generation.schema import Sample, TeacherUsage
 from generation.shards import RollingShards, rebuild_folder, writer_settings
@@ -42,27 +42,6 @@ log = logging.getLogger("mmat.runner")
 
 QUARANTINE_EXIT_CODE = 3
 Executor = Callable[[PipelineConfig, RunOptions, Checkpoint, Plan, RunSummary], None]
-
-
-def expected_calls(sample: Sample) -> int:
-    """How long a sample will take, in sequential teacher calls up to a constant: one round per question,
-    and the math reflection of a math question is one more."""
-    return sum(2 + bool(qa.meta.get("math") or sample.meta.get("math")) for qa in sample.qas)
-
-
-def longest_first(samples: Iterable[Sample], window: int, cost: Callable[[Sample], int] = expected_calls
-                  ) -> Iterator[Sample]:
-    """Every sample once, the costliest of the next `window` first. Why: the run ends when its slowest
-    sample does; started last, a long sample keeps the run going seconds after every slot but one has
-    emptied (at 64 in flight that tail was 5 % of a 2,000-sample run). Held back this way, the short
-    ones are what remains when the plan runs out. Memory: `window` samples (no image bytes)."""
-    heap: list[tuple[int, int, Sample]] = []
-    for order, sample in enumerate(samples):
-        heapq.heappush(heap, (-cost(sample), order, sample))
-        if len(heap) > window:
-            yield heapq.heappop(heap)[2]
-    while heap:
-        yield heapq.heappop(heap)[2]
 
 
 async def process_all(samples: Iterable[Sample], processor: SampleProcessor, concurrency: int,

@@ -19,7 +19,7 @@ settings) → on a miss: decode the images (bad pixels raise `ImageDecodeError`,
 load the model once, run, store the result.
 
 `OperatorRunner` is what the rationale loop needs from a set of operators: `operators.registry.OperatorSet`
-in one process, `generation.ray_engine.PooledOperators` on Ray.
+in one process, `generation.sample_worker.PooledOperators` on Ray.
 """
 from __future__ import annotations
 

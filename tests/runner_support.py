@@ -227,3 +227,24 @@ def kill_and_resume(config: Path, out: Path, *, kills: int, seed: int, min_delay
     report.final_rc, report.final_stderr = final.returncode, final.stderr
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+def error_output(text: str) -> list[str]:
+    """The non-empty lines of a command's stderr less its INFO and WARNING log records (and their
+    wrapped lines).
+
+    Log records go to stderr with the progress bar (stdout is for data: issue 32), so a run that stops
+    shows its log ("plan: ...", "no price known for ...") above the one line that says why; tests of
+    that one line read the rest. ERROR records and anything else stay."""
+    kept: list[str] = []
+    in_info = False
+    for line in text.splitlines():
+        if line.startswith(("INFO ", "WARNING ")):
+            in_info = True
+            continue
+        if in_info and line.startswith(" "):
+            continue  # a wrapped INFO record
+        in_info = False
+        if line.strip():
+            kept.append(line)
+    return kept

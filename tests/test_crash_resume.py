@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner_support import (
+    error_output,
     FORMATS,
     copy_source,
     default_work_dir,
@@ -201,6 +202,6 @@ def test_a_second_run_of_the_same_worker_is_refused_while_the_first_lives(half_d
     finally:
         os.close(fd)
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = error_output(result.stderr)
     assert len(lines) == 1 and "another run of worker 0" in lines[0], result.stderr
     assert "Traceback" not in result.stderr

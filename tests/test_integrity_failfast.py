@@ -17,6 +17,7 @@ import pytest
 
 from tests.openai_server import OpenAICompatServer, error, ok
 from tests.runner_support import (
+    error_output,
     FORMATS,
     SAMPLES,
     default_work_dir,
@@ -38,7 +39,7 @@ def _openai(server: OpenAICompatServer, concurrency: int = 1) -> dict:
 
 
 def _lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
+    return error_output(text)
 
 
 def test_a_rejected_key_stops_the_run_before_any_paid_call(tmp_path):
@@ -185,7 +186,7 @@ def test_empty_sources_and_a_negative_limit_are_one_line_errors(tmp_path, yaml_t
 
 
 def test_the_ray_driver_stops_on_an_actors_fatal_teacher_error():
-    from generation.ray_engine import _outcome
+    from generation.sample_worker import outcome as _outcome
     from generation.teachers.base import TeacherFatalError
 
     with pytest.raises(TeacherFatalError) as err:  # an actor's outcome, as the streamed Ray engine returns it

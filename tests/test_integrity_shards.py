@@ -17,6 +17,7 @@ import pytest
 from generation.checkpoint import Checkpoint, CheckpointLocked
 from publishing.changelog import read_card_metadata
 from tests.runner_support import (
+    error_output,
     FORMATS,
     default_work_dir,
     inspect_folder,
@@ -96,7 +97,7 @@ def test_a_single_worker_run_and_a_sharded_run_never_generate_a_sample_twice(tmp
         finally:
             _, first_err = first.communicate(timeout=300)
         assert first.returncode == 0, first_err[-2000:]
-        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        lines = error_output(second.stderr)
         assert second.returncode == 2 and len(lines) == 1, second.stderr
         assert "a single-worker run is using the work folder" in lines[0]
         # once it is done, the sharded run may use the folder: everything is finished already

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from tests.llamacpp_support import process_gone
 from tests.openai_server import OpenAICompatServer, error
 from tests.runner_support import (
+    error_output,
     FORMATS,
     default_work_dir,
     inspect_folder,
@@ -107,7 +108,7 @@ def test_a_key_refused_mid_run_stops_every_process_with_one_line(tmp_path):
                       env=mmat_env(OPENAI_API_KEY=KEY))
         assert server.count() <= 4  # each process stops at its first refusal (one request per sample slot)
         assert result.returncode == 2, result.stderr
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        lines = error_output(result.stderr)
         assert len(lines) == 1 and "HTTP 401" in lines[0] and "The run stopped at the first such error" in lines[0]
         assert "Traceback" not in result.stderr and KEY not in result.stderr
         assert read_quarantine(default_work_dir(out)) == {}  # not the samples' fault: the rerun runs them

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from generation.config import ConfigError, PipelineConfig, load_config
-from generation.ray_engine import PooledOperators, RayEngineError, _import_ray, only_operators, per_actor_config
+from generation.ray_engine import RayEngineError, _import_ray
+from generation.sample_worker import PooledOperators, only_operators, per_worker_config
 from operators.base import OperatorResult
 from operators.config import OperatorsConfig
 
@@ -19,10 +20,10 @@ def _config(**teacher) -> PipelineConfig:
 
 def test_each_generation_actor_gets_its_share_of_the_teacher_limits():
     config = _config(max_concurrency=100, requests_per_minute=600, tokens_per_minute=90_000)
-    share = per_actor_config(config, 4).teacher
+    share = per_worker_config(config, 4).teacher
     assert (share.max_concurrency, share.requests_per_minute, share.tokens_per_minute) == (25, 150, 22_500)
-    assert per_actor_config(config, 1).teacher == config.teacher
-    assert per_actor_config(_config(max_concurrency=3), 8).teacher.max_concurrency == 1  # never 0
+    assert per_worker_config(config, 1).teacher == config.teacher
+    assert per_worker_config(_config(max_concurrency=3), 8).teacher.max_concurrency == 1  # never 0
     assert config.teacher.max_concurrency == 100  # the driver's config is left alone
 
 
