@@ -104,10 +104,21 @@ def card_shortfalls(root: Path) -> list[str]:
             continue
         for split in info.get("splits") or []:
             promised = int(split.get("num_examples") or 0)
-            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in Path(root).glob(spec.shard_glob(split["name"])))
+            rows = sum(_shard_rows(p) for p in Path(root).glob(spec.shard_glob(split["name"])))
             if rows < promised:
                 out.append(f"{spec.name}/{split['name']}: card {promised} rows, shards {rows}")
     return out
+
+
+def _shard_rows(path: Path) -> int:
+    """A shard's row count; a file that is not a readable parquet file is refused, named (issue 30)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise PushError(f"{path}: not a readable parquet file ({exc}); remove it or rerun `mmat generate`, "
+                        f"then push") from None
 
 
 def _check_card(root: Path) -> None:

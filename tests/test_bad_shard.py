@@ -95,3 +95,17 @@ def test_the_card_refuses_a_bad_shard_naming_it(folder):
     (folder / FOREIGN).unlink()
     with pytest.raises(MmatError, match=r"tabmwp/train-00001-of-00002\.parquet: not a readable parquet file"):
         write_card(folder)
+
+
+def test_push_refuses_a_bad_shard_naming_it(folder):
+    from publishing.push import PushError, push_dataset
+
+    (folder / FOREIGN).unlink()
+    from publishing.card import write_card
+
+    good = (folder / TRUNCATED).read_bytes()
+    (folder / TRUNCATED).unlink()
+    write_card(folder)  # a card of the good shards, then a half-copied shard appears
+    (folder / TRUNCATED).write_bytes(good)
+    with pytest.raises(PushError, match=r"tabmwp/train-00001-of-00002\.parquet: not a readable parquet file"):
+        push_dataset(folder, "tester/mmat-1m", "v1.0.0", token="hf_x" + "y" * 30, endpoint="http://127.0.0.1:9")
