@@ -176,6 +176,12 @@ def show(
     import datasets
 
     check_dataset_choice(dataset, config, split)
+    if Path(dataset).is_dir():  # a bad shard is named, not a datasets traceback (issue 30)
+        from viewer.shard import folder_problems
+
+        problems = folder_problems(Path(dataset))
+        if problems:
+            fail(f"{problems[0]}; `datasets` cannot load the folder with it: remove the file or rerun `mmat generate`")
     ds = datasets.load_dataset(dataset, config, split=split, streaming=True, revision=revision)
     for row in ds.take(n):
         row = dict(row)

@@ -109,3 +109,12 @@ def test_push_refuses_a_bad_shard_naming_it(folder):
     (folder / TRUNCATED).write_bytes(good)
     with pytest.raises(PushError, match=r"tabmwp/train-00001-of-00002\.parquet: not a readable parquet file"):
         push_dataset(folder, "tester/mmat-1m", "v1.0.0", token="hf_x" + "y" * 30, endpoint="http://127.0.0.1:9")
+
+
+def test_show_refuses_a_bad_shard_with_one_line(folder):
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "mmat_cli", "show", str(folder), "--config", "rr"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = [l for l in out.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "cauldron/train-00001-of-00002.parquet: not an mmat-1m shard" in lines[0], out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -21,6 +22,31 @@ from generation.errors import MmatError
 REQUIRED_COLUMNS = ("id", "subset", "question", "answer", "reflection", "meta", "steps", "messages", "images")
 _READ_ERRORS = (OSError, ValueError, pa.ArrowException)  # ArrowInvalid is a ValueError too
 log = logging.getLogger("mmat.viewer")
+
+
+def read_footer(path: str, opener: Callable[[str], Any] = str) -> tuple[Optional[pq.FileMetaData], Optional[str]]:
+    """(the file's footer, None), or (None, what is wrong with it): not a readable parquet file, or not an
+    mmat-1m shard (a column the viewer reads is missing)."""
+    try:
+        handle = opener(path)
+        try:
+            metadata = pq.read_metadata(handle)
+        finally:
+            if hasattr(handle, "close"):
+                handle.close()
+        names = set(metadata.schema.to_arrow_schema().names)
+    except _READ_ERRORS as exc:
+        return None, f"not a readable parquet file ({type(exc).__name__}: {exc})"
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        return None, f"not an mmat-1m shard (no {', '.join(missing)} column{'s' if len(missing) > 1 else ''})"
+    return metadata, None
+
+
+def folder_problems(folder: Path) -> list[str]:
+    """`file: what is wrong` for each shard of a dataset folder that cannot be read (every footer read)."""
+    return [f"{p}: {why}" for p in sorted(Path(folder).glob("data/*/*/*.parquet"))
+            if not p.name.startswith(".") and (why := read_footer(str(p))[1])]
 
 
 class ViewerError(MmatError):
@@ -65,20 +91,9 @@ class Shard:
                 if self.error:
                     raise BadShard(self.error)
                 if self._metadata is None:
-                    try:
-                        handle = self.opener(self.path)
-                        try:
-                            metadata = pq.read_metadata(handle)
-                        finally:
-                            if hasattr(handle, "close"):
-                                handle.close()
-                        names = set(metadata.schema.to_arrow_schema().names)
-                    except _READ_ERRORS as exc:
-                        raise self.bad(f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
-                    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-                    if missing:
-                        raise self.bad(f"not an mmat-1m shard (no {', '.join(missing)} column"
-                                       f"{'s' if len(missing) > 1 else ''})")
+                    metadata, why = read_footer(self.path, self.opener)
+                    if why:
+                        raise self.bad(why)
                     rows = [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
                     self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
                     self._metadata = metadata
@@ -97,9 +112,9 @@ class Shard:
     def bad(self, why: str) -> BadShard:
         """Mark the file unusable (one warning naming it) and return the error to raise."""
         first = self.error is None
-        self.error = f"{self.path}: {why}; left out"
+        self.error = f"{self.path}: {why}"
         if first:
-            log.warning("%s", self.error)
+            log.warning("%s; left out", self.error)
         return BadShard(self.error)
 
     @property
