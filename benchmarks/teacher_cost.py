@@ -80,11 +80,13 @@ def export_ref(ref: str, into: Path) -> Path:
     return into
 
 
-def demo_config(code: Path, into: Path, batch: bool = False) -> Path:
+def demo_config(code: Path, into: Path, batch: bool = False, structured_output: str = "auto") -> Path:
     text = (code / "configs/demo.yaml").read_text().replace("../samples/", f"{code}/samples/")
     if batch:  # teacher.batch: every call through the Batch API (tests/batch_server.py), in rounds
         text = text.replace("teacher:\n  kind: offline", "teacher:\n  batch: true\n  batch_options: "
                             "{poll_s: 0.05, flush_wait_s: 0.5}\n  kind: openai", 1)
+    if structured_output != "auto":  # e.g. json_object: no schema in the request (the system text gives the replies)
+        text = text.replace("teacher:\n", f"teacher:\n  structured_output: {structured_output}\n", 1)
     path = into / "demo.yaml"
     path.write_text(text)
     return path
@@ -97,11 +99,12 @@ def count_dialogues(out: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
 
 
-def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = False) -> dict[str, Any]:
+def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = False,
+                structured_output: str = "auto") -> dict[str, Any]:
     cache = PrefixCache()
     server_type = BatchServer if batch else OpenAICompatServer
     with server_type(default_fn=scripted_teacher, prefix_cache=cache, model="gpt-4o") as server:
-        config = demo_config(code, work, batch)
+        config = demo_config(code, work, batch, structured_output)
         env = {**os.environ, "PYTHONPATH": str(code), "OPENAI_API_KEY": "sk-bench-0123456789", "COLUMNS": "200"}
         args = [sys.executable, "-m", "mmat_cli", "generate", "--config", str(config), "--out", str(work / "out"),
                 "--teacher", "openai", "--base-url", server.url, "--model", "gpt-4o", "--quiet"]
@@ -168,6 +171,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="samples per run (0: the whole demo)")
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     parser.add_argument("--no-batch", action="store_true", help="skip the third run (after, teacher.batch: true)")
+    parser.add_argument("--also-json-object", action="store_true",
+                        help="one more run: the after code with teacher.structured_output: json_object (no schema sent)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="teacher-cost-") as tmp:
@@ -185,6 +190,11 @@ def main() -> None:
             work.mkdir()
             rows.append(run_version(f"{after_name.split(' (')[0]}, batch", after_code, work, args.limit, batch=True))
             print(f"batch: {rows[-1]['samples']} samples in {rows[-1]['batches']} batches", flush=True)
+        if args.also_json_object:
+            work = tmp_path / "json-object"
+            work.mkdir()
+            rows.append(run_version(f"{after_name.split(' (')[0]}, json_object", after_code, work, args.limit,
+                                    structured_output="json_object"))
     before, after = rows[0], rows[1]
     print(table(rows))
     ratio = after["gpt-4o"]["input_cached"] / before["gpt-4o"]["input_list"] if before["gpt-4o"]["input_list"] else 0

@@ -91,6 +91,9 @@ def classify(payload: dict[str, Any]) -> str:
     if fmt.get("type") == "json_schema":
         name = str(fmt.get("json_schema", {}).get("name", "unknown"))
         return _task_of_shared(payload) if name == _SHARED_SCHEMA else name
+    task = _task_of_shared(payload)  # the teacher's conversation without a server-side schema
+    if task != "unknown":
+        return task
     for message in payload.get("messages", []):
         content = message.get("content")
         texts = [content] if isinstance(content, str) else [

@@ -420,7 +420,8 @@ def test_server_without_json_schema_falls_back_to_json_object_then_plain(tmp_pat
         kinds = [(r["payload"].get("response_format") or {}).get("type") for r in srv.requests]
         assert kinds == ["json_schema", "json_object", "json_object", "json_object"]
         system = srv.requests[1]["payload"]["messages"][0]["content"]
-        assert '"title": "teacher_reply"' in system  # the one schema of every task travels in the prompt instead
+        # no schema text in the prompt instead: the one system text gives every task's reply object
+        assert '"title"' not in system and 'Reply with one JSON object: {"answer": "..."}' in system
         assert srv.requests[1]["task"] == "rationale_step" and srv.requests[-1]["task"] == "final_answer"
         assert teacher.stats.downgrades == ["json_schema->json_object"]
 

@@ -12,7 +12,8 @@ unparsable), and token/latency/USD accounting per call. Every failure becomes a 
 `TeacherFatalError` and no request is sent after it.
 
 Text-only mode (`teacher.vision: false`, or `auto` once the server refuses an image): no image parts
-in any request from then on (`CaptionClient` then tells the caption operator to fall back).
+in any request from then on (`generation.teachers.caption_client.CaptionClient` then tells the caption
+operator to fall back).
 
 What goes into a request and comes out of one (an image as a data URL, the JSON object in a reply)
 is in `generation.teachers.payloads`, which the caption operator reads too. A request is built by
@@ -59,20 +60,20 @@ from generation.teachers.http_errors import (backoff_seconds, classify, error_me
                                              long_wait_failure, requested_wait_s, status_of, unsupported_param)
 from generation.teachers.limiter import RateLimiter
 from generation.teachers.prices import FREE, cost_usd, how_to_set_prices, teacher_prices
-from generation.teachers.prompts import TASK_LINE, Turns
-from generation.teachers.reply_schema import TEACHER_REPLY, caption_for_operator, unwrap_reply
+from generation.teachers.prompts import Turns
+from generation.teachers.reply_schema import TEACHER_REPLY, unwrap_reply
 from generation.teachers.model_limits import (ContextOverflow, context_overflow, has_images, refuses_images,
                                               without_images)
-from generation.teachers.payloads import as_namespace, image_data_url, parse_json_reply, validation_summary
+from generation.teachers.payloads import (as_namespace, image_data_url, parse_json_reply,  # noqa: F401
+                                          usage_tokens, validation_summary)
 from generation.teachers.replies import ReplyT
-from operators.errors import BackendUnavailable
 from operators.images import LoadedImage
 
 log = logging.getLogger("mmat.teacher")
 
 # The open teacher conversation of the sample whose task is running: (client, messages without the task
 # text, images in it). Set by `complete_turns`; read by the caption operator's calls (`CaptionClient`).
-_CONVERSATION: contextvars.ContextVar[Optional[tuple[Any, list[dict[str, Any]], int]]] = \
+CONVERSATION: contextvars.ContextVar[Optional[tuple[Any, list[dict[str, Any]], int]]] = \
     contextvars.ContextVar("mmat_teacher_conversation", default=None)
 
 MAX_ERROR_CHARS = 300
@@ -157,7 +158,7 @@ class ChatClient:
         last = messages[-1]
         if isinstance(last["content"], list):
             prefix = messages[:-1] + [{**last, "content": last["content"][:-1]}]
-            _CONVERSATION.set((self, prefix, sum(1 for b in last["content"] if b.get("type") == "image_url")))
+            CONVERSATION.set((self, prefix, sum(1 for b in last["content"] if b.get("type") == "image_url")))
         return await self._complete(task, messages, TEACHER_REPLY, reply_type, model)
 
     def conversation(self, turns: Turns, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
@@ -279,8 +280,9 @@ class ChatClient:
         return None
 
     def _with_schema_text(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
-        """Without server-side schemas the prompt carries the schema itself."""
-        if self.format == "json_schema":
+        """Without server-side schemas the prompt carries the schema itself (not the teacher's one schema:
+        its system text already gives every task's reply object)."""
+        if self.format == "json_schema" or schema is TEACHER_REPLY:
             return messages
         system = dict(messages[0])
         system["content"] = (f"{system['content']}\n\nReply with only a JSON object that follows this JSON schema:\n"
@@ -525,83 +527,3 @@ def _http_client(cfg: TeacherConfig, transport: Optional[str] = None) -> Any:
             if transport == "aiohttp":
                 raise
     return openai.DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout_s)
-
-
-def usage_tokens(completion: Any) -> tuple[int, int, int]:
-    """(prompt, cached prompt, completion) tokens of a reply dict; zeros when the server sent no usage.
-
-    Cached: OpenAI's and vLLM's (`--enable-prompt-tokens-details`) and SGLang's
-    `usage.prompt_tokens_details.cached_tokens`, else DeepSeek-style `usage.prompt_cache_hit_tokens`,
-    else a flat `usage.cached_tokens`, else llama.cpp's `timings.cache_n`; never more than the prompt."""
-    usage = completion.get("usage") if isinstance(completion, dict) else None
-    if not isinstance(usage, dict):
-        return 0, 0, 0
-    prompt = _int(usage.get("prompt_tokens"))
-    details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    if not cached:
-        cached = _int(usage.get("prompt_cache_hit_tokens")) or _int(usage.get("cached_tokens"))
-    if not cached:
-        timings = completion.get("timings")
-        cached = _int(timings.get("cache_n")) if isinstance(timings, dict) else 0
-    return prompt, min(cached, prompt), _int(usage.get("completion_tokens"))
-
-
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-class CaptionClient:
-    """What `image_caption`'s VLM backend calls: `await client(messages, model=..., max_tokens=...,
-    temperature=...)` → a chat completion. It rides on the teacher's slots, limiter and retries, and
-    its tokens count in the teacher's run totals."""
-
-    def __init__(self, chat: ChatClient) -> None:
-        self._chat = chat
-        self.model_name = chat.model
-
-    async def __call__(self, messages: list[dict[str, Any]], model: Optional[str] = None, **params: Any) -> Any:
-        if not self._chat.vision:  # the operator falls back to its template caption
-            raise BackendUnavailable(f"image_caption/vlm: the teacher {self.model_name} takes no images "
-                                     f"(text-only mode)")
-        reply = await self._in_conversation(messages, model, params)
-        if reply is not None:
-            return reply
-        return await self._chat.complete_raw(messages, model=model, **params)
-
-    async def _in_conversation(self, messages: list[dict[str, Any]], model: Optional[str],
-                               params: dict[str, Any]) -> Optional[Any]:
-        """The caption call as the sample's open teacher conversation plus a caption task (the operator's
-        prompt), with the teacher's one response schema: the provider reuses the sample's cached prefix.
-        Only for a call about the one image the conversation holds; None otherwise (sent as it is)."""
-        chat = self._chat
-        held = _CONVERSATION.get()
-        if held is None or held[0] is not chat or held[2] != 1:
-            return None
-        parts = [block for message in messages if isinstance(message.get("content"), list)
-                 for block in message["content"] if isinstance(block, dict)]
-        texts = [block.get("text", "") for block in parts if block.get("type") == "text"]
-        texts += [m["content"] for m in messages if isinstance(m.get("content"), str)]
-        if sum(1 for block in parts if block.get("type") == "image_url") != 1 or not texts:
-            return None
-        prefix = held[1]
-        task = {"type": "text", "text": f"{TASK_LINE}caption\n" + "\n".join(texts)}
-        conversation = prefix[:-1] + [{**prefix[-1], "content": [*prefix[-1]["content"], task]}]
-        start = time.perf_counter()
-        completion = await chat._request("caption", conversation, TEACHER_REPLY, model, params)
-        prompt, cached, done = chat._count(completion, 0, 0, 0)
-        chat.stats.usage = chat.stats.usage.add(chat.usage_of(prompt, done, time.perf_counter() - start, model,
-                                                              cached))
-        for choice in completion.get("choices") or []:
-            message = choice.get("message") if isinstance(choice, dict) else None
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                content = redact(message["content"], chat._secrets)
-                try:
-                    content = json.dumps(caption_for_operator(parse_json_reply(content)))
-                except ValueError:
-                    pass  # the operator reports the unusable reply
-                message["content"] = content
-        return as_namespace(completion)

@@ -23,7 +23,8 @@ from generation.config import TeacherConfig
 from generation.schema import Sample, TeacherUsage, Trajectory
 from generation.teachers.base import (FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext,
                                       TeacherStats)
-from generation.teachers.chat_client import CaptionClient, ChatClient
+from generation.teachers.caption_client import CaptionClient
+from generation.teachers.chat_client import ChatClient
 from generation.teachers.judge import judge_dialogue
 from generation.teachers.model_limits import ContextOverflow, more_to_omit, omit_observations
 from generation.teachers.prompts import MAX_OBSERVATION_CHARS, TOOL_DESCRIPTIONS, render_turns

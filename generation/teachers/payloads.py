@@ -1,6 +1,7 @@
 """What goes into a chat request and comes out of one, for every caller of the teacher's endpoint
 (the teacher, the judge, the VLM caption operator): an image as a `data:` URL the chat API takes, the
-JSON object inside a model's reply, a reply dict read with attribute access.
+JSON object inside a model's reply, a reply dict read with attribute access, the token counts in a
+reply's usage block (cached prompt tokens included, whichever server sent them).
 """
 from __future__ import annotations
 
@@ -88,3 +89,30 @@ def validation_summary(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "reply"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def usage_tokens(completion: Any) -> tuple[int, int, int]:
+    """(prompt, cached prompt, completion) tokens of a reply dict; zeros when the server sent no usage.
+
+    Cached: OpenAI's and vLLM's (`--enable-prompt-tokens-details`) and SGLang's
+    `usage.prompt_tokens_details.cached_tokens`, else DeepSeek-style `usage.prompt_cache_hit_tokens`,
+    else a flat `usage.cached_tokens`, else llama.cpp's `timings.cache_n`; never more than the prompt."""
+    usage = completion.get("usage") if isinstance(completion, dict) else None
+    if not isinstance(usage, dict):
+        return 0, 0, 0
+    prompt = _int(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    if not cached:
+        cached = _int(usage.get("prompt_cache_hit_tokens")) or _int(usage.get("cached_tokens"))
+    if not cached:
+        timings = completion.get("timings")
+        cached = _int(timings.get("cache_n")) if isinstance(timings, dict) else 0
+    return prompt, min(cached, prompt), _int(usage.get("completion_tokens"))
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
