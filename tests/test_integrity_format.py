@@ -175,7 +175,8 @@ def test_orr_thought_never_quotes_a_rag_result_the_orr_turn_does_not_show():
     assert "partially reusable two-stage rocket designed" in rr_text  # RR shows the passage and may quote it
     [user, reply] = parse_orr(rows["orr"]["messages"]).questions[0].question, rows["orr"]["messages"][1]
     thought, answer = parse_orr_reply(reply["content"][0]["text"])
-    assert thought == "I will look the rocket up. So the maker is SpaceX." and answer == "SpaceX"
+    # the conclusion rested on the passage ORR does not show: a leak there, so ORR leaves it out (issue 29)
+    assert thought == "I will look the rocket up." and answer == "SpaceX"
     assert "Falcon 9 is a partially" not in user
 
 

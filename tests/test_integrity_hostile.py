@@ -65,6 +65,13 @@ def _hostile_reply(task: str, payload: dict):
     from tests.openai_server import ok
 
     user = json.dumps(payload.get("messages", [])[-1:])
+    everything = json.dumps(payload.get("messages", []))
+    if task == "rationale_step" and "A reviewer found this problem" in user:  # a repair: one of its own (issue 29)
+        return ok({"thought": f"Repaired thought, written again from what the tools returned, value by value, in "
+                              f"words of its own instead of the earlier ones. {INJECTION}", "operators": [], "labels": [],
+                   "rag": {"needed": False, "query": None}, "next_action": "final_answer"})
+    if task == "reflection_general" and "Repaired thought" in everything:  # the repair is checked: it passes
+        return ok({"reason": None})
     if task == "rationale_step":
         first = "No steps yet." in user
         return ok({"thought": f"Step thought. {INJECTION}", "operators": ["image_caption"] if first else [],
