@@ -88,7 +88,7 @@ def teacher_sentence(summary: dict) -> str:
                      f"reference answer")
     if summary["offline"]:
         parts.append(f"the offline teacher ({code(OFFLINE_MODEL)}, {summary['offline']:,} dialogues) wrote "
-                     f"{'the other' if summary['models'] else 'every'} rationale: no model, deterministic "
+                     f"{'the other rationales' if summary['models'] else 'every rationale'}: no model, deterministic "
                      f"steps that read the source's annotations to choose where to look and state only what "
                      f"the operator results support")
     if not parts:
