@@ -112,3 +112,15 @@ def test_rejected_repairs_are_read_from_the_error_type_not_the_stage():
 
     report = AuditReport("x", "rr", quarantined={"reflection/RepairRejected": 3, "reflection/Other": 4})
     assert report.repairs_rejected == 3
+
+
+def test_the_audit_reads_inline_options_followed_by_an_instruction_line():
+    """LLaVA-CoT's ScienceQA questions end with the options, then "Answer with the option's letter …": the
+    audit reads the choices from the question text, as the engine had them (else a letter answer is a label
+    no text supports, and the audit disagrees with the row's meta.evidence)."""
+    from generation.quality.definitions import answer_target, question_choices
+
+    question = ("Will these magnets attract or repel each other?\nContext: Two magnets are placed as shown.\n"
+                "Options: (A) attract (B) repel\nAnswer with the option's letter from the given choices directly.")
+    assert question_choices(question) == ["attract", "repel"]
+    assert answer_target("A", question_choices(question)).text == "attract"

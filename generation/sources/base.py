@@ -192,7 +192,8 @@ def format_choices(choices: Sequence[str]) -> str:
 
 
 _CHOICE_LINE = re.compile(r"^\s*\(?([A-H])[.):]\s*(.+?)\s*$")
-_INLINE_OPTIONS = re.compile(r"(?:Options|Choices)\s*:\s*(\(A\).*)$", re.S)
+# the options line only: an instruction may follow on the next line ("Answer with the option's letter …")
+_INLINE_OPTIONS = re.compile(r"(?:Options|Choices)\s*:\s*(\(A\)[^\n]*)")
 
 
 def parse_listed_choices(text_: str) -> list[str]:
