@@ -211,3 +211,25 @@ def test_a_repair_that_restates_the_old_end_with_a_preface_is_a_copy():
     asyncio.run(run_reflection(ctx, teacher))
     assert ctx.steps[-1].thought == REAL_REPAIR
     assert dict(reflection.repair_counts) == {"rejected": 1, "accepted": 1}
+
+
+def test_the_model_teachers_copy_repair_over_http_is_quarantined(tmp_path, monkeypatch):
+    """The real chat path (local OpenAI-compatible server, the `openai` client, the runner's per-sample
+    path): the model's check fires, its repair twice repeats the step it replaces -> quarantined."""
+    from tests.openai_server import OpenAICompatServer, ok
+    from tests.test_teacher import KEY, plain_sample, process, step, teacher_config
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with OpenAICompatServer() as server:
+        server.script("rationale_step", ok(step("The animal is a cat.", action="final_answer")),
+                      ok(step("The animal is a cat.", action="final_answer")),
+                      ok(step("The animal is a cat!", action="final_answer")))
+        server.script("reflection_general", ok({"reason": "Step 1 names the animal without looking."}))
+        server.script("final_answer", ok({"answer": "cat"}))
+        rr, orr, record, _ = asyncio.run(process(plain_sample(), teacher_config(server), tmp_path))
+        assert rr is None and orr is None
+        assert record.stage == "reflection" and record.error_type == "RepairRejected"
+        assert record.message.startswith("reflection did not repair: general reflection, 2 attempts; the repaired "
+                                         "step is the same as step 1")
+        assert server.count("rationale_step") == 3  # the first step and two repairs
