@@ -192,7 +192,8 @@ def test_first_image_refusal_switches_to_text_only_once_and_the_caption_falls_ba
         payloads = server.payloads()
     kinds = [[b["type"] for b in p["messages"][-1]["content"]] if isinstance(p["messages"][-1]["content"], list)
              else ["text"] for p in payloads]
-    assert kinds == [["image_url", "text"], ["text"], ["text"]]  # refused, then re-sent and all later text-only
+    # refused, then re-sent and all later text-only (the image, then the question's and the task's parts)
+    assert kinds == [["image_url", "text", "text"], ["text"], ["text"]]
     assert teacher.mode == "text_only" and teacher.stats.downgrades == ["vision->text_only"]
     assert caption.backend == "template" and server.count("caption") == 0
     switches = [r for r in caplog.records if r.name == "mmat.teacher" and "text-only mode" in r.getMessage()]
