@@ -170,3 +170,18 @@ def test_generate_stops_at_the_start_then_runs_once_image_roots_names_the_folder
     assert result.returncode == 0, result.stderr[-3000:]
     assert not any(OUTSIDE_REASON in line for line in _quarantined(work))
     assert list(out.rglob("*.parquet"))
+
+
+def test_the_stop_needs_every_built_record_refused_for_leaving_repeats_aside(tmp_path):
+    data = tmp_path / "data"
+    src = linked_layout(tmp_path, data)
+    lines = (src / "train.jsonl").read_text().splitlines()
+    (src / "train.jsonl").write_text("\n".join(lines + [lines[0]]) + "\n")  # a repeated id: counts neither way
+    with pytest.raises(SourceError, match=r"every record \(12\) was refused"):
+        read(src)
+    broken = json.loads(lines[1])
+    del broken["conversations"]  # refused for another reason: not the one layout problem
+    (src / "train.jsonl").write_text("\n".join([lines[0], json.dumps(broken)] + lines[2:]) + "\n")
+    good, bad = read(src)
+    assert not good and len(bad) == 12
+    assert sum(q.reason.startswith(OUTSIDE_REASON) for q in bad.values()) == 11
