@@ -347,7 +347,8 @@ def train(
     # cross-entropy and λ-weighted Frobenius terms (loss = ce + frobenius on that step).
     console.print(f"trained {result.global_step} steps: mean loss {num(result.train_loss, 4)}; last logged step: "
                   f"loss {num(result.final_loss, 4)} = ce {num(result.final_loss_ce, 4)} + frobenius "
-                  f"{num(result.final_loss_frob, 6)}; {result.tokens_per_second:,.0f} tokens/s; "
+                  f"{'n/a' if result.final_loss_frob is None else format(result.final_loss_frob, '.3g')}; "
+                  f"{result.tokens_per_second:,.0f} tokens/s; "
                   f"adapter in {result.output_dir}", highlight=False, soft_wrap=True)
 
 

@@ -124,3 +124,22 @@ def test_a_run_prints_no_third_party_bar_banner_or_foreign_log_format(tmp_path):
     both = result.stdout + result.stderr
     for noise in ("Loading weights", "it/s]", "has been created", "] [    INFO]", "Creating model"):
         assert noise not in both, (noise, both[-3000:])
+
+
+@pytest.mark.slow
+def test_train_summary_adds_up_and_prints_no_library_warnings(small_folder, tmp_path):
+    import re
+
+    from trainer.tiny_vlm import shared_tiny_vlm
+
+    result = _mmat("train", "--data", small_folder, "--config", "orr", "--model", shared_tiny_vlm(),
+                   "--max-steps", "2", "--frobenius-lambda", "100", "--output", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    both = result.stdout + result.stderr
+    for warning in ("pin_memory", "is_gradient_checkpointing", "use_cache", "Warning"):
+        assert warning not in both, (warning, both[-3000:])
+    summary = re.search(r"trained 2 steps: mean loss ([\d.]+); last logged step: loss ([\d.]+) = ce ([\d.]+) "
+                        r"\+ frobenius ([\d.e+-]+);", result.stdout)
+    assert summary, result.stdout[-2000:]
+    mean, loss, ce, frob = map(float, summary.groups())
+    assert frob >= 0 and loss == pytest.approx(ce + frob, abs=1e-3) and mean > 0  # the step's loss: its two terms

@@ -115,6 +115,18 @@ def _use_bf16(cfg: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def _no_cache(config: Any) -> None:
+    """`use_cache=False` on the model's config and its sub-configs (a VLM's text_config is the one its
+    language model reads): a KV cache is for generation, and with gradient checkpointing transformers
+    warns on every run that it turns it off itself."""
+    from transformers import PretrainedConfig
+
+    config.use_cache = False
+    for value in vars(config).values():
+        if isinstance(value, PretrainedConfig) and hasattr(value, "use_cache"):
+            value.use_cache = False
+
+
 class ModelNotLoadable(TrainConfigError):
     """The model named by `model:` / `--model` cannot be loaded here (offline, a typo, not a VLM)."""
 
@@ -156,7 +168,7 @@ def load_model(cfg: TrainConfig):
     with model_loading(cfg.model):
         model = AutoModelForImageTextToText.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code,
                                                             **kwargs)
-    model.config.use_cache = False
+    _no_cache(model.config)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -198,6 +210,7 @@ def training_arguments(cfg: TrainConfig, max_steps: int):
         report_to=cfg.report_to,
         remove_unused_columns=False,  # the collator reads `messages` and `images`
         dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory only helps a copy to a GPU
         seed=cfg.seed,
         data_seed=cfg.seed,
         # accelerate's batch dispatcher (its default for iterable datasets) slices every tensor of a batch
@@ -282,6 +295,10 @@ def build_trainer(cfg: TrainConfig, *, model=None, processor=None, train_dataset
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune `cfg.model` with LoRA on `cfg`'s rows; the adapter and processor land in `cfg.output`."""
+    import warnings
+
+    # transformers' Trainer calls its own deprecated name: nothing a user can act on, printed every run
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
     trainer = build_trainer(cfg)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
