@@ -79,7 +79,7 @@ test: trainer-venvs
 
 demo: install
 	$(BIN)/mmat generate --config configs/demo.yaml --out $(OUT)
-	$(BIN)/mmat show $(OUT) --config orr --n 1
+	$(BIN)/mmat show $(OUT) --config orr --n 1 --pretty
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
