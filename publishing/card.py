@@ -37,6 +37,7 @@ from publishing.changelog import (auto_changes, changelog_entry, merge_changelog
                                   split_counts_from_meta)
 
 CARD_FILENAME = "README.md"
+QUARANTINE_KEYS_FACT = "quarantine_by_stage_error"  # run fact: "stage/error type" -> samples
 LICENSE_FILENAME = "LICENSE.md"
 FIGURE_PATH = "figures/stats.png"
 QUALITY_FIGURE_PATH = "figures/quality.png"
@@ -378,7 +379,8 @@ def _engine_version() -> str:
     return ENGINE_VERSION
 
 
-def quality_section(root: Path, report: Any = None, write_figure: bool = False) -> str:
+def quality_section(root: Path, report: Any = None, write_figure: bool = False,
+                    quarantined: Optional[dict] = None) -> str:
     """The Quality section (`generation.quality`): the audit of the folder's RR rows (ORR when it has none)
     as a table, then RR and ORR side by side, with `figures/quality.png` (written with `write_figure`, else linked when present). An audit
     that fails leaves the card without the section, with a warning, rather than without a card."""
@@ -392,6 +394,8 @@ def quality_section(root: Path, report: Any = None, write_figure: bool = False) 
             report = audit_dataset(root, formats[0])
             if len(formats) > 1:
                 report.paired = audit_dataset(root, formats[1])
+            if quarantined is not None:  # the run's quarantine, as its facts keep it (repairs rejected)
+                report.quarantined = dict(quarantined)
         if write_figure:
             render_quality_figure(report, root / QUALITY_FIGURE_PATH)
         return report_markdown(report, figure=QUALITY_FIGURE_PATH if (root / QUALITY_FIGURE_PATH).is_file() else None)
@@ -451,11 +455,18 @@ def write_card(
 
     examples = example_dialogues(root, write_images=True)
     if run_stats is not None:
-        write_run_facts(root, redact_fields(dict(run_stats)))
+        facts = dict(run_stats)
+        if getattr(quality_report, "quarantined", None) is not None:  # what the Quality section counts from it
+            facts[QUARANTINE_KEYS_FACT] = dict(quality_report.quarantined)
+        write_run_facts(root, redact_fields(facts))
     run_stats = read_run_facts(root)  # as kept: a later render shows exactly these, in this order
+    if quality_report is None and isinstance(run_stats.get(QUARANTINE_KEYS_FACT), dict):
+        quarantined = run_stats[QUARANTINE_KEYS_FACT]
+    else:
+        quarantined = None
     text = render_card(root, version=version, changelog=changelog, run_stats=run_stats, repo_id=repo_id,
                        figure=figure, stats=stats, previous_card=previous_card, examples=examples,
-                       quality=quality_section(root, quality_report, write_figure=True))
+                       quality=quality_section(root, quality_report, write_figure=True, quarantined=quarantined))
     _write_atomically(root / LICENSE_FILENAME, render_license_file(sources_present(stats)))
     out = root / CARD_FILENAME
     _write_atomically(out, text)

@@ -59,9 +59,14 @@ def test_every_snippet_of_the_pushed_card_runs(layout, hub_server, hub_client, t
 
 @pytest.mark.slow
 def test_push_keeps_the_runs_facts_and_a_rerender_is_the_same_card(hub_server, tmp_path):
+    from generation.quality.audit import REPAIR_REJECTED, audit_run
+
     folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=2, sources=["tabmwp"])
-    write_card(folder, run_stats=RUN)  # what the run's end does
+    report = audit_run(folder)
+    report.quarantined = {f"reflection/{REPAIR_REJECTED}": 2, "foundation/ValueError": 1}
+    write_card(folder, run_stats=RUN, quality_report=report)  # what the run's end does
     run_card = (folder / "README.md").read_text()
+    assert "**2** rejected" in run_card  # the Quality section's count from the run's quarantine
     assert "**3 (foundation 1, rationale 2)**" in run_card and "## Generation run" in run_card
     assert RUN_FACTS_FILENAME not in published_files(folder)
     # `mmat card --write`: the same card, byte for byte
