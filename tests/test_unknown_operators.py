@@ -96,3 +96,19 @@ def test_an_operator_named_in_another_case_or_spacing_is_that_operator(server, t
     assert record is None and stats.repairs == 0
     assert rr["steps"][0]["operators"] == ["image_caption"]
     assert [o["operator"] for o in rr["steps"][0]["observations"]] == ["image_caption"]
+
+
+def test_the_reply_type_knows_the_offered_names_and_rag():
+    from pydantic import ValidationError
+
+    from generation.teachers.replies import StepReply, step_reply
+
+    offered = step_reply(["ocr", "image_caption", "rag"])
+    assert step_reply(["ocr", "image_caption"]) is offered  # one type per offered set (cached)
+    reply = offered.model_validate({"thought": "x", "operators": "OCR, rag, image-caption"})
+    assert reply.operators == ["ocr", "rag", "image_caption"]  # rag has its own field; naming it is no error
+    with pytest.raises(ValidationError, match="unknown operator 'face_detection'"):
+        offered.model_validate({"thought": "x", "operators": ["face_detection"]})  # known, but not offered here
+    with pytest.raises(ValidationError, match=r"offered operators \(none in this run\)"):
+        step_reply([]).model_validate({"thought": "x", "operators": ["ocr"]})
+    assert StepReply.model_validate({"thought": "x", "operators": ["anything"]}).operators == ["anything"]
