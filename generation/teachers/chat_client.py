@@ -35,7 +35,7 @@ says so on the progress line; a wait longer than `teacher.max_wait_s` stops the 
 Latency per call is its wall time, from rendering the request to the parsed reply: retries, backoff,
 the repair round and any wait for a concurrency slot or the rate limiter included.
 
-Why one module of ~470 lines: the slot, the limiter, the retries, the format step-down and the
+Why one module of ~530 lines: the slot, the limiter, the retries, the format step-down and the
 repair round all act on the same request and the same accounting; split, each rule would have to
 be read beside the others anyway.
 """
