@@ -439,6 +439,7 @@ class BatchTransport:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.store is not None:
+            log.info("teacher %s", self.summary())
             if self.store.open:
                 log.info("teacher batches: %d still open; the next run over this work folder collects them",
                          len(self.store.open))
