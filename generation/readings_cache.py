@@ -172,15 +172,16 @@ def run_cache(work_dir: Path, out_dir: Path) -> ReadingsCache:
 
 def read_ahead(work_dir: Path, out_dir: Path, files: Iterable[Path], fmt: str) -> None:
     """Read new shard files into the run's cache before the end of the run needs them: the card's
-    numbers of every file, the audit's reading of RR files and the tokens of ORR files (the end audits
-    RR when the folder has RR shards, as every run's does)."""
+    numbers of every file, and the audit's readings of every file, its rows and its tokens (the end audits
+    RR and ORR side by side, each with the other format's tokens for the token ratio)."""
     from generation.quality.audit import read_shard
     from publishing.card_stats import read_shard_stats
 
     cache = run_cache(work_dir, out_dir)
     for path in files:
         read_shard_stats(Path(path), cache)
-        read_shard(Path(path), "rows" if fmt == "rr" else "tokens", cache)
+        read_shard(Path(path), "rows", cache)
+        read_shard(Path(path), "tokens", cache)
 
 
 class ReadAhead:

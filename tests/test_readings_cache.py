@@ -206,4 +206,4 @@ def test_the_reading_process_reads_what_it_is_handed_and_reports_a_failure(folde
         reader.close()
     assert "reading parts ahead stopped (exit code 1)" in caplog.text
     kept = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / CACHE_DIRNAME).glob("*.npz"))
-    assert kept == ["audit-rows", "audit-tokens", "card", "card"]
+    assert kept == ["audit-rows", "audit-rows", "audit-tokens", "audit-tokens", "card", "card"]  # rows and tokens each
