@@ -425,7 +425,6 @@ def write_card(
     repo_id: str | None = None,
     previous_card: str | Path | None = None,
     quality_report: Any = None,
-    readings: Any = None,
 ) -> Path:
     """Render `dataset_dir/README.md` (with `figures/stats.png` and the example dialogues' images under
     `figures/examples/`) from the shards in the folder.
@@ -437,14 +436,12 @@ def write_card(
     secret-looking keys and values redacted, and kept beside the data (`RUN_FACTS_FILENAME`); without it
     the facts kept there by the last run are shown, so a push or re-render writes the run's card again. `repo_id` goes into the card's loading example; `previous_card` (a path to another
     copy of the card, e.g. the one on the Hub) adds its changelog to the history; `quality_report` an
-    `AuditReport` of the folder already computed (default: audited here); `readings` a run's
-    `generation.readings_cache.ReadingsCache` (its shards' numbers kept from before are not read again;
-    the card is the same). Returns the card's path.
+    `AuditReport` of the folder already computed (default: audited here). Returns the card's path.
     """
     root = Path(dataset_dir)
     if not card_configs(root):
         raise FileNotFoundError(f"no parquet shards under {root / 'data'}; nothing to describe")
-    stats = collect_stats(root, readings)
+    stats = collect_stats(root)
     try:
         render_figure(stats, root / FIGURE_PATH)
         figure: Optional[str] = FIGURE_PATH

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from generation.errors import MmatError
-from generation.readings_cache import add_counts, counts_from_json, counts_to_json
+from generation.counts import add_counts
 from mmat_1m import CONFIGS, FORMATS, SPLITS
 
 # A tokenizer-free token count: words and single punctuation marks (RE2 syntax, ASCII \w).
@@ -91,9 +91,7 @@ def _per_row_sum(parents: np.ndarray, weights: Optional[np.ndarray], n: int) -> 
 class ShardStats:
     """The card's numbers of one shard file: its format's counts, and per row what is counted once per
     dialogue (a dialogue's RR and ORR rows share it: `add_shard` counts it at the first row of its id,
-    in the folder's shard order). Kept per file by `generation.readings_cache`, so the card at the end
-    of a large run reads only the shards it has not read before; merged, it gives exactly the numbers
-    of reading the rows one by one."""
+    in the folder's shard order); merged, it gives exactly the numbers of reading the rows one by one."""
 
     format: FormatStats = field(default_factory=FormatStats)
     ids: list[str] = field(default_factory=list)
@@ -109,34 +107,6 @@ class ShardStats:
     teacher_modes: list[str] = field(default_factory=list)
     # (row, operator, backend) of every operator result with both named (`observations.backend`)
     backends: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(JSON-able counts, per-row arrays): what `generation.readings_cache` keeps."""
-        meta = {"format": counts_to_json(self.format), "backends": [list(b) for b in self.backends], "ids": self.ids}
-        dropped = np.array([-1 if d is None else int(d) for d in self.dropped_qas], dtype=np.int64)
-        arrays = {"prompt_tokens": np.array(self.prompt_tokens, dtype=np.int64),
-                  "completion_tokens": np.array(self.completion_tokens, dtype=np.int64),
-                  "cost_usd": np.array(self.cost_usd, dtype=np.float64), "dropped_qas": dropped,
-                  "grounded": np.array([-1 if g is None else int(bool(g)) for g in self.grounded], dtype=np.int8)}
-        for name in _NAME_LISTS:  # a few names, many rows: a table and a code per row
-            names = list(dict.fromkeys(getattr(self, name)))
-            code = {n: i for i, n in enumerate(names)}
-            meta[name] = names
-            arrays[name] = np.array([code[n] for n in getattr(self, name)], dtype=np.int32)
-        return meta, arrays
-
-    @classmethod
-    def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "ShardStats":
-        names = {name: [meta[name][i] for i in arrays[name].tolist()] for name in _NAME_LISTS}
-        return cls(format=counts_from_json(FormatStats, meta["format"]), ids=list(meta["ids"]), **names,
-                   prompt_tokens=arrays["prompt_tokens"].tolist(), completion_tokens=arrays["completion_tokens"].tolist(),
-                   cost_usd=arrays["cost_usd"].tolist(),
-                   dropped_qas=[None if d < 0 else d for d in arrays["dropped_qas"].tolist()],
-                   grounded=[None if g < 0 else bool(g) for g in arrays["grounded"].tolist()],
-                   backends=[(int(r), o, b) for r, o, b in meta["backends"]])
-
-
-_NAME_LISTS = ("sources", "subsets", "models", "evidence", "teacher_modes")
 
 
 def _scan_batch(batch: pa.RecordBatch, out: ShardStats) -> None:
@@ -239,14 +209,6 @@ def scan_shard(path: str | Path) -> ShardStats:
     return out
 
 
-def read_shard_stats(path: Path, cache: Any = None) -> ShardStats:
-    """`scan_shard`, through a `generation.readings_cache.ReadingsCache` when given (kept from before
-    when it holds this very file's)."""
-    if cache is None:
-        return scan_shard(path)
-    return cache.reading(path, "card", scan_shard, ShardStats.from_arrays)
-
-
 def add_shard(stats: CardStats, fmt: str, shard: ShardStats, seen: set[str]) -> None:
     """Add one shard's numbers; what is counted once per dialogue is counted at the first row of each id
     (`seen`: the ids met so far, over every format)."""
@@ -275,16 +237,15 @@ def add_shard(stats: CardStats, fmt: str, shard: ShardStats, seen: set[str]) -> 
             stats.operator_backends[name][backend] += 1
 
 
-def collect_stats(dataset_dir: str | Path, cache: Any = None) -> CardStats:
-    """Read every shard of the folder (metadata, and all columns but `images`) into `CardStats`.
-    `cache`: the run's `generation.readings_cache.ReadingsCache` (the numbers are the same without it)."""
+def collect_stats(dataset_dir: str | Path) -> CardStats:
+    """Read every shard of the folder (metadata, and all columns but `images`) into `CardStats`."""
     root = Path(dataset_dir)
     stats = CardStats()
     seen: set[str] = set()
     for fmt, source, split, path in _shard_files(root):
         try:
             md = pq.ParquetFile(path).metadata
-            shard = read_shard_stats(path, cache)
+            shard = scan_shard(path)
         except (OSError, ValueError, pa.ArrowException) as exc:
             why = str(exc).replace(f"{path}: ", "") if isinstance(exc, ValueError) and "mmat-1m shard" in str(exc) \
                 else f"not a readable parquet file ({type(exc).__name__}: {exc})"
