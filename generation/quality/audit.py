@@ -47,7 +47,6 @@ from generation.quality.shard_scan import (  # noqa: F401 - re-exported: callers
     _token_ratio,
     _Tokens,
     audit_shard,
-    read_shard,
     shard_tokens,
 )
 
@@ -156,12 +155,11 @@ def _round(value: Optional[float]) -> Optional[float]:
 
 # ------------------------------------------------------------------------------------- the dataset
 def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[str] = None,
-                  cache: Any = None, store: Any = None) -> AuditReport:
+                  store: Any = None) -> AuditReport:
     """The audit of one format of a dataset. Raises FileNotFoundError when it has no shards of that format.
     `store`: where the shards come from (see `generation.quality.shard_scan`); default: the local folder
     `dataset` (`LocalShards`). A Hub repo is read through a store its caller passes (`mmat audit` passes the
-    viewer's; `revision` is the caller's to apply). `cache`: a `generation.readings_cache.ReadingsCache` of
-    the folder's shard readings (a local folder only); the report is the same with or without it."""
+    viewer's; `revision` is the caller's to apply)."""
     import xxhash
 
     from mmat_1m import CONFIGS_BY_NAME
@@ -185,7 +183,7 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
     read = 0  # rows read so far (a row's number)
     tokens = _Tokens()
     for number, shard in enumerate(shards):
-        part = _read(shard, "rows", cache)
+        part = _read(shard, "rows")
         for key, stats in part.groups.items():
             report.groups.setdefault(key, GroupStats()).merge(stats)  # as adding its dialogues one by one
         for kind, row_id, source, why in part.examples:
@@ -213,7 +211,7 @@ def audit_dataset(dataset: str | Path, config: str = "rr", revision: Optional[st
     other_tokens = _Tokens()
     for shard in store.shards_of(other):
         if spec.source is None or shard.source == spec.source:
-            part = _read(shard, "tokens", cache)
+            part = _read(shard, "tokens")
             other_tokens.add(part.id_keys, part.tokens)
     report.token_ratio = _token_ratio(tokens, other_tokens, spec.format)
     return report
@@ -231,16 +229,15 @@ def quarantine_counts(records: Iterable[Any]) -> dict[str, int]:
     return dict(Counter(f"{r.stage}/{r.error_type}" for r in records))
 
 
-def audit_run(out_dir: str | Path, cache: Any = None, quarantined: Optional[Iterable[Any]] = None
-              ) -> Optional[AuditReport]:
+def audit_run(out_dir: str | Path, quarantined: Optional[Iterable[Any]] = None) -> Optional[AuditReport]:
     """The end of a generation run: the audit of the folder's RR rows (ORR when it has none) with the
     ORR rows' audit paired to it, their numbers in the run log (one line per format, all numbers in the
-    record's data); None, with a warning, if it fails. `cache`: the run's `ReadingsCache`, so only the
-    shards not read before are read. `quarantined`: the run's quarantine records (repairs rejected)."""
+    record's data); None, with a warning, if it fails. `quarantined`: the run's quarantine records
+    (repairs rejected)."""
     root = Path(out_dir)
     formats = [f for f in ("rr", "orr") if any((root / "data" / f).glob("*/*.parquet"))] or ["rr"]
     try:
-        reports = [audit_dataset(root, fmt, cache=cache) for fmt in formats]
+        reports = [audit_dataset(root, fmt) for fmt in formats]
     except Exception as exc:  # the run's shards are written; its audit must not take them down
         log.warning("quality audit failed: %s: %s", type(exc).__name__, exc, exc_info=True)
         return None

@@ -81,19 +81,6 @@ class LocalShards:
         return self.take(shard, rows, columns).to_pylist() if len(rows) else []
 
 
-def _counts_to_json(counts: GroupStats) -> dict[str, Any]:
-    """A `GroupStats` as JSON: a `Counter` as [key, count] pairs (its order and int keys kept)."""
-    return {name: [[k, n] for k, n in value.items()] if isinstance(value, Counter) else value
-            for name, value in vars(counts).items()}
-
-
-def _counts_from_json(raw: dict[str, Any]) -> GroupStats:
-    out = GroupStats()
-    for name, value in raw.items():
-        setattr(out, name, Counter({k: n for k, n in value}) if isinstance(getattr(out, name), Counter) else int(value))
-    return out
-
-
 # ---------------------------------------------------------------------------------------- reading
 def _batches(parquet: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """`parquet`: what `pq.ParquetFile` reads (a path, or a Hub file opened by the store)."""
@@ -203,9 +190,7 @@ _TEXT_KEY = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("shard", "<i4"), ("row", "<
 @dataclass
 class ShardAudit:
     """The audit's reading of one shard file: everything the dataset-wide report is made of. Merged in
-    shard order (`audit_dataset`) it gives exactly the report of reading the rows one by one, so it can
-    be kept per file (`generation.readings_cache`): the audit at the end of a large run then reads
-    only the files it has not read before (a rolling run's tail), not every row of the folder.
+    shard order (`audit_dataset`) it gives exactly the report of reading the rows one by one.
 
     `kind` "rows": the audited format's reading; "tokens": only `id_keys` and `tokens` (the other
     format, for the ORR/RR token ratio)."""
@@ -222,23 +207,6 @@ class ShardAudit:
     signatures: np.ndarray = field(default_factory=lambda: np.zeros((0, SIGNATURE_VALUES), np.uint64))  # per near row
     id_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per row (`_id_keys`)
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per row
-
-    _ARRAYS = ("judge_scores", "text_keys", "near_rows", "signatures", "id_keys", "tokens")
-
-    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(JSON-able counts and examples, per-row arrays): what `generation.readings_cache` keeps."""
-        meta = {"kind": self.kind, "rows": self.rows, "groups": {k: _counts_to_json(g) for k, g in self.groups.items()},
-                "examples": [list(e) for e in self.examples]}
-        return meta, {name: getattr(self, name) for name in self._ARRAYS}
-
-    @classmethod
-    def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "ShardAudit":
-        out = cls(kind=meta["kind"], rows=int(meta["rows"]),
-                  groups={k: _counts_from_json(v) for k, v in meta["groups"].items()},
-                  examples=[tuple(e) for e in meta["examples"]])
-        for name in cls._ARRAYS:
-            setattr(out, name, arrays[name])
-        return out
 
 
 def audit_shard(parquet: Any) -> ShardAudit:
@@ -298,15 +266,7 @@ def _reader(kind: str) -> Any:
     return audit_shard if kind == "rows" else shard_tokens
 
 
-def read_shard(path: Path, kind: str, cache: Any) -> ShardAudit:
-    """One local shard's `kind` reading (see `ShardAudit`) through a `generation.readings_cache.ReadingsCache`:
-    kept from before when the cache holds this very file's, else read now and kept."""
-    return cache.reading(path, f"audit-{kind}", _reader(kind), ShardAudit.from_arrays)
-
-
-def _read(shard: Any, kind: str, cache: Any) -> ShardAudit:
-    if cache is not None:
-        return read_shard(Path(shard.path), kind, cache)
+def _read(shard: Any, kind: str) -> ShardAudit:
     return _reader(kind)(shard.opener(shard.path))
 
 
