@@ -20,9 +20,9 @@ every `output.rolling_check_s` seconds and gives each group that has gathered
 `output.rolling_shard_rows` finished rows not yet in any of its files a new part file (sorted by id),
 under the same lock, so the folder is loadable with what is finished mid-run; a group with parts gets
 only its tail at the end (`generation.writer`, "Rolling shards"). It reads ids from the checkpoint's
-index and the shards' id columns, never rows it does not write. Each new part is handed to a process
-that reads it for the audit and the card (`generation.readings_cache.ReadAhead`, kept in the work
-folder), so the end of the run reads only the tail there too.
+index and the shards' id columns, never rows it does not write. The audit and the card at the end read
+every shard of the folder (nothing is read ahead or kept between runs: at a hosted teacher's latency
+the end is a few percent of a run; README "Long runs").
 """
 from __future__ import annotations
 
@@ -127,7 +127,6 @@ class RollingShards:
         self._whole: set[tuple[str, str]] = set()  # groups whose files do not add up: the end rewrites them
         self.parts_written = 0
         self.error: Optional[BaseException] = None
-        self._reader = None  # `generation.readings_cache.ReadAhead`, started with the first part
 
     def __enter__(self) -> "RollingShards":
         if self.rows > 0:
@@ -139,20 +138,15 @@ class RollingShards:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.close_reader()  # the thread closed its own; this is for passes run without it (`roll`)
 
     def _loop(self) -> None:
-        _import_the_end()
-        try:
-            while not self._stop.wait(self.every_s):
-                try:
-                    self.roll()
-                except Exception as exc:  # noqa: BLE001 - the end of the run writes what this could not
-                    self.error = exc
-                    log.warning("rolling shards: %s; the end of the run writes the rest", exc)
-                    return
-        finally:
-            self.close_reader()  # in this thread: the reading process lives no longer than the thread that started it
+        while not self._stop.wait(self.every_s):
+            try:
+                self.roll()
+            except Exception as exc:  # noqa: BLE001 - the end of the run writes what this could not
+                self.error = exc
+                log.warning("rolling shards: %s; the end of the run writes the rest", exc)
+                return
 
     def _new_refs(self) -> Iterator[RecordRef]:
         """The finished records every rows file's index gained since the last call (`index_tail`: an
@@ -202,46 +196,12 @@ class RollingShards:
                 if not todo:
                     continue
                 with out_folder_lock(self.out_dir):
-                    part = write_part(self.out_dir, fmt, source, split, _rows(self.checkpoint, todo, fmt), self.settings)
+                    write_part(self.out_dir, fmt, source, split, _rows(self.checkpoint, todo, fmt), self.settings)
                 ids.update(r.id for r in todo)
                 written += 1
-                self._read_ahead(part.files, fmt)
-                self.parts_written += 1  # after the hand-over: a caller that saw the count sees it read
+                self.parts_written += 1
             pending.clear()
         return written
-
-    def _read_ahead(self, files: list[Path], fmt: str) -> None:
-        """Hand new part files to the process that reads them for the audit and the card while the
-        samples run (`generation.readings_cache.ReadAhead`), so the end of the run reads only its tail.
-        Best effort: what fails here, or is skipped once the run is ending, the end reads itself."""
-        if self._stop.is_set():
-            return
-        try:
-            if self._reader is None:
-                from generation.readings_cache import ReadAhead
-
-                self._reader = ReadAhead(Path(self.checkpoint.dir), self.out_dir)
-            self._reader.add(files, fmt)
-        except Exception as exc:  # noqa: BLE001 - never costs a part; the end's audit reads the file
-            log.debug("reading parts ahead for the audit: %s: %s", type(exc).__name__, exc)
-
-    def close_reader(self) -> None:
-        """Wait for the files handed to the reading process (`_read_ahead`) to be read."""
-        if self._reader is not None:
-            self._reader.close()
-
-
-def _import_the_end() -> None:
-    """Import what the end of the run uses (the audit, the card, matplotlib for its figures) while the
-    samples run: a 2,000-sample run's end took 4.1-4.4 s waiting on them, 3.6-3.7 s with them imported."""
-    import importlib
-
-    try:
-        importlib.import_module("matplotlib").use("Agg", force=False)  # as `publishing.card` sets it
-        for name in ("matplotlib.pyplot", "generation.quality.audit", "publishing.card"):
-            importlib.import_module(name)
-    except Exception as exc:  # noqa: BLE001 - the end imports them again and reports what fails
-        log.debug("importing the end of the run ahead: %s", exc)
 
 
 def card_inputs(out_dir: Path, quarantine_by_stage: dict[str, int]) -> str:
@@ -264,7 +224,6 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
     from mmat_1m import card_configs
     from generation.config_snapshot import write_config_snapshot
     from generation.quality.audit import audit_run
-    from generation.readings_cache import run_cache
     from publishing.card import CARD_FILENAME, write_card
 
     out_dir = Path(options.out_dir)
@@ -284,13 +243,10 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
             if (out_dir / CARD_FILENAME).is_file() and stamp.is_file() and stamp.read_text() == inputs:
                 log.info("dataset folder up to date (same shards, config and quarantine): card kept")
             else:
-                readings = run_cache(Path(checkpoint.dir), out_dir)  # what was read before is not read again
                 write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
                                                "quarantine_by_stage": by_stage,
                                                "generation_elapsed_s": round(elapsed_s, 2)},  # up to this end
-                           quality_report=audit_run(out_dir, readings, quarantined.values()),  # to run.log and the card
-                           readings=readings)
-                readings.prune()
+                           quality_report=audit_run(out_dir, quarantined.values()))  # to run.log and the card
                 write_atomic(stamp, inputs, tmp_prefix=checkpoint.tmp_prefix)
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)
