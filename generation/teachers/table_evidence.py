@@ -78,7 +78,7 @@ def read_cell(value: str, lines: list[list[str]]) -> Reading:
     size = len(value.split())
     best, best_ratio = None, _MIN_RATIO
     for tokens in lines:
-        for n in {max(1, size - 1), size, size + 1}:
+        for n in range(1, size + 2):  # the OCR may merge words (`24568` for the leaves `2 4 5 6 8`)
             for i in range(len(tokens) - n + 1):
                 window = " ".join(tokens[i: i + n])
                 ratio = SequenceMatcher(None, wanted, window.lower()).ratio()
@@ -146,8 +146,9 @@ def _count_by(sentences: list[str], question: str) -> Optional[list[str]]:
             f"For {times:g}: {times:g} × {step} = {times * step:g}."]
 
 
-def _stem_leaf(sentences: list[str], ocr_text: str) -> Optional[list[str]]:
-    """"You counted 9 leaves" written out from the OCR's stem-and-leaf rows (`stem leaf leaf …`)."""
+def _stem_leaf(sentences: list[str], ocr_text: str) -> Optional[tuple[list[str], set[float]]]:
+    """"You counted 9 leaves" written out from the OCR's stem-and-leaf rows (`stem leaf leaf …`, the leaves
+    often run together: `24568`), and the numbers that reading gives (each leaf, each row's count)."""
     stems_at = next((m for s in sentences for m in [_STEMS.search(s)] if m), None)
     if not stems_at:
         return None
@@ -164,7 +165,7 @@ def _stem_leaf(sentences: list[str], ocr_text: str) -> Optional[list[str]]:
            for s in stems]
     total = sum(counts)
     out.append(f"Counting them: {' + '.join(map(str, counts))} = {total}." if len(counts) > 1 else f"That is {total}.")
-    return out
+    return out, {float(v) for s in stems for v in rows[s]} | {float(c) for c in counts}
 
 
 def punctuated(sentences: list[str]) -> list[str]:
@@ -193,7 +194,8 @@ def derive_from_ocr(solution_sentences: list[str], question: str, ocr_text: str,
     kept: list[str] = []
     missing: list[float] = []
     count_by = _count_by(solution_sentences, question)
-    stem_leaf = _stem_leaf(solution_sentences, ocr_text)
+    stem_leaf, read = _stem_leaf(solution_sentences, ocr_text) or (None, set())
+    shown |= read
     for sentence in punctuated(solution_sentences):
         # Results a solution states without arithmetic, written out from the OCR in their place.
         extra = count_by if count_by and _COUNT_BY.search(sentence) else (
