@@ -14,6 +14,7 @@ picks one up; a crashed writer's leftovers are removed by whoever owns the folde
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -21,6 +22,22 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
 TMP_PREFIX = ".tmp-"
+# A disk that filled up (or turned read-only): the environment's problem, never one sample's.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def disk_error(exc: BaseException) -> bool:
+    """Is `exc` (or an error it was raised from or while handling) a full or read-only disk? Such an
+    error stops the run with one line (exit 1) wherever it happened: quarantining the sample would
+    blame it, and every later sample would fail the same way."""
+    seen: set[int] = set()
+    current: "BaseException | None" = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def fsync_dir(folder: Union[str, Path]) -> None:
@@ -78,4 +95,4 @@ def write_atomic(path: Union[str, Path], data: Union[bytes, str], *, tmp_prefix:
             view = view[fh.write(view):]
 
 
-__all__ = ["TMP_PREFIX", "atomic_file", "fsync_dir", "publish", "write_atomic"]
+__all__ = ["DISK_ERRNOS", "TMP_PREFIX", "atomic_file", "disk_error", "fsync_dir", "publish", "write_atomic"]

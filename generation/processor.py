@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from generation.atomic import disk_error
 from generation.checkpoint import Checkpoint, QuarantineRecord
 from generation.config import PipelineConfig
 from generation.errors import one_line
@@ -193,6 +194,8 @@ class SampleProcessor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one sample's failure must never stop the run
+            if disk_error(exc):  # a full disk (e.g. the operator cache's) is the run's: one line, exit 1
+                raise
             fatal = fatal_cause(exc)
             if fatal is not None:
                 self.fatal = self.fatal or fatal
