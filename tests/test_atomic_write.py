@@ -139,18 +139,6 @@ def _shard(tmp: Path) -> Path:
     return written.files[0]
 
 
-def _readings(tmp: Path) -> Path:
-    from generation.readings_cache import ReadingsCache
-
-    class Empty:
-        def to_arrays(self):
-            return {"kind": "empty"}, {}
-
-    cache = ReadingsCache(tmp / "readings", tmp)
-    cache._save(tmp / "readings" / "entry.npz", "key", Empty())
-    return tmp / "readings" / "entry.npz"
-
-
 def _record_index(tmp: Path) -> Path:
     from generation.sources.record_index import RecordIndex, _Writer
 
@@ -186,7 +174,7 @@ def _viewer_export(tmp: Path) -> Path:
 
 WRITERS = {"checkpoint index": _checkpoint_index, "blob": _blob, "quarantine rewrite": _quarantine_rewrite,
            "check stamp": _check_stamp, "operator cache": _operator_cache, "shard": _shard,
-           "readings cache": _readings, "record index": _record_index, "card": _card_file,
+           "record index": _record_index, "card": _card_file,
            "config snapshot": _config_snapshot, "viewer export": _viewer_export}
 
 
@@ -199,18 +187,12 @@ def test_every_durable_writer_fsyncs_renames_and_fsyncs_the_folder(tmp_path, mon
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", sorted(set(WRITERS) - {"readings cache", "check stamp"}))
+@pytest.mark.parametrize("name", sorted(set(WRITERS) - {"check stamp"}))
 def test_every_durable_writer_on_a_full_disk_raises_and_leaves_no_temp(tmp_path, monkeypatch, name):
     Edge(monkeypatch, fail_file_fsync=True)
     with pytest.raises(OSError):
         WRITERS[name](tmp_path)
     assert _leftovers(tmp_path) == []
-
-
-def test_a_cache_that_cannot_be_written_is_only_a_warning_and_leaves_no_temp(tmp_path, monkeypatch, caplog):
-    Edge(monkeypatch, fail_file_fsync=True)
-    target = _readings(tmp_path)  # the readings cache: nothing is lost, the next audit reads the shard
-    assert not target.exists() and _leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------- the append

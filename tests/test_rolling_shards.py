@@ -147,56 +147,54 @@ def test_each_pass_reads_only_what_the_indexes_gained_and_writes_each_id_once(tm
                                        [f"tabmwp/free_text/{i:03d}" for i in range(4, 8)]], fmt
 
 
-def test_the_thread_imports_the_end_ahead_and_goes_on_when_that_import_fails(tmp_path, monkeypatch):
-    """The rolling thread imports what the end of the run uses before its first pass; when that import
-    fails (matplotlib missing) it still writes its parts, and reports no error."""
-    import sys
+def _children() -> list[int]:
+    """Pids of this process's live children (every thread's)."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            found += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
+
+def test_the_thread_writes_parts_and_starts_no_process(tmp_path):
+    """The rolling thread writes its parts and nothing else: no process of its own (the shard-readings
+    read-ahead is gone, issue 33), no file in the work folder but the checkpoint's."""
     from generation.checkpoint import Checkpoint
     from generation.plan import RunOptions
     from generation.shards import RollingShards
 
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # `import matplotlib.pyplot` raises ImportError
+    before = set(_children())
     config = _config(3)
     config.output.rolling_check_s = 0.05
     checkpoint = Checkpoint(tmp_path / "work", lock=True)
     out = tmp_path / "out"
+    started: set[int] = set()
     with RollingShards(checkpoint, out, config, RunOptions(out_dir=out)) as rolling:
         _finish(checkpoint, range(0, 4))
         deadline = time.monotonic() + 20
         while rolling.parts_written < 2 and time.monotonic() < deadline:
+            started |= set(_children()) - before
             time.sleep(0.05)
+        started |= set(_children()) - before
     assert rolling.error is None and rolling.parts_written == 2
     for fmt in FORMATS:
         assert _part_ids(out, fmt) == [[f"tabmwp/free_text/{i:03d}" for i in range(0, 4)]], fmt
-    # leaving waited for the reading process, which read both parts
-    assert len(list((tmp_path / "work" / "shard-readings").glob("*.npz"))) == 6  # card, rows, tokens per part
-    assert _readers(tmp_path / "work") == []
+    assert started == set()
+    assert not (tmp_path / "work" / "shard-readings").exists()
 
 
-def _readers(work: Path) -> list[int]:
-    """Pids of live reading processes (`generation.readings_cache`) of this work folder."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"generation.readings_cache" in cmdline and str(work).encode() in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
-def test_parts_are_read_ahead_so_the_end_reads_only_the_tail(tmp_path, monkeypatch):
-    """Each part is read for the audit and the card right after it is written, by a process of its own
-    (kept in the work folder: `generation.readings_cache`); the end of the run then reads only the
-    tail's files, and its audit and card numbers are those of reading every file."""
+def test_the_end_reads_every_shard_and_its_numbers_are_the_folders(tmp_path, monkeypatch):
+    """The end of the run (`rebuild_folder`) reads every shard file of the folder, the rolling parts and
+    the tail alike, each once for the card and once for each format's audit (its rows, or its tokens for
+    the other format's token ratio); its report is `mmat audit`'s of the folder, and nothing is kept in
+    the work folder for a later run."""
     import generation.quality.audit as audit
     import generation.quality.shard_scan as shard_scan
     import publishing.card_stats as card_stats
     from generation.checkpoint import Checkpoint
     from generation.plan import RunOptions
-    from generation.readings_cache import CACHE_DIRNAME
     from generation.shards import RollingShards, rebuild_folder
 
     checkpoint = Checkpoint(tmp_path / "work", lock=True)
@@ -205,29 +203,28 @@ def test_parts_are_read_ahead_so_the_end_reads_only_the_tail(tmp_path, monkeypat
     rolling = RollingShards(checkpoint, out, config, RunOptions(out_dir=out))
     _finish(checkpoint, range(0, 4))
     assert rolling.roll() == 2
-    rolling.close_reader()  # the reading process has read both parts
     parts = sorted(out.glob("data/*/tabmwp/*-part*.parquet"))
-    kept = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / CACHE_DIRNAME).glob("*.npz"))
-    # every part: the card's numbers, the audit's rows and tokens (the end audits RR and ORR side by side)
-    assert len(parts) == 2 and kept == ["audit-rows", "audit-rows", "audit-tokens", "audit-tokens", "card", "card"]
+    assert len(parts) == 2
 
     read: list[str] = []
     reports: list = []
     for module, name in ((shard_scan, "audit_shard"), (shard_scan, "shard_tokens"), (card_stats, "scan_shard")):
-        def recording(path, real=getattr(module, name)):
-            read.append(Path(path).name)
+        def recording(path, real=getattr(module, name), kind=name):
+            read.append(f"{kind}:{Path(path).relative_to(out)}")
             return real(path)
         monkeypatch.setattr(module, name, recording)
     real_audit_run = audit.audit_run
     monkeypatch.setattr(audit, "audit_run", lambda *a, **k: reports.append(real_audit_run(*a, **k)) or reports[-1])
     _finish(checkpoint, range(4, 6))
     rebuild_folder(checkpoint, config, RunOptions(out_dir=out), 1.0)
-    tail = sorted(set(out.glob("data/*/tabmwp/*.parquet")) - set(parts))
-    # card + audit rows + audit tokens, each tail file
-    assert len(tail) == 2 and sorted(read) == sorted([tail[0].name] * 3 + [tail[1].name] * 3)
+    files = sorted(out.glob("data/*/tabmwp/*.parquet"))
+    assert len(files) == 4 and set(parts) < set(files)  # two parts and two tails
+    assert sorted(read) == sorted(f"{kind}:{f.relative_to(out)}" for f in files
+                                  for kind in ("audit_shard", "shard_tokens", "scan_shard"))
     monkeypatch.undo()
     report = reports[0].to_dict()
     assert report.pop("paired") == audit.audit_dataset(out, "orr").to_dict()
     report.pop("quarantined"), report.pop("repairs_rejected")
     assert report == audit.audit_dataset(out, "rr").to_dict()
     assert reports[0].total.dialogues == 6
+    assert not (tmp_path / "work" / "shard-readings").exists() and not list((tmp_path / "work").rglob("*.npz"))
