@@ -297,12 +297,13 @@ def push(
     tag: str = typer.Option(..., "--tag", help="version tag, e.g. v1.0.0 (must not exist yet)"),
     private: bool = typer.Option(False, "--private"),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message / changelog line"),
+    lock_timeout: float = typer.Option(600.0, "--lock-timeout", help="seconds to wait for a running `mmat generate` of the folder to finish"),
 ) -> None:
-    """Upload the dataset folder to the Hub as a new tagged revision."""
+    """Upload the dataset folder to the Hub as a new tagged revision (after any running generation of it ends)."""
     from publishing.push import push_dataset
 
     try:
-        url = push_dataset(dataset, repo, tag, private=private, commit_message=message)
+        url = push_dataset(dataset, repo, tag, private=private, commit_message=message, lock_timeout_s=lock_timeout)
     except USER_ERRORS as exc:
         fail(str(exc))
     from generation.redact import redact

@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from generation.checkpoint import Checkpoint, QuarantineRecord
 from generation.config import ConfigError, PipelineConfig
+from generation.folder_lock import run_lock
 from generation.plan import (Plan, RunOptions, in_worker_slice, make_plan, operator_cache_dir, resolve_work_dir,
                              worker_name)
 from generation.processor import SampleProcessor, build_engine_parts, is_fatal, run_stopped
@@ -154,8 +156,11 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
     work_dir = resolve_work_dir(config, options.out_dir)
     check_folders(options.out_dir, work_dir, operator_cache_dir(config, work_dir))
     checkpoint = Checkpoint(work_dir, worker=worker_name(options), lock=True, num_shards=options.num_shards)
+    running = ExitStack()  # the folder's run lock (`generation.folder_lock`): a push waits for this run's end
     try:
         setup_run_logging(run_log_path(work_dir, options), quiet=options.quiet)
+        running.enter_context(run_lock(options.out_dir, shared=True, on_wait=lambda: log.warning(
+            "a `mmat push` of %s is running; waiting for it to finish before this run starts", options.out_dir)))
         start = time.perf_counter()
         clean_stale_temps(options.out_dir, writer_settings(config, options))
         plan = make_plan(config, options, checkpoint)
@@ -190,6 +195,7 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
             "exit_code": summary.exit_code}})
         return summary
     finally:
+        running.close()
         checkpoint.close()
 
 
