@@ -19,8 +19,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-ADMITS = re.compile(r"cannot confirm|can't confirm|does not settle|None of these results shows|No tool result shows",
-                    re.I)
+ADMITS = re.compile(r"cannot confirm|can't confirm|could not confirm|None of these results shows|No tool result shows|"
+                    r"does not settle the question", re.I)
 
 
 def evidence_kind(question: str, steps: list[Any], answer: str, prior: Any = None) -> tuple[str, Any]:

@@ -114,3 +114,42 @@ def test_the_rag_query_is_the_questions_content_not_its_boilerplate():
     ctx = TeacherContext(sample=infoseek, qa_index=0, images=[], operators_available=["image_caption", "rag"])
     _, _, query = OfflineTeacher().choose_operators(ctx)
     assert query == "Which country is this building in?"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["general", "math"])
+def test_a_staged_defect_is_repaired_by_a_rewrite_not_a_copy_of_the_step_it_replaces(kind):
+    import asyncio
+
+    from generation.final_trajectory import replaced_in_question
+    from generation.rationale import RationaleSettings, generate_trajectory
+    from generation.reflection import near_copy, restates
+    from generation.teachers.offline import OfflineTeacher
+    from operators.images import LoadedImage
+
+    ops = operators(ocr="rapidocr")
+    if kind == "math":  # a solution with a calculation stages "math": the step names the method, not the sum
+        image = drawn_table("Bulk foods", ["Item", "Price"], [["rye", "$2/lb"], ["oats", "$3/kg"]])
+        meta = {"table_for_pd": {"Item": ["rye", "oats"], "Price": ["$2/lb", "$3/kg"]}, "table_title": "Bulk foods"}
+        solution = ("Find the cost of the rye. Multiply the price per pound by the number of pounds.\n$2 × 3 = $6\n"
+                    "Kim spends $6.")
+        qa = {"question": "Kim buys 3 pounds of rye. How much does Kim spend?", "answer": "6", "meta": {"math": True}}
+        shown = "$2 × 3 = $6"
+    else:  # none: "general", the answer named in the first step before any tool ran
+        image = drawn_table("Museum visitors", ["Day", "Visitors"], [["Thursday", "310"], ["Friday", "285"],
+                                                                    ["Saturday", "472"]])
+        meta = {"table_for_pd": {"Day": ["Thursday", "Friday", "Saturday"], "Visitors": ["310", "285", "472"]},
+                "table_title": "Museum visitors"}
+        solution = ("Find the greatest number in the table. The greatest number is 472.\nNow find the corresponding "
+                    "day. Saturday corresponds to 472.")
+        qa = {"question": "On which day were there the most visitors?\nA. Thursday\nB. Friday\nC. Saturday",
+              "answer": "C", "choices": ["Thursday", "Friday", "Saturday"]}
+        shown = "Saturday corresponds to 472."
+    rye = sample("tabmwp", "free_text", [{**qa, "source_rationale": solution}], **meta)
+    settings = RationaleSettings(staged_rate=1.0)  # every question stages its defect
+    qa = asyncio.run(generate_trajectory(rye, [LoadedImage(image)], OfflineTeacher(), ops, settings)).qas[0]
+    assert qa.reflection is not None and qa.reflection.kind == kind and qa.reflection.origin == "staged"
+    replaced = [qa.steps[i].thought for i in replaced_in_question(qa.steps) if qa.steps[i].signal != "reflection"]
+    repair = qa.steps[-1].thought
+    assert replaced and not any(near_copy(repair, old) or restates(repair, old) for old in replaced), qa.steps
+    assert shown in repair and qa.grounded and "Leaving aside" not in repair

@@ -54,13 +54,13 @@ from generation.quality.definitions import (
 )
 from generation.quality.evidence_kinds import is_source_rationale
 from generation.final_trajectory import replaced_in_question
-from generation.reflection import leak_verdict, near_copy
+from generation.reflection import leak_verdict, near_copy, restates
 from generation.schema import Sample, TeacherUsage, Trajectory, is_math
 from generation.sources.instructions import question_content
 from generation.teachers.base import FinalAnswer, ReflectionVerdict, StepDecision, TeacherContext, TeacherStats
 from generation.teachers.source_rationale import box_rationale, marked, rationale_of, supported_by
 from generation.teachers.offline_reading import (  # noqa: F401 - bare_question, _count_target: agent/tools.py
-    _COUNT_WORDS, EvidenceReading, _count_target, _has, bare_question,
+    _COUNT_WORDS, EvidenceReading, _count_target, _has, bare_question, solution_sentences,
 )
 from generation.verify import answers_match
 
@@ -210,9 +210,11 @@ class OfflineTeacher(EvidenceReading):
         q = bare_question(ctx.qa.question).lower()
         word_options = [c for c in ctx.qa.choices if not re.fullmatch(r"[\d\s.,/%$°-]+", c)]
         if source != "visual_cot" and "ocr" not in names and (word_options or _has(q, _LABELLED_WORDS)):
-            first = ", ".join(dict.fromkeys(names)) or "first look"
-            return StepDecision(thought=f"The {first} result does not settle it; the image may label what is asked, "
-                                        "so I will read its text with ocr.", operators=["ocr"], usage=self._usage())
+            seen = list(dict.fromkeys(names))
+            first = f"{' and '.join(seen)} result{'s' if len(seen) > 1 else ''}" if seen else "first look"
+            return StepDecision(thought=f"The {first} do{'' if len(seen) > 1 else 'es'} not show it yet; the image may "
+                                        "label what is asked, so I will read its text with ocr.", operators=["ocr"],
+                                usage=self._usage())
         return None
 
     # -- thoughts -----------------------------------------------------------------------------------
@@ -283,28 +285,43 @@ class OfflineTeacher(EvidenceReading):
         return " ".join(shown + [gap + BRIDGE_TAIL])
 
     def _repair_thought(self, ctx: TeacherContext) -> str:
-        """The step that repairs what the general check found (an answer named before the evidence): the
-        reasoning from the tool results alone, said to be that. The step it replaces (the old end) is often
-        sound, so the repair is written differently, never a copy (the engine rejects a near copy): without
-        the table's listing, or with the quote of the result that shows the answer. A quoted source
-        rationale cannot be reworded; it is repeated (and the engine decides)."""
+        """The step that repairs what the general check found (an answer named before the evidence): the answer
+        derived again from the tool results, in words of its own. The step it replaces (the old end) is often
+        sound, and the engine rejects a repair that copies it or says it again whole (`near_copy`,
+        `restates`), so the repair is a rewrite: the calculations alone (the table's listing is in the results
+        already), or the result that shows the answer read in other words. A quoted source rationale is quoted
+        again from its own words, the part with the numbers where that differs enough."""
         replaced = [ctx.steps[i].thought for i in replaced_in_question(ctx.steps) if ctx.steps[i].signal != "reflection"]
-        lead = "Leaving aside the answer named before the evidence, I work from what the tools returned."
         full = self._final_thought(ctx, repair=True)[0]
-        if is_source_rationale(full):
-            return full
         evidence = self._evidence(ctx)
         answer = self._answer(ctx, evidence)
         target = self._target(ctx, answer)
+        if is_source_rationale(full):
+            rationale = rationale_of(ctx.sample, ctx.qa) or ""
+            worked = " ".join(s for s in solution_sentences(rationale) if re.search(r"\d", s))
+            options = [marked(worked)] if worked and supported_by(worked, target, ctx.qa.question, evidence) else []
+            return next((t for t in options if self._fresh(t, replaced)), full)
+        ending = (f"That is option {target.letter} ({target.text}): the answer is {target.letter}." if target.letter
+                  else f"That gives the answer: {answer}.")
+        worked = [s for s in self._derivation(ctx, False) if re.search(r"\d", s)]
+        options = [" ".join(["Working from the ocr result:", *worked, ending])] if worked else []
+        read_off = self._read_off(ctx)
+        if read_off and answers_match(read_off[1], ctx.qa):
+            options.append(" ".join([*read_off[0][1:], ending]) if len(read_off[0]) > 1 else "")
         quote = self._quote(ctx, target)
-        options = [f"{lead} {self._final_thought(ctx, repair=True, table='')[0]}", f"{lead} {full}"]
         if quote:
-            options.append(f"{lead} {quote} {self._conclusion(target, answer)}")
+            which = (f"which is option {target.letter} ({target.text}): the answer is {target.letter}." if target.letter
+                     else f"which gives the answer: {answer}.")
+            options.append(re.sub(r"^The (.+?) says ", r"The \1 reads ", quote)[:-1] + ", " + which)
         for thought in options:
-            if not any(near_copy(thought, old) for old in replaced) and (
-                    self._accepts(ctx, thought, answer) or not self._accepts(ctx, full, answer)):
+            if thought and self._fresh(thought, replaced) and self._accepts(ctx, thought, answer):
                 return thought
-        return options[0]
+        return next((t for t in options if t and self._fresh(t, replaced)), full)
+
+    @staticmethod
+    def _fresh(thought: str, replaced: list[str]) -> bool:
+        """Neither a near copy of a step it replaces nor one of them said again whole."""
+        return not any(near_copy(thought, old) or restates(thought, old) for old in replaced)
 
     # -- Teacher protocol -------------------------------------------------------------------------
     async def next_step(self, ctx: TeacherContext) -> StepDecision:
@@ -353,7 +370,9 @@ class OfflineTeacher(EvidenceReading):
             return None, self._usage()
         reason = ("Wait, the reasoning skips calculations it needs: " + " ".join(dict.fromkeys(missing))
                   + " I will write them out before giving the answer.")
-        return ReflectionVerdict(kind="math", reason=reason, thought=self._final_thought(ctx, repair=True)[0]), \
+        # The repair writes each calculation after its method; the table's listing, which the staged step
+        # already showed, is not said again (the engine rejects a repair that restates the step it replaces).
+        return ReflectionVerdict(kind="math", reason=reason, thought=self._final_thought(ctx, repair=True, table="")[0]), \
             self._usage()
 
     async def final_answer(self, ctx: TeacherContext) -> FinalAnswer:
