@@ -295,3 +295,83 @@ def test_private_push_and_large_folder_mode(hub_server, tmp_path):
     assert url.endswith("/tree/v1.0.0")
     _assert_revision_matches_folder(folder, "v1.0.0")
     assert read_card_metadata_text(show_card(REPO_ID, revision="v1.0.0"))["version"] == "1.0.0"
+
+
+# ---------------------------------------------------------------------------------- concurrent pushes
+def _someone_else_commits(message: str) -> str:
+    """Another pusher's commit on main (what a concurrent `mmat push` does); returns its oid."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().upload_file(path_or_fileobj=message.encode(), path_in_repo=f"notes/{message}.txt",
+                               repo_id=REPO_ID, repo_type="dataset", commit_message=message)
+    return info.oid
+
+
+def test_a_push_whose_main_moved_since_it_looked_fails_and_tags_nothing(hub_server, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=1, sources=["tabmwp"])
+    push_dataset(folder, REPO_ID, "v1.0.0")
+    real_commit = HfApi.create_commit
+
+    raced = []
+
+    def racing(self, *args, **kwargs):  # main moves between our look at it and our commit
+        if not raced:
+            raced.append(True)
+            _someone_else_commits("racing")  # (its own commit goes through `create_commit` too)
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", racing)
+    with pytest.raises(PushError) as err:
+        push_dataset(folder, REPO_ID, "v1.1.0")
+    assert "\n" not in str(err.value)
+    branches, tags = _refs()
+    assert set(tags) == {"v1.0.0"}  # no tag for a commit that would have overwritten the other push
+    assert [c.title for c in HfApi().list_repo_commits(REPO_ID, repo_type="dataset")][0] == "racing"
+
+
+def test_the_tag_names_the_push_commit_even_when_main_moves_before_tagging(hub_server, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=1, sources=["tabmwp"])
+    real_tag = HfApi.create_tag
+    moved = []
+
+    def racing(self, *args, **kwargs):  # another push lands between our commit and our tag
+        moved.append(_someone_else_commits("after"))
+        return real_tag(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_tag", racing)
+    push_dataset(folder, REPO_ID, "v1.0.0")
+    branches, tags = _refs()
+    assert branches["main"] == moved[0] != tags["v1.0.0"]
+    _assert_revision_matches_folder(folder, "v1.0.0")  # the tag holds exactly what was pushed
+
+
+def test_a_tag_named_like_a_branch_is_refused_before_anything_is_uploaded(hub_server, tmp_path):
+    folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=1, sources=["tabmwp"])
+    push_dataset(folder, REPO_ID, "v1.0.0")
+    before = _refs()
+    mark = len(hub_server.requests)
+    with pytest.raises(TagExistsError) as err:
+        push_dataset(folder, REPO_ID, "main")
+    assert "is a branch" in str(err.value)
+    assert [m for m, p in hub_server.requests[mark:] if m in ("PUT", "POST")] == []
+    assert _refs() == before
+
+
+def test_hidden_temp_files_are_never_uploaded(hub_server, tmp_path):
+    from huggingface_hub import HfApi
+
+    folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=1, sources=["tabmwp"])
+    shard = next((folder / "data").rglob("*.parquet"))
+    litter = [shard.parent / ".tmp-w0of1-4242-00000.parquet", folder / "figures" / ".tmp-abc.png",
+              folder / ".tmp-card", shard.parent / f"{shard.name}.tmp"]
+    for path in litter:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(shard.read_bytes())
+    push_dataset(folder, REPO_ID, "v1.0.0")
+    files = HfApi().list_repo_files(REPO_ID, repo_type="dataset", revision="v1.0.0")
+    assert not [f for f in files if ".tmp" in f], files
+    assert any(f.endswith(".parquet") for f in files)

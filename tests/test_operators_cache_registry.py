@@ -119,3 +119,74 @@ def test_explicit_backend_that_cannot_run_is_unavailable_with_its_fix(tmp_path, 
 def test_unknown_config_key_is_rejected():
     with pytest.raises(ValueError):
         OperatorsConfig.model_validate({"ocr": {"backnd": "paddle"}})
+
+
+# ---------------------------------------------------------------------------------- the cache's contract
+def _key(**over):
+    from operators.cache import OperatorCache
+
+    fields = {"operator": "ocr", "backend": "rapidocr", "version": "1.4.4", "images": [_image("a" * 64)],
+              "args": {"lang": "en", "min_score": 0.5}}
+    fields.update(over)
+    return OperatorCache.key(**fields)
+
+
+def _image(sha: str):
+    from operators.images import LoadedImage
+
+    image = LoadedImage.__new__(LoadedImage)
+    try:
+        image.sha256 = sha
+    except Exception:  # noqa: BLE001
+        object.__setattr__(image, "sha256", sha)
+    return image
+
+
+@pytest.mark.parametrize("change", [{"operator": "label_bbox"}, {"backend": "paddleocr"}, {"version": "1.4.5"},
+                                    {"args": {"lang": "ch", "min_score": 0.5}}, {"images": "other"},
+                                    {"images": "two"}])
+def test_the_key_changes_with_everything_that_changes_a_result(change):
+    """A backend upgrade (version), another backend, operator, argument or image must never reuse a result."""
+    base = _key(images=[_image("a" * 64)])
+    if change.get("images") == "other":
+        change = {"images": [_image("b" * 64)]}
+    elif change.get("images") == "two":
+        change = {"images": [_image("a" * 64), _image("a" * 64)]}
+    assert _key(**{"images": [_image("a" * 64)], **change}) != base
+
+
+def test_the_key_ignores_argument_order_only():
+    a = _key(images=[_image("a" * 64)], args={"lang": "en", "min_score": 0.5})
+    b = _key(images=[_image("a" * 64)], args={"min_score": 0.5, "lang": "en"})
+    assert a == b and len(a) == 64
+
+
+@pytest.mark.parametrize("damage", [b"", b"{", b"null", b"[1, 2]", b'{"operator": "ocr"}', b"\xff\xfe garbage"])
+def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, damage):
+    from operators.cache import OperatorCache
+    from operators.result import OperatorResult
+
+    cache = OperatorCache(tmp_path)
+    result = OperatorResult(operator="ocr", text="77", backend="rapidocr", version="1")
+    cache.put("cd" * 32, result)
+    assert cache.get("cd" * 32) == result
+    cache._path("cd" * 32).write_bytes(damage)
+    assert cache.get("cd" * 32) is None  # a miss: the operator runs again
+    cache.put("cd" * 32, result)
+    assert cache.get("cd" * 32) == result
+
+
+def test_put_publishes_through_a_temp_file_and_leaves_none(tmp_path, monkeypatch):
+    import os
+
+    from operators.cache import OperatorCache
+    from operators.result import OperatorResult
+
+    cache = OperatorCache(tmp_path)
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: replaced.append((str(src), str(dst))) or real_replace(src, dst))
+    cache.put("ef" * 32, OperatorResult(operator="ocr", text="t", backend="b", version="1"))
+    [(src, dst)] = replaced
+    assert dst == str(cache._path("ef" * 32)) and os.path.basename(src).startswith(".tmp-")
+    assert sorted(p.name for p in cache._path("ef" * 32).parent.iterdir()) == [f"{'ef' * 32}.json"]
