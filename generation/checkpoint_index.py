@@ -198,10 +198,11 @@ def load_index(rows_path: Path, repair: bool = False, checked: bool = True,
     else:
         entries = list(scan_rows(rows_path, 0, damage))
         stale = None
-    text = "".join(index_line(e) for e in entries).encode("utf-8") if repair or not checked else b""
+    rebuild = not checked or (repair and stale)  # (an index the rows confirm whole is not written again)
+    text = "".join(index_line(e) for e in entries).encode("utf-8") if rebuild else b""
     if not checked and data and text != data:
         _note_index_damage(idx, data, text)
-    if repair:
+    if repair and rebuild:
         if stale or (stale is None and text != data):
             write_atomic(idx, text, tmp_prefix=f".tmp-{rows_path.stem.removeprefix('rows-')}-")
     return entries
