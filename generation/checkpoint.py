@@ -170,6 +170,7 @@ class Checkpoint:
         # (the rows files' states, repaired?, refs) of the last `finished_refs`: one read per change
         self._refs_cache: Optional[tuple[tuple, bool, list[RecordRef]]] = None
         self._checked: dict[Path, tuple[int, int]] = {}  # rows file -> (inode, size) read in full here
+        self._wrote_all = not readonly and not self.rows_path.exists()  # every line of it is this process's
         if readonly:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +234,8 @@ class Checkpoint:
         """Stamp this worker's rows file as checked (when it was read in full, or its stamp matched, in
         this process: see `generation.checkpoint_index`), then release the worker and layout locks (a
         no-op without them)."""
-        if self._lock_fd is not None and self.rows_path in self._checked:
+        if self._lock_fd is not None and (self.rows_path in self._checked or self._wrote_all) \
+                and self.rows_path.exists():
             try:
                 load_index(self.rows_path, repair=True)  # the index whole before it is stamped
                 write_stamp(self.rows_path, self.tmp_prefix)
@@ -319,7 +321,8 @@ class Checkpoint:
         `generation.checkpoint_index`): a damaged line is skipped with one warning, its sample redone."""
         st = path.stat()
         seen = self._checked.get(path)
-        checked = (seen is not None and seen[0] == st.st_ino and seen[1] <= st.st_size) or stamp_matches(path)
+        checked = (seen is not None and seen[0] == st.st_ino and seen[1] <= st.st_size) \
+            or (path == self.rows_path and self._wrote_all) or stamp_matches(path)
         damage = Damage(path, "those samples are redone")
         entries = load_index(path, repair=repair, checked=checked, damage=damage)
         damage.report()

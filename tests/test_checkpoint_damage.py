@@ -156,3 +156,19 @@ def test_a_torn_tail_is_cut_when_the_writer_reopens(tmp_path):
         assert again.rows_path.read_bytes() == whole
         again.add_finished("s/9", "s", "train", _rows(9))
         assert again.finished_ids() == {"s/0", "s/1", "s/9"}
+
+
+def test_a_fresh_run_stamps_its_rows_so_the_next_resume_reads_only_the_index(tmp_path, monkeypatch):
+    import generation.checkpoint_index as ci
+
+    cp = Checkpoint(tmp_path, lock=True)  # no rows file yet: every line will be this run's own
+    cp.add_finished("s/0", "s", "train", _rows(0))
+    cp.close()
+    assert stamp_matches(cp.rows_path)
+    scans = []
+    real_scan = ci.scan_rows
+    monkeypatch.setattr(ci, "scan_rows", lambda path, offset=0, damage=None: scans.append(offset)
+                        or real_scan(path, offset, damage))
+    with Checkpoint(tmp_path, lock=True) as again:
+        assert again.finished_ids() == {"s/0"}
+    assert scans == []
