@@ -93,13 +93,17 @@ def test_the_stamp_lets_a_clean_resume_skip_reading_rows_but_not_a_changed_file(
     assert scans == [0] and any("line 4" in w for w in _warnings(caplog))
 
 
-def test_a_damaged_stamp_or_index_means_reading_the_rows(tmp_path):
+@pytest.mark.parametrize("damaged", ["stamp", "index", "both"])
+def test_a_damaged_stamp_or_index_means_reading_the_rows(tmp_path, damaged):
     cp = _fill(tmp_path)
     cp.finished_ids()
     cp.close()
-    stamp_path(cp.rows_path).write_bytes(b"\xff{")
+    if damaged in ("stamp", "both"):
+        stamp_path(cp.rows_path).write_bytes(b"\xff{")
+    if damaged in ("index", "both"):  # the rows file untouched: the stamp must still see the index change
+        line = index_path(cp.rows_path).read_bytes().splitlines(keepends=True)[5]
+        _damage_line(index_path(cp.rows_path), 6, line.replace(b'"s/5"', b'"s/9"'))  # an id the rows lack
     assert not stamp_matches(cp.rows_path)
-    _damage_line(index_path(cp.rows_path), 2, b'[0,10,"s/99","s","train"]\n')  # an id the rows do not hold
     with Checkpoint(tmp_path, lock=True) as again:
         assert again.finished_ids() == {f"s/{i}" for i in range(6)}
 
@@ -119,13 +123,15 @@ def test_a_stamp_in_the_same_clock_tick_as_its_files_is_not_trusted(tmp_path):
 
 
 @pytest.mark.parametrize("line", [b"null\n", b"[1, 2]\n", b'"str"\n', b"\xff\xfe\n", b'{"id": "q/1"}\n',
-                                  b'{"id":"q/1","stage":"s","error_type":"E","message":"m","extra":1}\n'])
+                                  b'{"id":"q/1","stage":"s","error_type":"E","message":"m","extra":"x"}\n',
+                                  b'{"id":"q/1","stage":"s","error_type":"E","message":7}\n'])
 def test_a_damaged_quarantine_line_is_skipped_and_its_sample_tried_again(tmp_path, caplog, line):
     cp = Checkpoint(tmp_path, lock=True)
     cp.quarantine_many([QuarantineRecord(id=f"q/{i}", stage="s", error_type="E", message="m") for i in range(3)])
     _damage_line(cp.quarantine_path, 2, line)
     with caplog.at_level(logging.WARNING):
         assert set(cp.quarantined()) == {"q/0", "q/2"}
+        assert set(cp.quarantined()) == {"q/0", "q/2"}  # the plan and the end both read it: one warning
     [warning] = [w for w in _warnings(caplog) if "quarantine.jsonl" in w]
     assert "line 2" in warning
     cp.release_quarantined({"q/0"})  # a rewrite drops the damaged line
