@@ -109,3 +109,62 @@ if __name__ == "__main__":
         for key, n in counts.items():
             if key.startswith("q: "):
                 print(f"{'':12}   {n:4} {key}")
+
+
+def unshown_values(dataset: Path, problems: Path) -> tuple[int, int]:
+    """(TabMWP rows, rows with a thought that cites a value of the source's table no tool returned): a digit run
+    of a table cell in a thought, absent from every OCR result and from the question, outside the thoughts that
+    quote the source's rationale or say they use it."""
+    from generation.quality.evidence_kinds import is_source_rationale
+    from generation.teachers.offline import BRIDGE_TAIL
+
+    digits = re.compile(r"\d[\d,]*(?:\.\d+)?")
+    tables = {}
+    for path in problems.glob("problems_*.json"):
+        for pid, rec in json.loads(path.read_text()).items():
+            tables[pid] = {d for col in (rec.get("table_for_pd") or {}).values() for c in col for d in digits.findall(str(c))}
+    total = bad = 0
+    for row in rows(dataset):
+        if row["source"] != "tabmwp":
+            continue
+        total += 1
+        cells = tables.get(row["id"].split("/")[-1], set())
+        shown = {d for s in row["steps"] for o in s["observations"] or [] for d in digits.findall(o["text"])}
+        shown |= set(digits.findall(row["question"]))
+        shown |= {c for s in row["steps"] for o in s["observations"] or [] for c in o["text"] if c.isdigit()}  # leaves: "5778"
+        for step in row["steps"]:
+            thought = step["thought"] or ""
+            if is_source_rationale(thought) or thought.endswith(BRIDGE_TAIL):
+                continue
+            if any(d in cells and d not in shown for d in digits.findall(thought)):
+                bad += 1
+                break
+    return total, bad
+
+
+def silent_corrections(dataset: Path, problems: Path) -> tuple[int, int]:
+    """(TabMWP rows, rows whose thoughts cite a cell of the source's table that no OCR result wrote as such,
+    without quoting the OCR's reading of it: `$2/lb` where the OCR wrote `$2/1b`)."""
+    from generation.quality.evidence_kinds import is_source_rationale
+
+    tables = {}
+    for path in problems.glob("problems_*.json"):
+        for pid, rec in json.loads(path.read_text()).items():
+            tables[pid] = {str(c).strip() for col in (rec.get("table_for_pd") or {}).values() for c in col}
+    total = bad = 0
+    for row in rows(dataset):
+        if row["source"] != "tabmwp":
+            continue
+        total += 1
+        ocr = " ".join(o["text"] for s in row["steps"] for o in s["observations"] or []).lower()
+        ocr = " ".join(ocr.split())
+        for step in row["steps"]:
+            thought = step["thought"] or ""
+            if is_source_rationale(thought):
+                continue
+            cited = [c for c in tables.get(row["id"].split("/")[-1], ()) if len(c) > 2 and c not in row["question"]
+                     and re.search(rf"(?<![\w$]){re.escape(c)}(?!\w)", thought)]
+            if any(" ".join(c.lower().split()) not in ocr and f"i.e. {c}" not in thought for c in cited):
+                bad += 1
+                break
+    return total, bad

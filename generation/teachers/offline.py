@@ -211,7 +211,8 @@ class OfflineTeacher(EvidenceReading):
         word_options = [c for c in ctx.qa.choices if not re.fullmatch(r"[\d\s.,/%$°-]+", c)]
         if source != "visual_cot" and "ocr" not in names and (word_options or _has(q, _LABELLED_WORDS)):
             seen = list(dict.fromkeys(names))
-            first = f"{' and '.join(seen)} result{'s' if len(seen) > 1 else ''}" if seen else "first look"
+            listed = ", ".join(seen[:-1]) + f" and {seen[-1]}" if len(seen) > 1 else "".join(seen)
+            first = f"{listed} result{'s' if len(seen) > 1 else ''}" if seen else "first look"
             return StepDecision(thought=f"The {first} do{'' if len(seen) > 1 else 'es'} not show it yet; the image may "
                                         "label what is asked, so I will read its text with ocr.", operators=["ocr"],
                                 usage=self._usage())
@@ -248,6 +249,11 @@ class OfflineTeacher(EvidenceReading):
             method = " ".join(derivation) or "I can compute the result from these values."
             return " ".join(p for p in (table, method) if p), True, "final_answer"
         quote = self._quote(ctx, target)
+        rationale = rationale_of(ctx.sample, ctx.qa)
+        if quote and rationale and not re.search(r"[^\W\d_]", quote.split('"', 1)[-1]):
+            # a quote with no word in it ("42", "2016 2017 2018") shows the number, not how it answers the
+            # question; where the source ships its own reasoning, that says how
+            quote = None
         conclusion = self._conclusion(target, answer)
         # With a calculation the derivation is the support; without one, the quote of the result that shows it.
         tries = ([table, *derivation, conclusion], [quote, conclusion]) if derivation else \
@@ -263,7 +269,6 @@ class OfflineTeacher(EvidenceReading):
             if self._accepts(ctx, thought, answer):
                 return thought, False, "final_answer"
         # Not reachable from the tool results: the source's own rationale, said to be that, where it supports it.
-        rationale = rationale_of(ctx.sample, ctx.qa)
         if rationale and supported_by(rationale, target, ctx.qa.question, evidence):
             if not repair and not any(s.thought.endswith(BRIDGE_TAIL) for s in ctx.steps):
                 return self._bridge(ctx, target, table), False, "continue"
@@ -272,8 +277,9 @@ class OfflineTeacher(EvidenceReading):
 
     def _bridge(self, ctx: TeacherContext, target: Target, table: str) -> str:
         """The step before a quoted rationale: what the tools showed, and what they did not."""
-        names = list(dict.fromkeys(o.operator for s in ctx.steps for o in s.observations))
-        tools = f"The {' and '.join(names)} " + ("results do" if len(names) > 1 else "result does") if names else ""
+        names = list(dict.fromkeys(o.operator for o in self._dialogue_observations(ctx)))  # earlier questions' too
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+        tools = f"The {listed} " + ("results do" if len(names) > 1 else "result does") if names else ""
         missing = [v for v in (self._missing(ctx) if ctx.sample.source == "tabmwp" and names else [])
                    if not states_answer(v, target, ctx.qa.question)]  # the answer itself is not named here
         asked = "which option is right" if ctx.qa.choices else "the answer"
