@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections import Counter
 from typing import Optional
 
@@ -43,7 +44,7 @@ from generation.teachers.base import ReflectionVerdict, Teacher, TeacherContext
 
 STAGE = "reflection"
 COPY_JACCARD = 0.9  # a repair whose words overlap a replaced step's this much is a copy, not a repair
-CONTAINED_WORDS = 5  # a replaced step of this many words said again inside the repair is a copy too
+CONTAINED_WORDS = 5  # a replaced step (two sentences or more) of this many words said again whole is a copy too
 ATTEMPTS = 2  # repairs asked for per reflection before the sample is quarantined
 
 sample_log = logging.getLogger("mmat.samples")  # run log only
@@ -91,10 +92,13 @@ def near_copy(repair: str, replaced: str, threshold: float = COPY_JACCARD) -> bo
 
 
 def restates(repair: str, replaced: str) -> bool:
-    """Does `repair` say the whole of `replaced` again, word for word (normalised, `CONTAINED_WORDS` words
-    or more), with something added around it? Then the step it replaces is still said, in RR and in ORR."""
+    """Does `repair` say the whole of `replaced` again, word for word (normalised), with something added
+    around it? Then the step it replaces is still said, in RR and in ORR. Only for a replaced step of two
+    sentences or more and `CONTAINED_WORDS` words: a one-sentence claim ("The tower is 330 metres tall.")
+    said again with its source is what a repair of an unsupported claim looks like."""
     old = normalise_answer(replaced)
-    return len(old.split()) >= CONTAINED_WORDS and f" {old} " in f" {normalise_answer(repair)} "
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", replaced.strip()) if normalise_answer(s)]
+    return len(sentences) >= 2 and len(old.split()) >= CONTAINED_WORDS and f" {old} " in f" {normalise_answer(repair)} "
 
 
 def final_context(ctx: TeacherContext) -> TeacherContext:

@@ -233,3 +233,11 @@ def test_the_model_teachers_copy_repair_over_http_is_quarantined(tmp_path, monke
         assert record.message.startswith("reflection did not repair: general reflection, 2 attempts; the repaired "
                                          "step is the same as step 1")
         assert server.count("rationale_step") == 3  # the first step and two repairs
+
+
+def test_a_one_sentence_claim_said_again_with_its_source_is_a_repair():
+    from generation.reflection import restates
+
+    claim = "The tower is 330 metres tall."
+    assert not restates("The retrieved passage says the Eiffel Tower is 330 metres tall including antennas.", claim)
+    assert restates("Let me redo it. " + OLD_END, OLD_END)  # two sentences said again whole: a copy
