@@ -57,11 +57,15 @@ def test_every_kept_row_rests_on_evidence_and_the_engine_and_audit_agree(demo):
 
 
 def test_visual_cot_crops_the_annotated_box(demo):
+    """Visual CoT's box is the source's own rationale, quoted as such; the first tool reads that region."""
+    from generation.quality.evidence_kinds import is_source_rationale
+
     rows = {r["id"]: r for r in rr_rows(demo["root"] / "mmat-1m")}
-    first = rows["visual_cot/textvqa/0"]["steps"][0]
-    assert first["operators"] == ["ocr"] and "The part of the image that answers it is around [" in first["thought"]
-    gqa = rows["visual_cot/gqa/0"]["steps"][0]
-    assert gqa["operators"] == ["image_caption"]
+    steps = rows["visual_cot/textvqa/0"]["steps"]
+    box = next(s for s in steps if "[46, 38, 337, 57]" in s["thought"])
+    assert is_source_rationale(box["thought"]) and not box["operators"]
+    read = next(s for s in steps if s["operators"])
+    assert read["operators"] == ["ocr"] and "[46, 38, 337, 57]" in read["thought"]
 
 
 def test_reflections_are_found_by_checks_or_staged_for_the_hashed_ids(demo, demo_report):
