@@ -375,3 +375,14 @@ def test_hidden_temp_files_are_never_uploaded(hub_server, tmp_path):
     files = HfApi().list_repo_files(REPO_ID, repo_type="dataset", revision="v1.0.0")
     assert not [f for f in files if ".tmp" in f], files
     assert any(f.endswith(".parquet") for f in files)
+
+
+def test_a_folder_whose_shards_hold_fewer_rows_than_its_card_is_refused(hub_server, tmp_path):
+    folder = make_dataset_folder(tmp_path / "work", n_rows_per_source=2, sources=["tabmwp", "infoseek"], card=True)
+    next((folder / "data").rglob("*infoseek*/*.parquet")).unlink()  # a shard deleted by hand
+    mark = len(hub_server.requests)
+    with pytest.raises(PushError) as err:
+        push_dataset(folder, REPO_ID, "v1.0.0")
+    message = str(err.value)
+    assert "fewer rows than its card says" in message and "infoseek" in message and "\n" not in message
+    assert [m for m, p in hub_server.requests[mark:] if m in ("PUT", "POST")] == []
