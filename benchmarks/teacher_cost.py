@@ -20,9 +20,11 @@ discount, completion, total); `--json PATH` writes the same numbers.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,14 +64,31 @@ def scripted_teacher(task: str, payload: dict[str, Any]) -> Reply:
                    "operators": ["image_caption"] if first else [], "labels": [],
                    "rag": {"needed": False, "query": None}, "next_action": "continue" if first else "final_answer"}
     fmt = (payload.get("response_format") or {}).get("json_schema") or {}
-    if fmt.get("name") == "teacher_reply":  # the one schema of every task: the model writes its wrapper
-        if task == "caption":
-            graph = content["scene_graph"]
-            content = {**content, "scene_graph": {**graph, "attributes": [
-                {"object": k, "values": v} for k, v in graph["attributes"].items()]}}
-        content = {"reply": content}
+    if fmt.get("name") == "teacher_reply":  # the one schema of every task: the model writes what it says
+        content = {"reply": _as_schema_says(task, content, fmt.get("schema") or {})}
     text = json.dumps(content)
     return Reply(content=text, completion_tokens=math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+def _as_schema_says(task: str, content: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The task's reply in the shape the shared schema of the code under test asks for (cd776a0's or later)."""
+    variants = ((schema.get("properties") or {}).get("reply") or {}).get("anyOf") or []
+    props = [set((v.get("properties") or {})) for v in variants]
+    if task == "rationale_step":
+        step = next((v["properties"] for v in variants if "next_action" in v.get("properties", {})), {})
+        if (step.get("rag") or {}).get("type") != "object":  # the query or null
+            content = {**content, "rag": content["rag"]["query"] if content["rag"]["needed"] else None}
+    elif task == "reflection_general" and {"reason"} not in props:  # one object for both reflections
+        content = {**content, "thought": None}
+    elif task == "caption":
+        graph = content["scene_graph"]
+        if any("objects" in p for p in props):  # flat, attributes as [object, value, ...]
+            content = {**{k: v for k, v in graph.items() if k != "attributes"}, "attributes": [
+                [k, *v] for k, v in graph["attributes"].items()], "caption": content["caption"]}
+        else:
+            content = {**content, "scene_graph": {**graph, "attributes": [
+                {"object": k, "values": v} for k, v in graph["attributes"].items()]}}
+    return content
 
 
 def export_ref(ref: str, into: Path) -> Path:
@@ -92,6 +111,20 @@ def demo_config(code: Path, into: Path, batch: bool = False, structured_output: 
     return path
 
 
+def write_requests(records: list[dict[str, Any]], path: Path) -> None:
+    """Every answered request as one JSON line (task, prompt/cached tokens, payload; image data cut)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for record in records:
+            text = json.dumps({k: record.get(k) for k in ("task", "prompt_tokens", "cached_tokens", "payload")})
+            out.write(re.sub(r'"data:image/[^"]{40,}"', _cut_image, text) + "\n")
+
+
+def _cut_image(match: "re.Match[str]") -> str:
+    url = match.group(0)
+    return f'{url[:30]}...sha1:{hashlib.sha1(url.encode()).hexdigest()[:12]}"'
+
+
 def count_dialogues(out: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -100,7 +133,7 @@ def count_dialogues(out: Path) -> int:
 
 
 def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = False,
-                structured_output: str = "auto") -> dict[str, Any]:
+                structured_output: str = "auto", dump: Path | None = None) -> dict[str, Any]:
     cache = PrefixCache()
     server_type = BatchServer if batch else OpenAICompatServer
     with server_type(default_fn=scripted_teacher, prefix_cache=cache, model="gpt-4o") as server:
@@ -114,6 +147,8 @@ def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = Fal
         if result.returncode not in (0, 3):
             raise SystemExit(f"{name}: mmat generate exited {result.returncode}: {result.stderr[-2000:]}")
         done = [r for r in server.requests if r["status"] == 200]
+        if dump is not None:
+            write_requests(done, dump)
         batches = getattr(server, "creates", 0)
     samples = count_dialogues(work / "out")
     by_task: dict[str, int] = {}
@@ -167,23 +202,29 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline-ref", required=True, help="git ref of the code to compare against (e.g. HEAD~5)")
+    parser.add_argument("--also-ref", action="append", default=[],
+                        help="another git ref measured between the baseline and after (repeatable), e.g. cd776a0")
     parser.add_argument("--after-ref", help="git ref of the code after (default: this working tree as it is)")
     parser.add_argument("--limit", type=int, default=0, help="samples per run (0: the whole demo)")
     parser.add_argument("--json", type=Path, help="write the numbers here too")
-    parser.add_argument("--no-batch", action="store_true", help="skip the third run (after, teacher.batch: true)")
+    parser.add_argument("--dump", type=Path, help="write every answered request of each version here (JSONL)")
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch run (after, teacher.batch: true)")
     parser.add_argument("--also-json-object", action="store_true",
                         help="one more run: the after code with teacher.structured_output: json_object (no schema sent)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="teacher-cost-") as tmp:
         tmp_path = Path(tmp)
-        baseline = export_ref(args.baseline_ref, tmp_path / "baseline-code")
+        versions = [(f"before ({args.baseline_ref})", export_ref(args.baseline_ref, tmp_path / "code-0"))]
+        versions += [(f"{ref}", export_ref(ref, tmp_path / f"code-{i}")) for i, ref in enumerate(args.also_ref, 1)]
         after_code = export_ref(args.after_ref, tmp_path / "after-code") if args.after_ref else REPO
         after_name = f"after ({args.after_ref})" if args.after_ref else "after (this tree)"
-        for name, code in ((f"before ({args.baseline_ref})", baseline), (after_name, after_code)):
-            work = tmp_path / name.split()[0]
+        versions.append((after_name, after_code))
+        for index, (name, code) in enumerate(versions):
+            work = tmp_path / f"run-{index}"
             work.mkdir()
-            rows.append(run_version(name, code, work, args.limit))
+            dump = args.dump / f"{index}-{re.sub(r'[^A-Za-z0-9.~-]+', '_', name)}.jsonl" if args.dump else None
+            rows.append(run_version(name, code, work, args.limit, dump=dump))
             print(f"{name}: {rows[-1]['samples']} samples, calls by task {rows[-1]['calls_by_task']}", flush=True)
         if not args.no_batch:  # the same code with teacher.batch: true, every token at the batch price
             work = tmp_path / "batch"
@@ -195,7 +236,7 @@ def main() -> None:
             work.mkdir()
             rows.append(run_version(f"{after_name.split(' (')[0]}, json_object", after_code, work, args.limit,
                                     structured_output="json_object"))
-    before, after = rows[0], rows[1]
+    before, after = rows[0], rows[len(versions) - 1]
     print(table(rows))
     ratio = after["gpt-4o"]["input_cached"] / before["gpt-4o"]["input_list"] if before["gpt-4o"]["input_list"] else 0
     print(f"\nGPT-4o input cost with the cache, after / before at list price: {ratio:.2f}x "

@@ -20,6 +20,9 @@ from generation.teachers.prompts import TASK_LINE
 from generation.teachers.reply_schema import TEACHER_REPLY, caption_for_operator
 from operators.errors import BackendUnavailable
 
+# The caption task's own rule (the shared system text holds none of a task's rules), before the operator's prompt.
+CAPTION_RULE = "Describe the image from the image alone; the question and the steps above are context, not something to answer."
+
 
 class CaptionClient:
     """What `image_caption`'s VLM backend calls: `await client(messages, model=..., max_tokens=...,
@@ -55,7 +58,7 @@ class CaptionClient:
         if sum(1 for block in parts if block.get("type") == "image_url") != 1 or not texts:
             return None
         prefix = held[1]
-        task = {"type": "text", "text": f"{TASK_LINE}caption\n" + "\n".join(texts)}
+        task = {"type": "text", "text": f"{TASK_LINE}caption\n{CAPTION_RULE}\n" + "\n".join(texts)}
         conversation = prefix[:-1] + [{**prefix[-1], "content": [*prefix[-1]["content"], task]}]
         start = time.perf_counter()
         completion = await chat._request("caption", conversation, TEACHER_REPLY, model, params)

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
-TOOL_DESCRIPTIONS = {
-    "image_caption": "describes the image: a scene graph (objects, attributes, relationships), then a concise caption.",
-    "ocr": "reads the text in the image, line by line, with positions.",
-    "label_bbox": "finds the objects named in \"labels\" and returns their boxes as normalised [x1, y1, x2, y2].",
-    "face_detection": "finds human faces and returns their boxes in pixel coordinates.",
+TOOL_DESCRIPTIONS = {  # one short line each: every call about the question carries them
+    "image_caption": "a scene graph of the image (objects, attributes, relationships), then a concise caption.",
+    "ocr": "the text in the image, line by line, with positions.",
+    "label_bbox": "boxes, normalised [x1, y1, x2, y2], of the objects named in \"labels\".",
+    "face_detection": "boxes of human faces, in pixel coordinates.",
 }
 MAX_OBSERVATION_CHARS = 4000   # one operator result as the teacher sees it
 TEACHER_TASKS = ("rationale_step", "reflection_general", "reflection_math", "final_answer")

@@ -1,4 +1,4 @@
-"""One response schema for every teacher call of every sample (issue 31).
+"""One response schema for every teacher call of every sample (issue 31), kept small.
 
 OpenAI places a structured-output schema in front of the system message when it caches a prompt, so a
 schema that changed from task to task (step, reflection, final answer, caption) would start every call
@@ -7,6 +7,11 @@ on a new prefix. `TEACHER_REPLY` is the same for all of them: `{"reply": <one of
 chat client unwraps `reply` (`unwrap_reply`) and each task still validates its own reply model
 (`generation.teachers.replies`), which also accepts the bare object a plain-JSON server returns.
 
+Every call carries the schema, so it is as small as strict mode allows (it was 472 prompt tokens at
+4 characters a token; now about 300): no titles, a step's `rag` is its search query or null, the two
+reflections share one object (`{"reason", "thought"}`; the cheating check writes `"thought": null`), a
+caption is flat (`objects`, `attributes` as lists `[object, attribute, ...]`, `relationships`,
+`caption`; `caption_for_operator` turns it back into the operator's `{"scene_graph", "caption"}`).
 The step object's `operators` enum lists every tool the teacher knows (the prompt says which are
 available for the question), so the schema does not change between questions or samples either.
 """
@@ -15,41 +20,36 @@ from __future__ import annotations
 from typing import Any
 
 from generation.teachers.prompts import TOOL_DESCRIPTIONS
-from generation.teachers.replies import SCHEMAS, step_schema
 
 TEACHER_REPLY_NAME = "teacher_reply"
 
+_TEXT = {"type": "string"}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_TEXTS = {"type": "array", "items": _TEXT}
 
-def _variant(schema: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in schema.items() if key != "title"}
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    """A strict object: every property required, no others."""
+    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
 
 
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-CAPTION_OBJECT: dict[str, Any] = {
-    "type": "object", "additionalProperties": False, "required": ["scene_graph", "caption"],
-    "properties": {
-        "scene_graph": {
-            "type": "object", "additionalProperties": False, "required": ["objects", "attributes", "relationships"],
-            "properties": {
-                "objects": _STRINGS,
-                "attributes": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False, "required": ["object", "values"],
-                    "properties": {"object": {"type": "string"}, "values": _STRINGS}}},
-                "relationships": {"type": "array", "items": _STRINGS},
-            }},
-        "caption": {"type": "string"},
-    },
-}
+STEP_OBJECT = _object({
+    "thought": _TEXT,
+    "operators": {"type": "array", "items": {"type": "string", "enum": list(TOOL_DESCRIPTIONS)}},
+    "labels": _TEXTS,
+    "rag": _TEXT_OR_NULL,  # the search query, or null (`StepReply` reads both this and {"needed", "query"})
+    "next_action": {"type": "string", "enum": ["continue", "final_answer"]},
+})
+REASON_OBJECT = _object({"reason": _TEXT_OR_NULL, "thought": _TEXT_OR_NULL})  # both reflections
+ANSWER_OBJECT = _object({"answer": _TEXT})
+CAPTION_OBJECT = _object({  # the scene graph's parts at the top level, caption last
+    "objects": _TEXTS, "attributes": {"type": "array", "items": _TEXTS},
+    "relationships": {"type": "array", "items": _TEXTS}, "caption": _TEXT,
+})
 
 TEACHER_REPLY: dict[str, Any] = {
-    "title": TEACHER_REPLY_NAME, "type": "object", "additionalProperties": False, "required": ["reply"],
-    "properties": {"reply": {"anyOf": [
-        _variant(step_schema(list(TOOL_DESCRIPTIONS))),
-        _variant(SCHEMAS["reflection_math"]),
-        _variant(SCHEMAS["reflection_general"]),
-        _variant(SCHEMAS["final_answer"]),
-        CAPTION_OBJECT,
-    ]}},
+    "title": TEACHER_REPLY_NAME, **_object({"reply": {"anyOf": [STEP_OBJECT, REASON_OBJECT, ANSWER_OBJECT,
+                                                                CAPTION_OBJECT]}}),
 }
 
 
@@ -61,13 +61,22 @@ def unwrap_reply(value: Any) -> Any:
 
 
 def caption_for_operator(value: Any) -> Any:
-    """A caption reply in the image_caption operator's own shape: `attributes` as {object: [values]}."""
+    """A caption reply in the image_caption operator's own shape: `{"scene_graph": {"objects",
+    "attributes": {object: [values]}, "relationships"}, "caption"}`, from the schema's flat object (its
+    attributes as `[object, value, ...]` lists) or from the operator's shape as a plain-JSON server wrote it."""
     value = unwrap_reply(value)
-    graph = value.get("scene_graph") if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return value
+    if "scene_graph" not in value and any(key in value for key in ("objects", "attributes", "relationships")):
+        graph = {key: value[key] for key in ("objects", "attributes", "relationships") if key in value}
+        value = {"scene_graph": graph, **{k: v for k, v in value.items() if k not in graph}}
+    graph = value.get("scene_graph")
     if isinstance(graph, dict) and isinstance(graph.get("attributes"), list):
         attributes: dict[str, list] = {}
         for item in graph["attributes"]:
-            if isinstance(item, dict) and isinstance(item.get("object"), str):
+            if isinstance(item, list) and item and isinstance(item[0], str):
+                attributes.setdefault(item[0], []).extend(item[1:])
+            elif isinstance(item, dict) and isinstance(item.get("object"), str):
                 values = item.get("values")
                 attributes.setdefault(item["object"], []).extend(values if isinstance(values, list) else [values])
         value = {**value, "scene_graph": {**graph, "attributes": attributes}}
