@@ -101,25 +101,29 @@ def test_a_damaged_stamp_or_index_means_reading_the_rows(tmp_path, damaged):
     if damaged in ("stamp", "both"):
         stamp_path(cp.rows_path).write_bytes(b"\xff{")
     if damaged in ("index", "both"):  # the rows file untouched: the stamp must still see the index change
-        line = index_path(cp.rows_path).read_bytes().splitlines(keepends=True)[5]
-        _damage_line(index_path(cp.rows_path), 6, line.replace(b'"s/5"', b'"s/9"'))  # an id the rows lack
+        line = index_path(cp.rows_path).read_bytes().splitlines(keepends=True)[2]
+        _damage_line(index_path(cp.rows_path), 3, line.replace(b'"s/2"', b'"s/9"'))  # an id the rows lack
     assert not stamp_matches(cp.rows_path)
     with Checkpoint(tmp_path, lock=True) as again:
         assert again.finished_ids() == {f"s/{i}" for i in range(6)}
 
 
 def test_a_stamp_in_the_same_clock_tick_as_its_files_is_not_trusted(tmp_path):
+    """A stamp written in the clock tick of the last change could not tell a later change in that tick."""
     import os
 
+    from generation.checkpoint_index import _file_state
+
     cp = _fill(tmp_path)
-    cp.finished_ids()
     cp.close()
+    rows, idx = _file_state(cp.rows_path), _file_state(index_path(cp.rows_path))
     stamp = stamp_path(cp.rows_path)
-    tick = stamp.stat().st_mtime_ns
-    os.utime(cp.rows_path, ns=(tick, tick))  # a change the clock could not tell from the stamp
-    stamp.write_text(stamp.read_text().replace(str(json.loads(stamp.read_text())["rows"][2]), str(tick)))
-    os.utime(stamp, ns=(tick, tick))
+    stamp.write_text(json.dumps({"rows": rows, "idx": idx}))  # exactly the files as they are
+    tick = max(rows[3], idx[3])
+    os.utime(stamp, ns=(tick, tick))  # ... but stamped in the same tick as their last change
     assert not stamp_matches(cp.rows_path)
+    os.utime(stamp, ns=(tick + 10**9, tick + 10**9))  # a tick later: trusted
+    assert stamp_matches(cp.rows_path)
 
 
 @pytest.mark.parametrize("line", [b"null\n", b"[1, 2]\n", b'"str"\n', b"\xff\xfe\n", b'{"id": "q/1"}\n',
