@@ -14,7 +14,7 @@ Printed per version: calls, prompt / cached / completion tokens per sample, the 
 USD per 1,000 samples at gpt-4o, gpt-4.1 and gpt-5 list prices (input without and with the cache
 discount, completion, total); `--json PATH` writes the same numbers.
 
-    .venv/bin/python benchmarks/teacher_cost.py --baseline-ref 0e7b583
+    .venv/bin/python benchmarks/teacher_cost.py --baseline-ref 92c8ade~1 --also-ref cd776a0 --also-json-object
     .venv/bin/python benchmarks/teacher_cost.py --baseline-ref HEAD~3 --limit 20
 """
 from __future__ import annotations

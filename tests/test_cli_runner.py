@@ -49,9 +49,9 @@ def test_dry_run_estimates_calls_and_cost_for_a_paid_teacher(tmp_path):
                                                                                    "completion_per_1m": 10.0}})
     result = mmat("generate", "--config", config, "--out", tmp_path / "out", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    # 4 questions x (5 steps + 2 reflections + 1 final answer) = 32 calls at ~1500+250 tokens
+    # 4 questions x (5 steps + 2 reflections + 1 final answer) = 32 calls at ~1600+250 tokens
     assert "estimated teacher calls: up to 32 (4 questions x 8)" in result.stdout
-    assert "estimated cost: up to $0.20" in result.stdout
+    assert "estimated cost: up to $0.21" in result.stdout
     assert "teacher: openai (gpt-4o)" in result.stdout
     assert not (tmp_path / "out").exists()
 

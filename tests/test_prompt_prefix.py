@@ -16,7 +16,8 @@ from generation.rationale import RationaleSettings, generate_trajectory
 from generation.schema import QA, ImageRef, Observation, QATrajectory, Sample, Step
 from generation.teachers.factory import make_teacher
 from generation.teachers.openai_teacher import OpenAITeacher
-from generation.teachers.prompts import TEACHER_TASKS, TOOL_DESCRIPTIONS, _environment, render_turns, teacher_system
+from generation.teachers.prompts import (TEACHER_TASKS, TOOL_DESCRIPTIONS, _environment, render_turns,
+                                       teacher_replies, teacher_system)
 from operators.config import OperatorsConfig
 from operators.images import LoadedImage
 from operators.registry import build_operators
@@ -141,6 +142,8 @@ def _old(task: str, variables: dict) -> str:
 
 
 SYSTEM = teacher_system()  # the one system text (the old per-task system texts' shared parts are in it)
+FINAL = ("From the question, the image(s) and the reasoning above, write only the short answer, in the answer format "
+         "the question asks for if it names one (a single word or phrase, an option letter, a number). Do not explain.")
 # Lines of the old prompts the new layout words differently (shorter), and the new line(s) that say the same now:
 # the shared system text, or the task's own text.
 REWORDED: dict[str, tuple[str, ...]] = {
@@ -180,9 +183,9 @@ REWORDED: dict[str, tuple[str, ...]] = {
         (SYSTEM,),
     "Reply with one JSON object: {\"thought\": \"...\", \"operators\": [\"...\"], \"labels\": [\"...\"], \"rag\": "
     "{\"needed\": false, \"query\": null}, \"next_action\": \"continue\" or \"final_answer\"}.":
-        (SYSTEM,
-         "Reply {\"thought\": \"...\", \"operators\": [\"...\"], \"labels\": [\"...\"], \"rag\": null, \"next_action\": "
-         "\"continue\" or \"final_answer\"}.",),
+        (SYSTEM, "Reply with only the task's JSON object:",
+         "- rationale_step: {\"thought\": \"...\", \"operators\": [\"...\"], \"labels\": [\"...\"], \"rag\": null, "
+         "\"next_action\": \"continue\" or \"final_answer\"}",),
     "You review the reasoning of a multimodal agent before it becomes training data. Check one thing: "
     "does the reasoning cheat?":
         (SYSTEM,
@@ -248,19 +251,12 @@ REWORDED: dict[str, tuple[str, ...]] = {
     "You give the final answer of a multimodal agent. From the question, the image(s) and the reasoning "
     "below, write only the short answer.":
         (SYSTEM,
-         "From the question, the image(s) and the reasoning above, write only the short answer, in the answer "
-         "format the question asks for if it names one (a single word or phrase, an option letter, a number). "
-         "Do not explain. Reply {\"answer\": \"...\"}.",),
+         FINAL,),
     "Follow the answer-format instruction in the question if there is one (a single word or phrase, an "
     "option letter, a number). Do not explain.":
-        ("From the question, the image(s) and the reasoning above, write only the short answer, in the answer "
-         "format the question asks for if it names one (a single word or phrase, an option letter, a number). "
-         "Do not explain. Reply {\"answer\": \"...\"}.",),
+        (FINAL,),
     "Reply with one JSON object: {\"answer\": \"...\"}.":
-        (SYSTEM,
-         "From the question, the image(s) and the reasoning above, write only the short answer, in the answer "
-         "format the question asks for if it names one (a single word or phrase, an option letter, a number). "
-         "Do not explain. Reply {\"answer\": \"...\"}.",),
+        (SYSTEM, "Reply with only the task's JSON object:", "- final_answer: {\"answer\": \"...\"}"),
 }
 
 
@@ -277,7 +273,8 @@ def test_a_model_teacher_sees_every_line_the_old_prompts_showed_it(task, feedbac
                      feedback=feedback)
     old_lines = [line.strip() for line in _old(task, variables).splitlines() if line.strip()]
     turns = render_turns(task, **variables)
-    new_text = "\n".join([turns.system, *turns.user_texts()])
+    # the reply objects: the one response schema's (json_schema), else in words after the system text
+    new_text = "\n".join([turns.system, teacher_replies(), *turns.user_texts()])
     new_lines = {line.strip() for line in new_text.splitlines()}
     missing = [line for line in old_lines if line not in new_lines
                and not (line in REWORDED and set(REWORDED[line]) <= new_lines)]
@@ -311,3 +308,15 @@ def test_the_offline_teacher_reads_no_prompt(monkeypatch):
         None)
     trajectory = asyncio.run(generate_trajectory(sample, images, teacher, ops, RationaleSettings(max_steps=5)))
     assert len(trajectory.qas) == 2 and trajectory.usage.cached_tokens == 0 and trajectory.usage.cost_usd == 0.0
+
+
+def test_the_one_schema_holds_every_tasks_reply_object():
+    """With json_schema the reply objects reach the teacher through the schema (no reply lines in the text)."""
+    from generation.teachers.reply_schema import TEACHER_REPLY
+
+    variants = [set(v["properties"]) for v in TEACHER_REPLY["properties"]["reply"]["anyOf"]]
+    for fields in ({"thought", "operators", "labels", "rag", "next_action"}, {"reason", "thought"}, {"answer"},
+                   {"objects", "attributes", "relationships", "caption"}):
+        assert fields in variants
+    assert all(v["additionalProperties"] is False and set(v["required"]) == set(v["properties"])
+               for v in TEACHER_REPLY["properties"]["reply"]["anyOf"])  # strict

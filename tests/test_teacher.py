@@ -422,9 +422,10 @@ def test_server_without_json_schema_falls_back_to_json_object_then_plain(tmp_pat
         kinds = [(r["payload"].get("response_format") or {}).get("type") for r in srv.requests]
         assert kinds == ["json_schema", "json_object", "json_object", "json_object"]
         system = srv.requests[1]["payload"]["messages"][0]["content"]
-        # no schema text in the prompt instead: each task's own text gives its reply object
-        task_text = srv.requests[-1]["payload"]["messages"][-1]["content"][-1]["text"]
-        assert '"title"' not in system and '"title"' not in task_text and 'Reply {"answer": "..."}' in task_text
+        # no schema text in the prompt instead: every task's reply object in words, the same for every call
+        assert '"title"' not in system and '- final_answer: {"answer": "..."}' in system
+        assert system.startswith(srv.requests[0]["payload"]["messages"][0]["content"])
+        assert all(r["payload"]["messages"][0]["content"] == system for r in srv.requests[1:])
         assert srv.requests[1]["task"] == "rationale_step" and srv.requests[-1]["task"] == "final_answer"
         assert teacher.stats.downgrades == ["json_schema->json_object"]
 

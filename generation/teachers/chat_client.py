@@ -60,7 +60,7 @@ from generation.teachers.http_errors import (backoff_seconds, classify, error_me
                                              long_wait_failure, requested_wait_s, status_of, unsupported_param)
 from generation.teachers.limiter import RateLimiter
 from generation.teachers.prices import FREE, cost_usd, how_to_set_prices, teacher_prices
-from generation.teachers.prompts import Turns
+from generation.teachers.prompts import Turns, teacher_replies
 from generation.teachers.reply_schema import TEACHER_REPLY, unwrap_reply
 from generation.teachers.model_limits import (ContextOverflow, context_overflow, has_images, refuses_images,
                                               without_images)
@@ -280,11 +280,14 @@ class ChatClient:
         return None
 
     def _with_schema_text(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
-        """Without server-side schemas the prompt carries the schema itself (not the teacher's one schema:
-        its system text already gives every task's reply object)."""
-        if self.format == "json_schema" or schema is TEACHER_REPLY:
+        """Without server-side schemas the prompt carries the schema itself (for the teacher's one schema:
+        every task's reply object in words, `teacher_replies.txt`, the same for every call)."""
+        if self.format == "json_schema":
             return messages
         system = dict(messages[0])
+        if schema is TEACHER_REPLY:
+            system["content"] = f"{system['content']}\n{teacher_replies()}"
+            return [system, *messages[1:]]
         system["content"] = (f"{system['content']}\n\nReply with only a JSON object that follows this JSON schema:\n"
                              f"{json.dumps(schema)}")
         return [system, *messages[1:]]

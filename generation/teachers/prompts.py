@@ -2,16 +2,19 @@
 
 Every teacher call of a sample is one conversation that only grows (`Turns`):
 
-1. the system text, `generation/prompts/teacher_system.j2`: ONE text for every task (rationale step,
-   general and math reflection, final answer, caption), the same for every call of every sample;
+1. the system text, `generation/prompts/teacher_system.j2`: ONE short text for every task (rationale step,
+   general and math reflection, final answer, caption), the same for every call of every sample: only
+   what every task needs (each token of it is in every call; `teacher_replies.txt` follows it when the
+   endpoint takes no response schema);
 2. the images (added by the chat client);
 3. the question's context, `teacher_context.j2`: the tools the agent may call, the earlier questions of
    the dialogue, the question and its choices;
 4. the steps so far, one text each (`teacher_step.j2`), appended in order: a later call shows exactly
    what an earlier one showed, then its new steps;
-5. last, what differs per task, `task_<name>.j2`, whose first line is `Task: <name>`: the standard answer
-   (rationale step and reflections only; the final answer never sees it), the reference solution
-   (rationale step only), the instruction.
+5. last, what differs per task, `task_<name>.j2`, whose first line is `Task: <name>`: the task's rules,
+   the standard answer (rationale step and reflections only; the final answer never sees it), the
+   reference solution (rationale step only), the instruction. A rule here is paid in full once per call
+   of its task; in the shared prefix it would be paid (at the cached price) in every call of the sample.
 
 So call k's messages start with call k-1's messages less its task text, and a provider that caches
 prefixes (OpenAI from 1,024 tokens, vLLM, SGLang) bills the shared part as cached. The teacher sees
@@ -85,6 +88,13 @@ def _template(name: str):
 def teacher_system() -> str:
     """The system text of every teacher call (no variables: rendered once)."""
     return _tidy(_template("teacher_system").render())
+
+
+@lru_cache(maxsize=1)
+def teacher_replies() -> str:
+    """Every task's reply object in words (`teacher_replies.txt`): what the chat client appends to the system
+    text when the endpoint takes no response schema (json_object or plain JSON), the same for every task."""
+    return _tidy((PROMPTS / "teacher_replies.txt").read_text())
 
 
 def render_step(step: Any, index: int) -> str:
