@@ -56,6 +56,6 @@ def test_dry_run_prices_an_unknown_model_as_unknown_and_says_how_to_set_prices(t
 @pytest.mark.parametrize("key", [None, "sk-test-key-set-0123456789"])
 def test_dry_run_reports_a_missing_api_key_and_prices_a_known_model(tmp_path, key):
     out = _dry_run(tmp_path, "--model", "gpt-4o-mini", **({"OPENAI_API_KEY": key} if key else {}))
-    assert "estimated cost: up to $0.24" in out  # 640 calls x (1500 x $0.15 + 250 x $0.60) / 1M
+    assert "estimated cost: up to $0.25" in out  # 640 calls x (1600 x $0.15 + 250 x $0.60) / 1M
     missing = "API key: missing: teacher.kind is openai but the environment variable OPENAI_API_KEY is not set"
     assert (missing in out) == (key is None)

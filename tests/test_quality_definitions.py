@@ -175,9 +175,11 @@ def test_the_reflection_prompt_shows_the_same_leak_definition():
     from generation.schema import Step
     from generation.teachers.prompts import render_prompt
 
-    system, _ = render_prompt("reflection_general", question="Q?", choices=[], answer="a", source_rationale=None,
-                              steps=[Step(thought="t", signal="end")], previous=[])
-    assert LEAK_DEFINITION in system
+    system, user = render_prompt("reflection_general", question="Q?", choices=[], answer="a", source_rationale=None,
+                                 steps=[Step(thought="t", signal="end")], previous=[])
+    # the check's own rules come last in its call (issue 31's layout), after the shared system text
+    assert LEAK_DEFINITION in user
+    assert user.index(LEAK_DEFINITION) > user.index("Q?")
     assert "reference" in LEAK_DEFINITION and "Quoting the question" in LEAK_DEFINITION
 
 
