@@ -193,7 +193,7 @@ SOURCE_BIBTEX = {
 
 def citations(present_sources: list[str], engine_version: str) -> list[tuple[str, str]]:
     """(what, BibTeX) for the paper, each upstream source present, and this engine."""
-    from publishing.card import SOURCE_LICENSES
+    from publishing.source_licenses import SOURCE_LICENSES
 
     out = [("The MMAT-1M paper", PAPER_BIBTEX)]
     out += [(f"{SOURCE_LICENSES[s].name} (source `{s}`)", SOURCE_BIBTEX[s]) for s in present_sources if s in SOURCE_BIBTEX]
