@@ -20,6 +20,7 @@ from generation.sources.base import SOURCE_IDS
 SOURCES = SOURCE_IDS  # one config pair per source adapter, in the adapters' order
 FORMATS = ("rr", "orr")
 SPLITS = ("train", "validation")
+CARD_FILENAME = "README.md"  # the dataset card: its YAML `configs:` is what load_dataset reads
 DEFAULT_CONFIG = "orr"
 
 _text_block = {"type": Value("string"), "text": Value("string")}

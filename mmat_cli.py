@@ -116,11 +116,11 @@ def generate(
             console.print(redact(describe_plan(cfg, options)), highlight=False, soft_wrap=True, markup=False)
             return
         if engine == "ray":
-            from generation.ray_engine import run_generation_ray
+            from publishing.run import run_generation_ray
 
             summary = run_generation_ray(cfg, options, address=ray_address)
         else:
-            from generation.runner import run_generation
+            from publishing.run import run_generation
 
             summary = run_generation(cfg, options)
     _finish(summary, quiet, cfg)
@@ -149,7 +149,7 @@ def retry(
 
     Samples that now finish join the shards and leave quarantine.jsonl; the others get a fresh record."""
     from generation.plan import RunOptions
-    from generation.runner import run_generation
+    from publishing.run import run_generation
 
     quiet_mode(quiet)
     with run_failures_reported():

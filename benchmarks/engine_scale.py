@@ -50,7 +50,10 @@ _CHILD = textwrap.dedent(r'''
     sys.path.insert(0, os.environ["MMAT_REPO"])
     from benchmarks.engine_scaling import pipeline
     from generation.plan import RunOptions
-    from generation.runner import run_generation
+    try:  # the card written at the end, as `mmat generate` does (older code: the runner wrote it itself)
+        from publishing.run import run_generation
+    except ImportError:
+        from generation.runner import run_generation
     import generation.teachers.chat_client as chat_client
 
     args = json.loads(sys.argv[1])

@@ -88,7 +88,7 @@ def calls_per_sample(config: PipelineConfig) -> float:
 
 def run_engine(engine: str, config: PipelineConfig, out: Path) -> dict[str, float]:
     from generation.plan import RunOptions
-    from generation.runner import run_generation
+    from publishing.run import run_generation
 
     options = RunOptions(out_dir=out, quiet=True)
     start = time.perf_counter()
@@ -97,7 +97,7 @@ def run_engine(engine: str, config: PipelineConfig, out: Path) -> dict[str, floa
     else:
         import ray
 
-        from generation.ray_engine import run_generation_ray
+        from publishing.run import run_generation_ray
 
         ray.init(num_cpus=int(engine.split("-")[1][0]), include_dashboard=False, log_to_driver=False)
         try:

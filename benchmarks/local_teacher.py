@@ -52,7 +52,7 @@ def pipeline(per_source: int, teacher: dict, max_steps: int, ocr: str) -> dict:
 def run(config_dict: dict, out: Path):
     from generation.config import parse_config
     from generation.plan import RunOptions
-    from generation.runner import run_generation
+    from publishing.run import run_generation
 
     start = time.perf_counter()
     summary = run_generation(parse_config(config_dict), RunOptions(out_dir=out, quiet=True))

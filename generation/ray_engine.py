@@ -244,11 +244,13 @@ def execute_on_ray(config: PipelineConfig, options: RunOptions, checkpoint: Chec
             ray.shutdown()
 
 
-def run_generation_ray(config: PipelineConfig, options: RunOptions, address: Optional[str] = None) -> RunSummary:
-    """`run_generation` with the Ray executor: same plan, checkpoints, shards, card and exit code."""
+def run_generation_ray(config: PipelineConfig, options: RunOptions, address: Optional[str] = None,
+                       write_card: Optional[Any] = None) -> RunSummary:
+    """`run_generation` with the Ray executor: same plan, checkpoints, shards, card and exit code
+    (`write_card` as `run_generation` takes it; `publishing.run.run_generation_ray` passes the card's)."""
     _import_ray()  # fail before touching the work folder when Ray is missing
 
     def execute(cfg: PipelineConfig, opts: RunOptions, checkpoint: Checkpoint, plan: Plan, summary: RunSummary) -> None:
         execute_on_ray(cfg, opts, checkpoint, plan, summary, address=address)
 
-    return run_generation(config, options, execute=execute)
+    return run_generation(config, options, execute=execute, write_card=write_card)

@@ -35,7 +35,7 @@ from generation.processor import SampleProcessor, build_engine_parts, is_fatal, 
 from generation.sample_worker import longest_first
 from generation.progress import RunSummary, progress_log, recording
 from generation.schema import Sample, TeacherUsage
-from generation.shards import RollingShards, rebuild_folder, writer_settings
+from generation.shards import CardWriter, RollingShards, rebuild_folder, writer_settings
 from generation.teachers.base import TeacherFatalError
 from generation.teachers.offline import MODEL_NAME as OFFLINE_MODEL
 from generation.writer import clean_stale_temps
@@ -116,11 +116,11 @@ def run_log_path(work_dir: Path, options: RunOptions) -> Path:
 
 
 def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions,
-               generation_s: float) -> RunSummary:
+               generation_s: float, write_card: Optional[CardWriter] = None) -> RunSummary:
     """Shards + card from the checkpoint (`generation.shards`; the card shows `generation_s`, the time
     up to this end), then the quarantine threshold decides the exit code, judged on this worker's whole
     slice over every run so far."""
-    summary.rows, finished, quarantined = rebuild_folder(checkpoint, config, options, generation_s)
+    summary.rows, finished, quarantined = rebuild_folder(checkpoint, config, options, generation_s, write_card)
     summary.finished_total = sum(1 for i in finished if in_worker_slice(i, options))
     summary.quarantined_total = sum(1 for i in quarantined if in_worker_slice(i, options))
     threshold = options.max_quarantine_rate
@@ -141,12 +141,15 @@ def finish_run(summary: RunSummary, checkpoint: Checkpoint, config: PipelineConf
     return summary
 
 
-def run_generation(config: PipelineConfig, options: RunOptions, execute: Optional[Executor] = None) -> RunSummary:
+def run_generation(config: PipelineConfig, options: RunOptions, execute: Optional[Executor] = None,
+                   write_card: Optional[CardWriter] = None) -> RunSummary:
     """The whole run: plan, process (resumably), shards + card, exit code. Raises `CheckpointLocked`
     when another live run of the same worker holds the work folder.
 
     `execute` processes the plan's samples (default: `execute_locally`; the Ray engine passes its
-    own); everything around it (checkpoint, plan, shards, card, exit code) is the same for both."""
+    own); everything around it (checkpoint, plan, shards, card, exit code) is the same for both.
+    `write_card` renders the card at the end (`publishing.run.run_generation` passes the card's own
+    writer: this module does not import `publishing/`); without one the card is not written."""
     from generation.logs import setup_run_logging
     from generation.preflight import check_folders, check_teacher
     from generation.teachers.llamacpp import served_teacher
@@ -180,7 +183,8 @@ def run_generation(config: PipelineConfig, options: RunOptions, execute: Optiona
             if plan.size:  # nothing left (a rerun of a finished run): no teacher, no engine, no thread
                 with RollingShards(checkpoint, options.out_dir, config, options):
                     (execute or execute_locally)(config, options, checkpoint, plan, summary)
-        finish_run(summary, checkpoint, config, options, generation_s=time.perf_counter() - start)
+        finish_run(summary, checkpoint, config, options, generation_s=time.perf_counter() - start,
+                   write_card=write_card)
         summary.elapsed_s = time.perf_counter() - start  # the whole run: its shards, audit and card too
         if options.retry:
             checkpoint.compact_quarantine()

@@ -31,7 +31,7 @@ import logging
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from generation.atomic import write_atomic
 from generation.checkpoint import Checkpoint, QuarantineRecord, RecordRef, index_path, index_tail
@@ -42,6 +42,8 @@ from generation.writer import WriterSettings, clean_stale_temps, has_parts, ids_
 from mmat_1m import FORMATS
 
 log = logging.getLogger("mmat.runner")
+# (out_dir, run_stats=..., quality_report=...) -> the card's path: `publishing.card.write_card`
+CardWriter = Callable[..., Any]
 CARD_STAMP = "card-stamp.json"  # in the work folder: the inputs of the card last written (`card_inputs`)
 
 
@@ -217,14 +219,18 @@ def card_inputs(out_dir: Path, quarantine_by_stage: dict[str, int]) -> str:
     return json.dumps({"files": files, "config": config, "quarantine_by_stage": quarantine_by_stage}, sort_keys=True)
 
 
-def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions, elapsed_s: float
+def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunOptions, elapsed_s: float,
+                   write_card: Optional[CardWriter] = None
                    ) -> tuple[dict[str, int], set[str], dict[str, QuarantineRecord]]:
     """Shards and card (see the module docstring). Returns (rows per `format/split`, every finished
-    id, every quarantined record not finished since), over the whole checkpoint."""
-    from mmat_1m import card_configs
+    id, every quarantined record not finished since), over the whole checkpoint.
+
+    `write_card` renders the card (`publishing.card.write_card`, which `publishing.run` passes): the
+    engine sits below what publishes its output and does not import it. Without one the shards are
+    written and the card is left as it is (`mmat card --write DIR` renders it)."""
+    from mmat_1m import CARD_FILENAME, card_configs
     from generation.config_snapshot import write_config_snapshot
     from generation.quality.audit import audit_run
-    from publishing.card import CARD_FILENAME, write_card
 
     out_dir = Path(options.out_dir)
     refs = checkpoint.finished_refs()
@@ -240,14 +246,20 @@ def rebuild_folder(checkpoint: Checkpoint, config: PipelineConfig, options: RunO
             by_stage = dict(Counter(r.stage for r in quarantined.values()))
             inputs = card_inputs(out_dir, by_stage)
             stamp = Path(checkpoint.dir) / CARD_STAMP
-            if (out_dir / CARD_FILENAME).is_file() and stamp.is_file() and stamp.read_text() == inputs:
+            if (write_card is not None and (out_dir / CARD_FILENAME).is_file() and stamp.is_file()
+                    and stamp.read_text() == inputs):
                 log.info("dataset folder up to date (same shards, config and quarantine): card kept")
             else:
-                write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
-                                               "quarantine_by_stage": by_stage,
-                                               "generation_elapsed_s": round(elapsed_s, 2)},  # up to this end
-                           quality_report=audit_run(out_dir, quarantined.values()))  # to run.log and the card
-                write_atomic(stamp, inputs, tmp_prefix=checkpoint.tmp_prefix)
+                report = audit_run(out_dir, quarantined.values())  # to run.log (and the card)
+                if write_card is None:
+                    log.info("no card writer given: shards written, %s left as it is (`mmat card --write %s` "
+                             "renders it)", CARD_FILENAME, out_dir)
+                else:
+                    write_card(out_dir, run_stats={"quarantined_total": len(quarantined),
+                                                   "quarantine_by_stage": by_stage,
+                                                   "generation_elapsed_s": round(elapsed_s, 2)},  # up to this end
+                               quality_report=report)
+                    write_atomic(stamp, inputs, tmp_prefix=checkpoint.tmp_prefix)
         else:
             log.warning("no finished samples: no shards and no card in %s", out_dir)
     return rows, finished, quarantined

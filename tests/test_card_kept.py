@@ -8,7 +8,7 @@ import pytest
 
 import publishing.card as card
 from generation.plan import RunOptions
-from generation.runner import run_generation
+from publishing.run import run_generation
 from generation.shards import CARD_STAMP
 from tests.runner_support import default_work_dir, source, write_config
 

@@ -1,5 +1,5 @@
-"""The whole loop against a real model: four demo samples (two TabMWP math questions, a LLaVA-CoT
-multiple choice, a Visual CoT text question) through `run_generation` with `teacher.kind: llamacpp`
+"""The whole loop against a real model: two demo samples (a TabMWP math question and a LLaVA-CoT
+multiple choice: every task of the loop, as few calls as that takes) through `run_generation` with `teacher.kind: llamacpp`
 on SmolLM2-135M (1 thread), every request and reply recorded by a proxy between the engine and the
 real llama.cpp server. Nothing about the replies is scripted: the model is weak and answers wrong.
 
@@ -21,7 +21,7 @@ import pytest
 from generation.config import parse_config
 from generation.dialogue_format import parse_row
 from generation.plan import RunOptions
-from generation.runner import run_generation
+from publishing.run import run_generation
 from generation.teachers.llamacpp import LlamaCppServer, ServerSettings
 from tests.llamacpp_support import SMOLLM2_NAME, require_local_teacher, smollm2_teacher
 from tests.recording_proxy import Exchange, RecordingProxy
@@ -29,7 +29,7 @@ from tests.runner_support import SAMPLES, read_quarantine
 
 pytestmark = pytest.mark.slow
 GGUF = require_local_teacher()
-SOURCES = [("tabmwp", 2), ("llava_cot", 1), ("visual_cot", 1)]
+SOURCES = [("tabmwp", 1), ("llava_cot", 1)]  # a math and a multiple-choice question: every task, few calls
 
 
 @dataclass
@@ -59,7 +59,7 @@ def local_run(tmp_path_factory) -> LocalRun:
         config = parse_config({
             "name": "local-teacher-test",
             "sources": [{"kind": kind, "path": str(SAMPLES / kind), "limit": n} for kind, n in SOURCES],
-            "teacher": smollm2_teacher(GGUF, base_url=f"{proxy.url}/v1", max_concurrency=1),
+            "teacher": smollm2_teacher(GGUF, base_url=f"{proxy.url}/v1", max_concurrency=1, max_tokens=128),
             "operators": {"ocr": {"backend": "rapidocr"}, "face_detection": {"backend": "off"},
                           "label_bbox": {"backend": "off"}, "image_caption": {"backend": "auto"},
                           "rag": {"backend": "off"}},

@@ -60,7 +60,7 @@ def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local
                                                                                        monkeypatch):
     """The local engine's run of the same config is the session's demo dataset (tests/demo_fixtures.py)."""
     from generation.config import load_config
-    from generation.ray_engine import run_generation_ray
+    from publishing.run import run_generation_ray
     from generation.plan import RunOptions
 
     monkeypatch.chdir(REPO)
@@ -89,7 +89,7 @@ def test_ray_engine_writes_the_same_ids_and_byte_identical_messages_as_the_local
 
 def test_a_generation_actor_killed_mid_run_is_restarted_and_no_id_is_lost_or_duplicated(local_ray, tmp_path):
     from generation.config import load_config
-    from generation.ray_engine import run_generation_ray
+    from publishing.run import run_generation_ray
     from generation.plan import RunOptions
 
     config_path = write_config(tmp_path / "kill.yaml", [source("tabmwp"), source("visual_cot")],
@@ -200,7 +200,7 @@ def test_a_generation_actor_runs_its_batches_concurrently(local_ray, tmp_path, m
     (an actor that ran its batches one after another would never exceed 2)."""
     from generation.config import load_config
     from generation.plan import RunOptions
-    from generation.ray_engine import run_generation_ray
+    from publishing.run import run_generation_ray
     from tests.openai_server import OpenAICompatServer
 
     monkeypatch.setenv("MMAT_RAY_TEST_KEY", "sk-ray-test-key-0000000000")

@@ -11,7 +11,7 @@ import pytest
 
 from generation.config import PipelineConfig
 from generation.plan import RunOptions
-from generation.runner import run_generation
+from publishing.run import run_generation
 from generation.sample_worker import expected_calls, longest_first
 from generation.schema import QA, Sample
 from tests.openai_server import OpenAICompatServer
