@@ -13,9 +13,8 @@ import json
 import time
 from typing import Any, Optional
 
-from generation.redact import redact
 from generation.teachers.chat_client import CONVERSATION, ChatClient
-from generation.teachers.payloads import as_namespace, parse_json_reply
+from generation.teachers.payloads import parse_json_reply
 from generation.teachers.prompts import TASK_LINE
 from generation.teachers.reply_schema import TEACHER_REPLY, caption_for_operator
 from operators.errors import BackendUnavailable
@@ -62,16 +61,13 @@ class CaptionClient:
         conversation = prefix[:-1] + [{**prefix[-1], "content": [*prefix[-1]["content"], task]}]
         start = time.perf_counter()
         completion = await chat._request("caption", conversation, TEACHER_REPLY, model, params)
-        prompt, cached, done = chat._count(completion, 0, 0, 0)
-        chat.stats.usage = chat.stats.usage.add(chat.usage_of(prompt, done, time.perf_counter() - start, model,
-                                                              cached))
-        for choice in completion.get("choices") or []:
-            message = choice.get("message") if isinstance(choice, dict) else None
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                content = redact(message["content"], chat._secrets)
-                try:
-                    content = json.dumps(caption_for_operator(parse_json_reply(content)))
-                except ValueError:
-                    pass  # the operator reports the unusable reply
-                message["content"] = content
-        return as_namespace(completion)
+        return chat.settle_raw(completion, start, model, rewrite=_in_operator_shape)
+
+
+def _in_operator_shape(content: str) -> str:
+    """The teacher-schema reply as the caption operator's own JSON; an unusable one as it is (the
+    operator reports it)."""
+    try:
+        return json.dumps(caption_for_operator(parse_json_reply(content)))
+    except ValueError:
+        return content

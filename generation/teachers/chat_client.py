@@ -47,7 +47,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pydantic import ValidationError
 
@@ -480,13 +480,20 @@ class ChatClient:
         """A plain chat completion (no JSON handling) through the same slots, limiter and retries."""
         start = time.perf_counter()
         completion = await self._with_retries("raw", self.request_body(messages, None, model, params))
+        return self.settle_raw(completion, start, model)
+
+    def settle_raw(self, completion: dict[str, Any], start: float, model: Optional[str],
+                   rewrite: Optional[Callable[[str], str]] = None) -> Any:
+        """A plain completion's tokens and latency (since `start`) added to the run's totals, each reply
+        text redacted (then passed through `rewrite`); the reply with attribute access, as the SDK's."""
         prompt, cached, done = self._count(completion, 0, 0, 0)
         self.stats.usage = self.stats.usage.add(self.usage_of(prompt, done, time.perf_counter() - start, model,
                                                               cached))
         for choice in completion.get("choices") or []:
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict) and isinstance(message.get("content"), str):
-                message["content"] = redact(message["content"], self._secrets)
+                content = redact(message["content"], self._secrets)
+                message["content"] = rewrite(content) if rewrite is not None else content
         return as_namespace(completion)
 
     async def preflight(self) -> None:
