@@ -143,3 +143,27 @@ def test_train_summary_adds_up_and_prints_no_library_warnings(small_folder, tmp_
     assert summary, result.stdout[-2000:]
     mean, loss, ce, frob = map(float, summary.groups())
     assert frob >= 0 and loss == pytest.approx(ce + frob, abs=1e-3) and mean > 0  # the step's loss: its two terms
+
+
+def test_the_audit_tables_stay_whole_in_an_80_column_pipe(small_folder):
+    import io
+
+    from rich.console import Console
+
+    from generation.quality.audit import audit_dataset
+    from generation.quality.report import print_report
+
+    report = audit_dataset(small_folder, "rr")
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    table_lines = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert table_lines and max(len(line) for line in table_lines) <= 80
+    names = [line.split("│")[1].strip() for line in table_lines if line.startswith("│")]
+    for source in report.sources():  # a source row and its subsets' rows, each name whole on its line
+        assert source in names
+        for key in report.subsets(source):
+            assert key.split("/", 1)[1] in names, (key, names)
+    headers = " ".join(line for line in lines if line.startswith("┃"))
+    for header in ("verified", "grounded (tool)", "general", "math dialogues repaired", "tokens", "images"):
+        assert header in headers, header

@@ -67,6 +67,19 @@ def row_cells(name: str, g: GroupStats) -> list[str]:
             f"{g.per_dialogue('images'):.1f}"]
 
 
+# The terminal's headers of the third table: the long names folded into columns of letters at 80 columns.
+_TERMINAL_HEADERS = {"general reflections (check / staged)": "general",
+                     "math reflections (check / staged)": "math",
+                     "math dialogues with a math reflection": "math dialogues repaired"}
+
+
+def _short_name(name: str) -> str:
+    """`  source/subset` -> `  subset` (the row sits under its source's); other names as they are."""
+    if name.startswith("  ") and "/" in name:
+        return "  " + name.strip().split("/", 1)[1]
+    return name
+
+
 def print_report(report: AuditReport, console: Any, viewer_hint: bool = True, revision: Optional[str] = None) -> None:
     """`mmat audit`'s terminal output: the table per source and subset, operators, duplicates, examples.
     `revision`: the Hub revision audited, kept in the `mmat view` hint."""
@@ -75,13 +88,18 @@ def print_report(report: AuditReport, console: Any, viewer_hint: bool = True, re
 
     # two tables of the same rows (the rates, then reflections and lengths): one table of all the columns
     # folds every cell into a column of letters on an 80-column terminal
-    rows = [(name, [escape(c) for c in row_cells(name, group)]) for name, group in table_rows(report, subsets=True)]
+    # A subset row names only its subset, under its source's row ("  docvqa", not "  visual_cot/docvqa"),
+    # and the name column never wraps: in an 80-column pipe the full names broke across lines.
+    rows = [(name, [escape(c) for c in row_cells(_short_name(name), group)])
+            for name, group in table_rows(report, subsets=True)]
     for title, columns in ((f"quality of {escape(report.dataset)} ({report.config})", [0, 1, 2, 3, 6]),
                            ("evidence of other kinds", [0, 4, 5]),
-                           ("reflections and lengths (per dialogue)", [0, *range(_RATE_COLUMNS, len(COLUMNS))])):
+                           ("reflections (check / staged)", [0, _RATE_COLUMNS, _RATE_COLUMNS + 1, _RATE_COLUMNS + 2]),
+                           ("lengths (per dialogue)", [0, *range(_RATE_COLUMNS + 3, len(COLUMNS))])):
         table = Table(title=title, title_justify="left")
         for i in columns:
-            table.add_column(COLUMNS[i], justify="left" if i == 0 else "right", overflow="fold")
+            table.add_column(_TERMINAL_HEADERS.get(COLUMNS[i], COLUMNS[i]), justify="left" if i == 0 else "right",
+                             overflow="fold", no_wrap=i == 0)
         for name, cells in rows:
             table.add_row(*[cells[i] for i in columns], style="bold" if name == "total" else None)
         console.print(table)
