@@ -144,6 +144,23 @@ def _old(task: str, variables: dict) -> str:
 SYSTEM = teacher_system()  # the one system text (the old per-task system texts' shared parts are in it)
 FINAL = ("From the question, the image(s) and the reasoning above, write only the short answer, in the answer format "
          "the question asks for if it names one (a single word or phrase, an option letter, a number). Do not explain.")
+# The new texts several old lines map to.
+STEP = "Write the agent's next step: what it observes or concludes, and why, in one to four sentences."
+LEAK = ("Before the reasoning above becomes training data, check one thing: does it cheat? It cheats when it "
+        "uses the standard answer instead of deriving it. A step leaks the answer when it states the answer "
+        "(for a choice question, the chosen option's text or letter) before the tool results, the retrieved "
+        "passages or a calculation written out in the steps support it, or when it mentions a \"reference\", "
+        "\"standard\", \"given\", \"expected\" or \"correct\" answer. Quoting the question or its options is not "
+        "stating the answer. A fact that gives the answer away, stated without support from the image "
+        "description, the tool results or the retrieved passages in the steps, cheats too. Do not judge "
+        "style, length or tool choice.")
+MATH = ("Before the reasoning above becomes training data, check one thing: does it skip calculation steps? "
+        "Every intermediate quantity must be computed explicitly, with the numbers and the operation written "
+        "out (for example \"12 x 3 = 36\"), starting from values given in the question, the image or the tool "
+        "results.")
+MATH_REPLY = ("If steps are missing, reply {\"reason\": \"<which calculations are missing>\", \"thought\": \"<a complete "
+              "replacement for the last step that writes out every missing calculation and reaches the result>\"}; "
+              "do not mention the standard answer in the thought. Else reply {\"reason\": null, \"thought\": null}.")
 # Lines of the old prompts the new layout words differently (shorter), and the new line(s) that say the same now:
 # the shared system text, or the task's own text.
 REWORDED: dict[str, tuple[str, ...]] = {
@@ -152,14 +169,14 @@ REWORDED: dict[str, tuple[str, ...]] = {
     "image(s) by reasoning step by step and calling tools when they help. You write the agent's next "
     "reasoning step.":
         (SYSTEM,
-         "Write the agent's next step: what it observes or concludes, and why, in one to four sentences.",),
+         STEP,),
     "- rag: a text search over background knowledge; returns short passages for a query.":
         ("- rag: short passages of background knowledge for a text query.",),
     "How to write a step:":
-        ("Write the agent's next step: what it observes or concludes, and why, in one to four sentences.",),
+        (STEP,),
     "- A step moves the reasoning forward: what you observe or conclude, and why, in one to four "
     "sentences.":
-        ("Write the agent's next step: what it observes or concludes, and why, in one to four sentences.",),
+        (STEP,),
     "- Call a tool only when its result is needed and not known yet; use only the tools listed above. "
     "For label_bbox, put the names of the objects to find in \"labels\".":
         ("- Call a tool only when its result is needed and not known yet, and only a tool listed for the "
@@ -189,37 +206,16 @@ REWORDED: dict[str, tuple[str, ...]] = {
     "You review the reasoning of a multimodal agent before it becomes training data. Check one thing: "
     "does the reasoning cheat?":
         (SYSTEM,
-         "Before the reasoning above becomes training data, check one thing: does it cheat? It cheats when it "
-         "uses the standard answer instead of deriving it. A step leaks the answer when it states the answer "
-         "(for a choice question, the chosen option's text or letter) before the tool results, the retrieved "
-         "passages or a calculation written out in the steps support it, or when it mentions a \"reference\", "
-         "\"standard\", \"given\", \"expected\" or \"correct\" answer. Quoting the question or its options is not "
-         "stating the answer. A fact that gives the answer away, stated without support from the image "
-         "description, the tool results or the retrieved passages in the steps, cheats too. Do not judge "
-         "style, length or tool choice.",),
+         LEAK,),
     "It cheats when it uses the standard answer instead of deriving it. A step leaks the answer when it "
     "states the answer (for a choice question, the chosen option's text or letter) before the tool "
     "results, the retrieved passages or a calculation written out in the steps support it, or when it "
     "mentions a \"reference\", \"standard\", \"given\", \"expected\" or \"correct\" answer. Quoting the question "
     "or its options is not stating the answer. A fact that gives the answer away, stated without support "
     "from the image description, the tool results or the retrieved passages in the steps, cheats too.":
-        ("Before the reasoning above becomes training data, check one thing: does it cheat? It cheats when it "
-         "uses the standard answer instead of deriving it. A step leaks the answer when it states the answer "
-         "(for a choice question, the chosen option's text or letter) before the tool results, the retrieved "
-         "passages or a calculation written out in the steps support it, or when it mentions a \"reference\", "
-         "\"standard\", \"given\", \"expected\" or \"correct\" answer. Quoting the question or its options is not "
-         "stating the answer. A fact that gives the answer away, stated without support from the image "
-         "description, the tool results or the retrieved passages in the steps, cheats too. Do not judge "
-         "style, length or tool choice.",),
+        (LEAK,),
     "Do not judge style, length or tool choice.":
-        ("Before the reasoning above becomes training data, check one thing: does it cheat? It cheats when it "
-         "uses the standard answer instead of deriving it. A step leaks the answer when it states the answer "
-         "(for a choice question, the chosen option's text or letter) before the tool results, the retrieved "
-         "passages or a calculation written out in the steps support it, or when it mentions a \"reference\", "
-         "\"standard\", \"given\", \"expected\" or \"correct\" answer. Quoting the question or its options is not "
-         "stating the answer. A fact that gives the answer away, stated without support from the image "
-         "description, the tool results or the retrieved passages in the steps, cheats too. Do not judge "
-         "style, length or tool choice.",),
+        (LEAK,),
     "If it cheats, reply {\"reason\": \"<one or two sentences: which step and what is wrong>\"}. If it does "
     "not, reply {\"reason\": null}.":
         ("If it cheats, reply {\"reason\": \"<one or two sentences: which step and what is wrong>\", \"thought\": "
@@ -227,27 +223,17 @@ REWORDED: dict[str, tuple[str, ...]] = {
     "You review the reasoning of a multimodal agent for a math question before it becomes training data. "
     "Check one thing: does it skip calculation steps?":
         (SYSTEM,
-         "Before the reasoning above becomes training data, check one thing: does it skip calculation steps? "
-         "Every intermediate quantity must be computed explicitly, with the numbers and the operation written "
-         "out (for example \"12 x 3 = 36\"), starting from values given in the question, the image or the tool "
-         "results.",),
+         MATH,),
     "Every intermediate quantity must be computed explicitly, with the numbers and the operation written "
     "out (for example \"12 x 3 = 36\"), starting from values given in the question, the image or the tool "
     "results.":
-        ("Before the reasoning above becomes training data, check one thing: does it skip calculation steps? "
-         "Every intermediate quantity must be computed explicitly, with the numbers and the operation written "
-         "out (for example \"12 x 3 = 36\"), starting from values given in the question, the image or the tool "
-         "results.",),
+        (MATH,),
     "If steps are missing, reply {\"reason\": \"<which calculations are missing>\", \"thought\": \"<a complete "
     "replacement for the last step that writes out every missing calculation and reaches the result>\"}. "
     "Do not mention the standard answer in the thought.":
-        ("If steps are missing, reply {\"reason\": \"<which calculations are missing>\", \"thought\": \"<a complete "
-         "replacement for the last step that writes out every missing calculation and reaches the result>\"}; "
-         "do not mention the standard answer in the thought. Else reply {\"reason\": null, \"thought\": null}.",),
+        (MATH_REPLY,),
     "If nothing is missing, reply {\"reason\": null, \"thought\": null}.":
-        ("If steps are missing, reply {\"reason\": \"<which calculations are missing>\", \"thought\": \"<a complete "
-         "replacement for the last step that writes out every missing calculation and reaches the result>\"}; "
-         "do not mention the standard answer in the thought. Else reply {\"reason\": null, \"thought\": null}.",),
+        (MATH_REPLY,),
     "You give the final answer of a multimodal agent. From the question, the image(s) and the reasoning "
     "below, write only the short answer.":
         (SYSTEM,
