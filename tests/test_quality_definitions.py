@@ -82,30 +82,29 @@ NINA = "Nina has $12.00. Does she have enough to buy a kite and a yo-yo?\nA. yes
 MARBLES = "Is the total number of marbles even or odd?\nA. even\nB. odd"
 
 
-def test_a_comparison_of_known_numbers_written_out_grounds_a_yes_no_choice():
-    prices = ocr("I will read the table.", "Toy Price\nkite $6.75\nyo-yo $2.20\npuzzle $8.40")
-    compared, _ = judge_question(NINA, [prices, end("$6.75 + $2.20 = $8.95. $8.95 is less than $12.00. This matches "
-                                                    "option A (yes), so the answer is A.")], "A")
-    assert compared.grounded and not compared.leaked
+PRICES = ("I will read the table.", "Toy Price\nkite $6.75\nyo-yo $2.20\npuzzle $8.40")
+COUNTS = ("I will read the table.", "Marbles in a jar\nColor Number\nred 13\nblue 8\ngreen 6")
+
+
+@pytest.mark.parametrize("question, table, last, answer, grounded, leaked", [
+    pytest.param(NINA, PRICES, "$6.75 + $2.20 = $8.95. $8.95 is less than $12.00. This matches option A (yes), so the "
+                 "answer is A.", "A", True, False, id="comparison-written-out"),
     # a false comparison decides nothing, and naming the option then leaks
-    false, _ = judge_question(NINA, [prices, end("$6.75 + $2.20 = $8.95. $8.95 is more than $12.00. This matches "
-                                                 "option A (yes), so the answer is A.")], "A")
-    assert not false.grounded and false.leaked
+    pytest.param(NINA, PRICES, "$6.75 + $2.20 = $8.95. $8.95 is more than $12.00. This matches option A (yes), so the "
+                 "answer is A.", "A", False, True, id="false-comparison"),
     # numbers the evidence never showed decide nothing either
-    unknown, _ = judge_question(NINA, [prices, end("$7.10 is less than $12.00. So the answer is A.")], "A")
-    assert not unknown.grounded and unknown.leaked
-
-
-def test_a_parity_stated_rightly_of_a_derived_number_grounds_odd_or_even():
-    counts = ocr("I will read the table.", "Marbles in a jar\nColor Number\nred 13\nblue 8\ngreen 6")
-    odd, _ = judge_question(MARBLES, [counts, end("13 + 8 + 6 = 27. 27 ends in 7, so it is odd. This matches option "
-                                                  "B (odd), so the answer is B.")], "B")
-    assert odd.grounded and not odd.leaked
-    wrong, _ = judge_question(MARBLES, [counts, end("13 + 8 + 6 = 27. 27 is even. This matches option A (even), so "
-                                                    "the answer is A.")], "A")
-    assert not wrong.grounded and wrong.leaked
-    bare, _ = judge_question(MARBLES, [counts, end("This matches option B (odd), so the answer is B.")], "B")
-    assert not bare.grounded and bare.leaked
+    pytest.param(NINA, PRICES, "$7.10 is less than $12.00. So the answer is A.", "A", False, True, id="unknown-numbers"),
+    pytest.param(MARBLES, COUNTS, "13 + 8 + 6 = 27. 27 ends in 7, so it is odd. This matches option B (odd), so the "
+                 "answer is B.", "B", True, False, id="parity-stated-rightly"),
+    pytest.param(MARBLES, COUNTS, "13 + 8 + 6 = 27. 27 is even. This matches option A (even), so the answer is A.",
+                 "A", False, True, id="parity-stated-wrongly"),
+    pytest.param(MARBLES, COUNTS, "This matches option B (odd), so the answer is B.", "B", False, True,
+                 id="parity-not-stated"),
+])
+def test_a_yes_no_or_parity_choice_is_grounded_by_a_true_statement_of_known_numbers(question, table, last, answer,
+                                                                                     grounded, leaked):
+    verdict, _ = judge_question(question, [ocr(*table), end(last)], answer)
+    assert (verdict.grounded, verdict.leaked) == (grounded, leaked)
 
 
 def test_later_questions_of_a_dialogue_use_the_earlier_questions_evidence():
