@@ -211,13 +211,22 @@ def _write(root, fmt, source, rows, name=None):
     pq.write_table(datasets.Dataset.from_list(rows, features=FEATURES).data.table, out / (name or shard_name("train", 0, 1)))
 
 
+def _audit_two_shards(tmp_path, made, first: int):
+    """The RR rows of the dialogues `made`, written as two infoseek shards (`first` rows in the first), audited."""
+    from generation.quality.audit import audit_dataset
+
+    rows = [build_rows(s, t, i)["rr"] for s, t, i in made]
+    root = tmp_path / "mmat-1m"
+    _write(root, "rr", "infoseek", rows[:first], shard_name("train", 0, 2))
+    _write(root, "rr", "infoseek", rows[first:], shard_name("train", 1, 2))
+    return audit_dataset(root, "rr")
+
+
 def test_duplicates_past_the_first_batch_and_shard_are_named_by_their_own_ids(tmp_path):
     """The audit keeps where rows are, not their ids: a copy read in a later batch of a later shard is
     named by its own id and its original's (hand-made: 300 distinct dialogues in two shards of 40 and
     262 rows, with the copy of dialogue 10 at row 258 of the second, past its first batch of 256, and
     a near-duplicate of dialogue 20, another image and one word changed, at its row 260)."""
-    from generation.quality.audit import audit_dataset
-
     menu_step = Step(thought=SOUP, signal="end")
 
     def one(k, row_id=None, changed=None, image=None):
@@ -230,11 +239,7 @@ def test_duplicates_past_the_first_batch_and_shard_are_named_by_their_own_ids(tm
     made = [one(k) for k in range(300)]
     made.insert(298, one(10, "infoseek/infoseek/copy10"))
     made.insert(300, one(20, "infoseek/infoseek/near20", changed=40, image=999))
-    rows = [build_rows(s, t, i)["rr"] for s, t, i in made]
-    root = tmp_path / "mmat-1m"
-    _write(root, "rr", "infoseek", rows[:40], shard_name("train", 0, 2))
-    _write(root, "rr", "infoseek", rows[40:], shard_name("train", 1, 2))
-    report = audit_dataset(root, "rr")
+    report = _audit_two_shards(tmp_path, made, 40)
     assert report.total.dialogues == 302
     assert report.exact_duplicates == 1
     assert report.examples["exact_duplicate"] == [{"id": "infoseek/infoseek/copy10",
@@ -278,16 +283,10 @@ def test_one_text_repeated_hundreds_of_times_is_a_duplicate_only_with_the_same_i
     """Templated replies repeat a text many times: 330 rows of one text over two shards (several batches
     of image reads in each), cycling over 3 images, are 3 originals and 327 exact duplicates; each copy is named
     with the first row that has its image."""
-    from generation.quality.audit import audit_dataset
-
     made = [dialogue(f"infoseek/infoseek/t{k:03d}", MENU_Q, "tomato basil",
                      [look("ocr", MENU), Step(thought=SOUP, signal="end")], "tomato basil", image=k % 3)
             for k in range(330)]
-    rows = [build_rows(s, t, i)["rr"] for s, t, i in made]
-    root = tmp_path / "mmat-1m"
-    _write(root, "rr", "infoseek", rows[:70], shard_name("train", 0, 2))
-    _write(root, "rr", "infoseek", rows[70:], shard_name("train", 1, 2))
-    report = audit_dataset(root, "rr")
+    report = _audit_two_shards(tmp_path, made, 70)
     assert report.total.dialogues == 330
     assert report.exact_duplicates == 327
     assert report.examples["exact_duplicate"][:3] == [
