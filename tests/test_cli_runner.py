@@ -7,18 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.runner_support import (
-    FORMATS,
-    default_work_dir,
-    inspect_folder,
-    load_ids,
-    mmat,
-    mmat_cmd,
-    mmat_env,
-    source,
-    source_ids,
-    write_config,
-)
+from tests.runner_support import (FORMATS, default_work_dir, inspect_folder, load_ids, mmat, mmat_cmd, mmat_env,
+                                  source, source_ids, write_config)
 
 
 @pytest.fixture()

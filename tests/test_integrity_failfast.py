@@ -16,19 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.openai_server import OpenAICompatServer, error, ok
-from tests.runner_support import (
-    error_output,
-    FORMATS,
-    SAMPLES,
-    default_work_dir,
-    inspect_folder,
-    mmat,
-    mmat_env,
-    read_quarantine,
-    source,
-    source_ids,
-    write_config,
-)
+from tests.runner_support import (error_output, FORMATS, SAMPLES, default_work_dir, inspect_folder, mmat, mmat_env,
+                                  read_quarantine, source, source_ids, write_config)
 
 KEY = "sk-test-wrong-or-right-0000000"
 

@@ -16,18 +16,8 @@ import pytest
 
 from generation.checkpoint import Checkpoint, CheckpointLocked
 from publishing.changelog import read_card_metadata
-from tests.runner_support import (
-    error_output,
-    FORMATS,
-    default_work_dir,
-    inspect_folder,
-    mmat,
-    mmat_cmd,
-    mmat_env,
-    source,
-    source_ids,
-    write_config,
-)
+from tests.runner_support import (error_output, FORMATS, default_work_dir, inspect_folder, mmat, mmat_cmd,
+                                  mmat_env, source, source_ids, write_config)
 
 
 def _loaded_ids(out: Path, cache: Path) -> list[str]:

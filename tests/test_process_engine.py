@@ -18,20 +18,8 @@ import pyarrow.parquet as pq
 
 from tests.llamacpp_support import process_gone
 from tests.openai_server import OpenAICompatServer, error
-from tests.runner_support import (
-    error_output,
-    FORMATS,
-    default_work_dir,
-    inspect_folder,
-    mmat,
-    mmat_cmd,
-    mmat_env,
-    read_quarantine,
-    rows_file_ids,
-    source,
-    source_ids,
-    write_config,
-)
+from tests.runner_support import (error_output, FORMATS, default_work_dir, inspect_folder, mmat, mmat_cmd,
+                                  mmat_env, read_quarantine, rows_file_ids, source, source_ids, write_config)
 
 KEY = "sk-test-process-engine-000000"
 

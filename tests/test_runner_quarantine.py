@@ -10,19 +10,8 @@ import shutil
 
 import pytest
 
-from tests.runner_support import (
-    FORMATS,
-    copy_source,
-    default_work_dir,
-    inspect_folder,
-    load_ids,
-    mmat,
-    mmat_env,
-    read_quarantine,
-    source,
-    source_ids,
-    write_config,
-)
+from tests.runner_support import (FORMATS, copy_source, default_work_dir, inspect_folder, load_ids, mmat, mmat_env,
+                                  read_quarantine, source, source_ids, write_config)
 
 T = "tabmwp/free_text/"  # 137, 174 and 248 are free-text problems
 I = "infoseek/infoseek/"
