@@ -5,14 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import (
-    DEFAULT_MODEL,
-    TrainConfig,
-    TrainConfigError,
-    load_train_config,
-    make_train_config,
-    resolve_config_flag,
-)
+from trainer.config import (DEFAULT_MODEL, TrainConfig, TrainConfigError, load_train_config, make_train_config,
+                            resolve_config_flag)
 
 REPO = Path(__file__).resolve().parents[1]
 
