@@ -92,3 +92,28 @@ def start_view(args: list[str], env: Optional[dict] = None, stop_after: int = 12
         proc.kill()
         raise AssertionError(f"mmat view did not start: {line}{proc.stderr.read()[-3000:]}")
     return proc, line.split("mmat view: ", 1)[1].split()[0]
+
+
+# -- the fixtures the viewer's test modules share (each module keeps its own scope and data) ----------
+def served_view(args: list[str]):
+    """A generator fixture body: `mmat view ARGS` running, its URL yielded, the server stopped after."""
+    proc, url = start_view(args)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def headless_browser(tmp_path_factory):
+    """A generator fixture body: a headless Chromium (skips, or fails under MMAT_REQUIRE_BROWSER, when
+    there is none), quit after."""
+    require_browser()
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
+    yield driver
+    driver.quit()
+
+
+def screenshot_folder(tmp_path_factory) -> Path:
+    """$MMAT_SCREENSHOT_DIR, else a fresh tmp folder: where the browser tests leave their screenshots."""
+    folder = Path(os.environ.get("MMAT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

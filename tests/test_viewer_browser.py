@@ -19,7 +19,7 @@ import pytest
 
 from mmat_1m import SOURCES, SPLITS
 from generation.dialogue_format import START_SUFFIX
-from tests.browser import chromium, require_browser, start_view, wait_js
+from tests.browser import headless_browser, screenshot_folder, served_view, start_view, wait_js
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -28,10 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    require_browser()
-    driver = chromium(tmp_path_factory.mktemp("chromium"))
-    yield driver
-    driver.quit()
+    yield from headless_browser(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +38,12 @@ def demo_folder(demo) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_url(demo_folder):
-    proc, url = start_view([demo_folder])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from served_view([demo_folder])
 
 
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MMAT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshot_folder(tmp_path_factory)
 
 
 def parquet_rows(folder: Path, fmt: str, columns=None) -> list[dict]:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser import start_view
+from tests.browser import served_view, start_view
 from tests.dataset_factory import make_dataset_folder
 
 
@@ -33,10 +33,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(folder):
-    proc, url = start_view([folder])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from served_view([folder])
 
 
 @pytest.mark.parametrize("path", ["/", "/api/info", "/api/rows?format=rr", "/api/dialogue?format=rr&id=tabmwp/tabmwp/train-000000",

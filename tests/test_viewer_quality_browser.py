@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.browser import chromium, require_browser, start_view, wait_js
+from tests.browser import chromium, headless_browser, require_browser, screenshot_folder, served_view, wait_js
 from tests.dataset_factory import make_dataset_folder
 from tests.test_card_sections import restyle
 
@@ -35,25 +35,17 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def url(folder):
-    proc, url = start_view([folder])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from served_view([folder])
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    require_browser()
-    driver = chromium(tmp_path_factory.mktemp("chromium"))
-    yield driver
-    driver.quit()
+    yield from headless_browser(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("MMAT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshot_folder(tmp_path_factory)
 
 
 def rows(folder: Path) -> list[dict]:
