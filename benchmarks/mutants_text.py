@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mutant_run import try_mutant  # benchmarks/ is sys.path[0] when this runs
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
@@ -163,17 +165,12 @@ def main() -> None:
                 continue
             killed = applied = 0
             for path, old, new, what in mutants:
-                file = tree / path
-                original = file.read_text()
-                if original.count(old) != 1:
-                    print(f"  {module}: does not apply ({original.count(old)} matches): {what}", flush=True)
-                    continue
-                file.write_text(original.replace(old, new))
                 start = time.perf_counter()
-                try:
-                    dead = run_tests(tree, tests) != 0
-                finally:
-                    file.write_text(original)
+                dead = try_mutant(tree / path, old, new, lambda: run_tests(tree, tests) != 0)
+                if dead is None:
+                    print(f"  {module}: does not apply ({(tree / path).read_text().count(old)} matches): {what}",
+                          flush=True)
+                    continue
                 applied += 1
                 killed += dead
                 print(f"  {module}: {'killed  ' if dead else 'SURVIVED'} {what} ({time.perf_counter() - start:.1f} s)",

@@ -10,6 +10,8 @@ the checkpoint's line checks (the same fault, where the text moved)."""
 import json, subprocess, sys, time
 from pathlib import Path
 
+from mutant_run import try_mutant  # benchmarks/ is sys.path[0] when this runs
+
 root, which = Path(sys.argv[1]), sys.argv[2]
 only = sys.argv[3] if len(sys.argv) > 3 else None
 PY = str(root / ".venv/bin/python")
@@ -95,6 +97,17 @@ add("push", "no wait for a running generate", "publishing/push.py",
 
 TESTS = {"checkpoint": CK_AFTER if which == "after" else CK_BEFORE, "operator cache": OC,
          "push": PU_AFTER if which == "after" else PU_BEFORE}
+
+
+def tests_fail(tests) -> bool:
+    try:
+        proc = subprocess.run([PY, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=root, capture_output=True, text=True, timeout=900)
+        return proc.returncode != 0
+    except subprocess.TimeoutExpired:
+        return True
+
+
 results = {}
 for module, mutants in M.items():
     if only and module != only:
@@ -102,21 +115,11 @@ for module, mutants in M.items():
     for name, path, old, new, when in mutants:
         if which not in when:
             continue
-        file = root / path
-        text = file.read_text()
-        if text.count(old) != 1:
-            print(f"SKIP {module}: {name}: pattern found {text.count(old)} times", flush=True)
+        t = time.time()
+        killed = try_mutant(root / path, old, new, lambda: tests_fail(TESTS[module]))
+        if killed is None:
+            print(f"SKIP {module}: {name}: pattern found {(root / path).read_text().count(old)} times", flush=True)
             continue
-        file.write_text(text.replace(old, new))
-        try:
-            t = time.time()
-            proc = subprocess.run([PY, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *TESTS[module]],
-                                  cwd=root, capture_output=True, text=True, timeout=900)
-            killed = proc.returncode != 0
-        except subprocess.TimeoutExpired:
-            killed = True
-        finally:
-            file.write_text(text)
         results.setdefault(module, []).append((name, killed))
         print(f"{module}: {name}: {'killed' if killed else 'SURVIVED'} ({time.time() - t:.0f} s)", flush=True)
 for module, rows in results.items():
