@@ -386,19 +386,17 @@ class ShardStore:
 
     def evidence_kinds(self, fmt: str) -> list[str]:
         """The evidence kinds the rows record (`meta.evidence`), for the filter."""
-        values: set[str] = set()
-        for shard in self.shards_of(fmt, check=False):
-            try:
-                values.update(v for v in pc.unique(self.index(shard)["evidence"]).to_pylist() if v)
-            except BadShard:
-                continue
-        return sorted(values)
+        return self._distinct(fmt, "evidence")
 
     def subsets(self, fmt: str) -> list[str]:
+        return self._distinct(fmt, "subset")
+
+    def _distinct(self, fmt: str, column: str) -> list[str]:
+        """The sorted non-empty values of an index column over a format's readable shards (a bad shard skipped)."""
         values: set[str] = set()
         for shard in self.shards_of(fmt, check=False):
             try:
-                values.update(v for v in pc.unique(self.index(shard)["subset"]).to_pylist() if v)
+                values.update(v for v in pc.unique(self.index(shard)[column]).to_pylist() if v)
             except BadShard:
                 continue
         return sorted(values)
