@@ -11,6 +11,13 @@ def _evidence(*results: str, question: str = "What does the schedule show?") -> 
     return evidence
 
 
+def _grounds(result: str, thought: str, answer: str) -> bool:
+    """Does a tool result, then a thought that writes something out, ground `answer`?"""
+    evidence = _evidence(result)
+    evidence.add_thought(thought)
+    return evidence.supports(answer_target(answer))
+
+
 # ------------------------------------------------------------------------------ time normalisation
 def test_a_time_the_ocr_reads_without_a_space_grounds_the_spaced_answer():
     assert _evidence("Bus 12 departs 2:10P.M. from Elm St").supports(answer_target("2:10 P.M."))
@@ -39,15 +46,11 @@ def test_a_number_is_not_grounded_by_a_digit_run_inside_a_longer_number():
 
 
 def test_an_elapsed_time_written_out_from_two_shown_times_is_grounded():
-    evidence = _evidence("Starts 7:00 A.M., ends 7:15 A.M.")
-    evidence.add_thought("From 7:00 A.M. to 7:15 A.M. is 15 minutes.")
-    assert evidence.supports(answer_target("15 minutes"))
+    assert _grounds("Starts 7:00 A.M., ends 7:15 A.M.", "From 7:00 A.M. to 7:15 A.M. is 15 minutes.", "15 minutes")
 
 
 def test_an_elapsed_time_stated_wrongly_is_not_grounded():
-    evidence = _evidence("Starts 7:00 A.M., ends 7:15 A.M.")
-    evidence.add_thought("From 7:00 A.M. to 7:15 A.M. is 20 minutes.")
-    assert not evidence.supports(answer_target("20 minutes"))
+    assert not _grounds("Starts 7:00 A.M., ends 7:15 A.M.", "From 7:00 A.M. to 7:15 A.M. is 20 minutes.", "20 minutes")
 
 
 def test_a_time_in_a_dialogue_grounds_the_answer_end_to_end():
@@ -67,15 +70,11 @@ def test_a_small_fraction_is_not_grounded_by_its_parts_being_small_constants():
 
 
 def test_a_fraction_whose_parts_the_evidence_shows_is_grounded():
-    evidence = _evidence("red 4, blue 7, green 9")
-    evidence.add_thought("4 + 7 = 11 marbles are red or blue.")
-    assert evidence.supports(answer_target("4/11"))
+    assert _grounds("red 4, blue 7, green 9", "4 + 7 = 11 marbles are red or blue.", "4/11")
 
 
 def test_a_fraction_whose_value_is_derived_is_grounded():
-    evidence = _evidence("red 4, blue 7")
-    evidence.add_thought("4 / 8 = 0.5")
-    assert evidence.supports(answer_target("1/2"))
+    assert _grounds("red 4, blue 7", "4 / 8 = 0.5", "1/2")
 
 
 # ------------------------------------------------------------------------ arithmetic after a label
@@ -84,6 +83,4 @@ def test_a_chain_after_a_closing_parenthesis_is_read():
     from generation.quality.definitions import equations
 
     assert equations("P(A and B) = 3/12 = 1/4.") == [([3.0, 12.0], [0.25, 0.25])]
-    evidence = _evidence("red 3, blue 9")
-    evidence.add_thought("3 + 9 = 12 marbles. P(red) = 3/12 = 1/4.")
-    assert evidence.supports(answer_target("1/4"))
+    assert _grounds("red 3, blue 9", "3 + 9 = 12 marbles. P(red) = 3/12 = 1/4.", "1/4")
