@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -68,21 +68,30 @@ def _print_summary(summary, cfg) -> None:
     console.print(f"work folder (checkpoints, quarantine, log): {summary.work_dir}", highlight=False, markup=False)
 
 
+# The teacher overrides and the quiet flag `generate` and `retry` share: one definition each.
+TeacherOpt = Annotated[Optional[str], typer.Option(help="override teacher.kind: offline | openai | llamacpp")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    help="override teacher.model (with --teacher llamacpp: the GGUF file)")]
+MmprojOpt = Annotated[Optional[str], typer.Option(
+    "--mmproj", help="with --teacher llamacpp: the vision projector GGUF")]
+RunQuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, warnings only")]
+
+
 @app.command()
 def generate(
     config: Path = typer.Option(..., "--config", "-c", help="pipeline YAML (see configs/)"),
     out: Path = typer.Option(Path("mmat-1m"), "--out", "-o", help="dataset folder to write"),
-    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai | llamacpp"),
-    model: Optional[str] = typer.Option(None, help="override teacher.model (with --teacher llamacpp: the GGUF file)"),
+    teacher: TeacherOpt = None,
+    model: ModelOpt = None,
     base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url (any OpenAI-compatible server)"),
-    mmproj: Optional[str] = typer.Option(None, "--mmproj", help="with --teacher llamacpp: the vision projector GGUF"),
+    mmproj: MmprojOpt = None,
     num_shards: int = typer.Option(1, "--num-shards", min=1, help="split the work over N independent workers"),
     shard_index: int = typer.Option(0, "--shard-index", min=0, help="which of the N workers this is"),
     max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", min=0.0, max=1.0,
                                                         help="exit 3 when quarantined/attempted is above this"),
     limit: Optional[int] = typer.Option(None, help="process at most this many new samples"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
+    quiet: RunQuietOpt = False,
     engine: str = typer.Option("local", help="local | ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto | ray://host:10001"),
 ) -> None:
@@ -137,13 +146,13 @@ def _finish(summary, quiet: bool, cfg) -> None:
 def retry(
     config: Path = typer.Option(..., "--config", "-c", help="the pipeline YAML of the earlier run"),
     out: Path = typer.Option(Path("mmat-1m"), "--out", "-o", help="the dataset folder of the earlier run"),
-    teacher: Optional[str] = typer.Option(None, help="override teacher.kind: offline | openai | llamacpp"),
-    model: Optional[str] = typer.Option(None, help="override teacher.model (with --teacher llamacpp: the GGUF file)"),
+    teacher: TeacherOpt = None,
+    model: ModelOpt = None,
     base_url: Optional[str] = typer.Option(None, "--base-url", help="override teacher.base_url"),
-    mmproj: Optional[str] = typer.Option(None, "--mmproj", help="with --teacher llamacpp: the vision projector GGUF"),
+    mmproj: MmprojOpt = None,
     max_quarantine_rate: Optional[float] = typer.Option(None, "--max-quarantine-rate", min=0.0, max=1.0,
                                                         help="exit 3 when the quarantine rate stays above this"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
+    quiet: RunQuietOpt = False,
 ) -> None:
     """Re-run only the quarantined samples of an earlier run (e.g. after fixing their inputs).
 
