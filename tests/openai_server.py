@@ -39,16 +39,22 @@ _TASK_LINE = re.compile(r"Task: ([a-z_]+)")
 _FAST_TASK_LINE = re.compile(rb"Task: ([a-z_]+)")
 
 
-def _task_of_shared(payload: dict[str, Any]) -> str:
-    found = "unknown"
+def _message_texts(payload: dict[str, Any]):
+    """(message, text) for each text of each message: a string content, or each text block of a list."""
     for message in payload.get("messages", []):
         content = message.get("content")
         texts = [content] if isinstance(content, str) else [
             block.get("text", "") for block in content or [] if isinstance(block, dict)]
         for text in texts:
-            matches = _TASK_LINE.findall(text or "")
-            if matches and message.get("role") == "user":
-                found = matches[-1]
+            yield message, text or ""
+
+
+def _task_of_shared(payload: dict[str, Any]) -> str:
+    found = "unknown"
+    for message, text in _message_texts(payload):
+        matches = _TASK_LINE.findall(text)
+        if matches and message.get("role") == "user":
+            found = matches[-1]
     return found
 
 
@@ -94,16 +100,12 @@ def classify(payload: dict[str, Any]) -> str:
     task = _task_of_shared(payload)  # the teacher's conversation without a server-side schema
     if task != "unknown":
         return task
-    for message in payload.get("messages", []):
-        content = message.get("content")
-        texts = [content] if isinstance(content, str) else [
-            block.get("text", "") for block in content or [] if isinstance(block, dict)]
-        for text in texts:
-            match = _TITLE.search(text or "")
-            if match:
-                return _task_of_shared(payload) if match.group(1) == _SHARED_SCHEMA else match.group(1)
-            if "scene graph" in (text or "").lower():
-                return "caption"  # operators' image_caption/vlm prompt (generation/prompts/caption_scene_graph.txt)
+    for _, text in _message_texts(payload):
+        match = _TITLE.search(text)
+        if match:
+            return _task_of_shared(payload) if match.group(1) == _SHARED_SCHEMA else match.group(1)
+        if "scene graph" in text.lower():
+            return "caption"  # operators' image_caption/vlm prompt (generation/prompts/caption_scene_graph.txt)
     return "unknown"
 
 
