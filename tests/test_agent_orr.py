@@ -45,7 +45,7 @@ def test_orr_prompt_is_the_orr_rows_user_turn(demo):
                 assert [p["type"] for p in sent[0]["content"]] == ["image_url"] * (len(expected) - 1) + ["text"]
                 assert result.status == "answered" and result.turns == 1
                 compared += 1
-    assert compared >= 15
+    assert compared >= 12  # the single-question, non-Visual-CoT validation rows the demo keeps (14 under require_grounding: auto)
     assert tools.operators.executions == 0  # every result came from generation's cache
 
 
