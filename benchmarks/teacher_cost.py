@@ -106,6 +106,10 @@ def demo_config(code: Path, into: Path, batch: bool = False, structured_output: 
                             "{poll_s: 0.05, flush_wait_s: 0.5}\n  kind: openai", 1)
     if structured_output != "auto":  # e.g. json_object: no schema in the request (the system text gives the replies)
         text = text.replace("teacher:\n", f"teacher:\n  structured_output: {structured_output}\n", 1)
+    if "shared_schema" in (code / "generation/config.py").read_text():
+        # the scripted endpoint stands for OpenAI, which reads the schema as prompt tokens: the shared schema,
+        # as a run against api.openai.com gets (a loopback URL would otherwise pick each task's own)
+        text = text.replace("teacher:\n", "teacher:\n  shared_schema: true\n", 1)
     path = into / "demo.yaml"
     path.write_text(text)
     return path

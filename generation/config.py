@@ -54,6 +54,10 @@ class TeacherConfig(StrictModel):
     temperature: float = 0.2
     max_tokens: int = 1024
     structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    # One response schema for every task (true: OpenAI and Azure read the schema as prompt tokens, so a
+    # shared one keeps the cached prefix) or each task's own (false: a server that constrains decoding with
+    # it, where the shared anyOf lets a small model write another task's object); auto: by the host.
+    shared_schema: Literal["auto", True, False] = "auto"
     prices: Optional[PriceTable] = None  # None: by model (generation/teachers/prices.py), else unknown
     on_mismatch: Literal["keep", "quarantine"] = "keep"
     # Added with the quality audit (issue 19), default `auto` since issue 29: quarantine a sample whose answer

@@ -59,7 +59,7 @@ def test_rows_record_cached_tokens_and_bill_them_at_the_cached_price():
                     qas=[QA(question="Which animal is shown?", answer="yes")])
     cache = PrefixCache()
     with OpenAICompatServer(prefix_cache=cache) as server:
-        cfg = TeacherConfig(kind="openai", model="gpt-4o", base_url=server.url, max_retries=0)
+        cfg = TeacherConfig(kind="openai", model="gpt-4o", base_url=server.url, max_retries=0, shared_schema=True)  # as OpenAI
 
         async def run():
             teacher = OpenAITeacher(cfg, api_key="sk-test-cached-0123456789", base_url=server.url)

@@ -65,7 +65,7 @@ def conversation():
         return default_reply(task, payload)
 
     with OpenAICompatServer(default_fn=teacher) as server:
-        cfg = TeacherConfig(kind="openai", model="gpt-4o", base_url=server.url, max_retries=0,
+        cfg = TeacherConfig(kind="openai", model="gpt-4o", base_url=server.url, max_retries=0, shared_schema=True,
                             prices=PriceTable(prompt_per_1m=2.5, completion_per_1m=10.0))
 
         async def run():

@@ -140,7 +140,9 @@ def test_operators_rag_and_general_reflection_make_the_rr_and_orr_rows(server, t
     def operators(teacher):
         return build_operators(ops_cfg, None, caption_client=teacher.caption_client)
 
-    rr, orr, record, teacher = asyncio.run(process(tower_sample(), teacher_config(server), tmp_path, operators))
+    # the scripted server stands for OpenAI here: one shared schema, as api.openai.com gets
+    rr, orr, record, teacher = asyncio.run(process(tower_sample(), teacher_config(server, shared_schema=True), tmp_path,
+                                                   operators))
 
     assert record is None
     steps = rr["steps"]
@@ -501,3 +503,19 @@ def test_the_api_key_never_appears_in_rows_logs_or_errors(tmp_path, caplog):
     where = everything.find(KEY)
     assert KEY not in everything and KEY[:12] not in everything, everything[max(0, where - 300):where + 100]
     assert rr["steps"][0]["thought"] == "Careless model repeats Bearer ***."  # redacted before it became a row
+
+
+def test_a_local_server_gets_each_tasks_own_schema_and_openai_the_shared_one():
+    """A server that constrains decoding with the schema (llama.cpp, vLLM: a loopback or private URL)
+    gets the task's own object, the step's operators limited to those offered; OpenAI gets the one shared
+    schema (it reads the schema as prompt tokens, so a shared one keeps the cached prefix)."""
+    from generation.teachers.chat_client import schema_in_prompt
+    from generation.teachers.reply_schema import TEACHER_REPLY, task_reply_schema
+
+    assert schema_in_prompt(None) and schema_in_prompt("https://api.openai.com/v1")
+    assert schema_in_prompt("https://myres.openai.azure.com/openai/deployments/x")
+    assert not schema_in_prompt("http://127.0.0.1:8080/v1") and not schema_in_prompt("http://vllm.internal:8000/v1")
+    step = task_reply_schema("rationale_step", ["ocr", "image_caption"])["properties"]["reply"]
+    assert step["required"][0] == "thought" and step["properties"]["operators"]["items"]["enum"] == ["ocr", "image_caption"]
+    assert "anyOf" not in str(task_reply_schema("final_answer")) and "anyOf" in str(TEACHER_REPLY)
+    assert task_reply_schema("reflection_general")["properties"]["reply"]["required"] == ["reason", "thought"]

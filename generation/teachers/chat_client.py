@@ -62,7 +62,7 @@ from generation.teachers.http_errors import error_message, status_of, unsupporte
 from generation.teachers.limiter import RateLimiter
 from generation.teachers.prices import FREE, cost_usd, how_to_set_prices, teacher_prices
 from generation.teachers.prompts import Turns, teacher_replies
-from generation.teachers.reply_schema import TEACHER_REPLY, unwrap_reply
+from generation.teachers.reply_schema import TEACHER_REPLY, task_reply_schema, unwrap_reply
 from generation.teachers.model_limits import (ContextOverflow, context_overflow, has_images, refuses_images,
                                               without_images)
 from generation.teachers.payloads import (as_namespace, image_data_url, parse_json_reply,  # noqa: F401
@@ -83,6 +83,18 @@ HTTP_TRANSPORT = "auto"  # auto (aiohttp when installed) | aiohttp | httpx
 
 
 # -- the client ------------------------------------------------------------------------------------
+def schema_in_prompt(base_url: Optional[str]) -> bool:
+    """Does the server read a structured-output schema as prompt tokens (so one shared schema keeps the
+    cached prefix)? OpenAI's API and Azure OpenAI do; a local or self-hosted server (llama.cpp, vLLM,
+    SGLang) constrains decoding with it instead, and gets each task's own schema (`task_reply_schema`)."""
+    from urllib.parse import urlsplit
+
+    if not base_url:
+        return True  # the openai client's default: api.openai.com
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host.endswith(("openai.com", "openai.azure.com", "azure.com"))
+
+
 class ChatClient(RetryPolicy):
     """JSON-in, JSON-out chat calls with limits, retries and accounting. Shared by teacher and judge."""
 
@@ -102,6 +114,7 @@ class ChatClient(RetryPolicy):
         self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
         self._slots: Optional[asyncio.Semaphore] = None
         self.format = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
+        self.shared_schema = schema_in_prompt(base_url) if cfg.shared_schema == "auto" else bool(cfg.shared_schema)
         self._params: dict[str, Any] = {"max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
         if cfg.stop:
             self._params["stop"] = list(cfg.stop)
@@ -155,7 +168,8 @@ class ChatClient(RetryPolicy):
         if isinstance(last["content"], list):
             prefix = messages[:-1] + [{**last, "content": last["content"][:-1]}]
             CONVERSATION.set((self, prefix, sum(1 for b in last["content"] if b.get("type") == "image_url")))
-        return await self._complete(task, messages, TEACHER_REPLY, reply_type, model)
+        schema = TEACHER_REPLY if self.shared_schema else task_reply_schema(task, getattr(reply_type, "offered", None))
+        return await self._complete(task, messages, schema, reply_type, model)
 
     def conversation(self, turns: Turns, images: Sequence[LoadedImage]) -> list[dict[str, Any]]:
         """The messages of a teacher call: the system text, then one user message with the images, the
@@ -276,6 +290,8 @@ class ChatClient(RetryPolicy):
         return None
 
     def _with_schema_text(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+        if schema is not TEACHER_REPLY and schema.get("title") == TEACHER_REPLY["title"]:
+            schema = TEACHER_REPLY  # a task's own schema: the prompt names every object, as for the shared one
         """Without server-side schemas the prompt carries the schema itself (for the teacher's one schema:
         every task's reply object in words, `teacher_replies.txt`, the same for every call)."""
         if self.format == "json_schema":

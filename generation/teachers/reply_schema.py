@@ -17,7 +17,7 @@ available for the question), so the schema does not change between questions or 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from generation.teachers.prompts import TOOL_DESCRIPTIONS
 
@@ -51,6 +51,27 @@ TEACHER_REPLY: dict[str, Any] = {
     "title": TEACHER_REPLY_NAME, **_object({"reply": {"anyOf": [STEP_OBJECT, REASON_OBJECT, ANSWER_OBJECT,
                                                                 CAPTION_OBJECT]}}),
 }
+
+
+# Each task's own object, for servers that do not bill the schema as prompt tokens (below).
+_TASK_OBJECTS = {"rationale_step": STEP_OBJECT, "reflection_general": REASON_OBJECT, "reflection_math": REASON_OBJECT,
+                 "final_answer": ANSWER_OBJECT, "caption": CAPTION_OBJECT}
+
+
+def task_reply_schema(task: str, operators: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """`{"reply": <this task's object>}`: the same wrapper as `TEACHER_REPLY` with only the task's object.
+
+    For a server that constrains decoding with the schema instead of reading it as prompt text (llama.cpp,
+    vLLM, SGLang), the schema costs no cached prefix, and the shared `anyOf` lets a small model write
+    another task's object (SmolLM2 answered a step with `{"reason": ...}`); there the task's own schema is
+    used. OpenAI (and Azure OpenAI) put the schema in the prompt, so they get `TEACHER_REPLY`."""
+    obj = _TASK_OBJECTS.get(task)
+    if obj is None:
+        return TEACHER_REPLY
+    if obj is STEP_OBJECT and operators is not None:  # the step's enum: the tools offered to this question
+        enum = {"type": "array", "items": {"type": "string", "enum": [n for n in operators if n in TOOL_DESCRIPTIONS]}}
+        obj = _object({**STEP_OBJECT["properties"], "operators": enum})
+    return {"title": TEACHER_REPLY_NAME, **_object({"reply": obj})}
 
 
 def unwrap_reply(value: Any) -> Any:
