@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from mutant_run import try_mutant  # benchmarks/ is sys.path[0] when this runs
+from mutant_run import kill_rates  # benchmarks/ is sys.path[0] when this runs
 from mutants_text import PYTHON, run_tests, snapshot
 
 D, G, V = "generation/quality/definitions.py", "generation/quality/grounding.py", "generation/verify.py"
@@ -145,27 +144,7 @@ def main() -> None:
         check = subprocess.run([str(PYTHON), "-c", "import generation; print(generation.__file__)"], cwd=tree,
                                capture_output=True, text=True).stdout.strip()
         assert check.startswith(str(tree)), f"the snapshot's modules are not the ones imported: {check}"
-        for module in wanted:
-            tests, mutants = MUTANTS[module]
-            tests = tests + [t for t in args.extra_tests if (tree / t).exists()]
-            if run_tests(tree, tests) != 0:
-                print(f"{module}: the unmutated tests fail; skipped", flush=True)
-                continue
-            killed = applied = 0
-            for path, old, new, what in mutants:
-                start = time.perf_counter()
-                dead = try_mutant(tree / path, old, new, lambda: run_tests(tree, tests) != 0)
-                if dead is None:
-                    print(f"  {module}: does not apply ({(tree / path).read_text().count(old)} matches): {what}",
-                          flush=True)
-                    continue
-                applied += 1
-                killed += dead
-                print(f"  {module}: {'killed  ' if dead else 'SURVIVED'} {what} ({time.perf_counter() - start:.1f} s)",
-                      flush=True)
-            print(f"{module}: {killed}/{applied} killed ({100 * killed / max(applied, 1):.0f} %) with "
-                  f"{', '.join(tests)}", flush=True)
-
+        kill_rates(tree, MUTANTS, wanted, args.extra_tests, run_tests)
 
 if __name__ == "__main__":
     sys.exit(main())
