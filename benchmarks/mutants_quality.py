@@ -15,13 +15,9 @@ verify 4/16 -> 16/16 (9/16 with tests/test_mutation_contracts_text.py, issue 33'
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from mutant_run import kill_rates  # benchmarks/ is sys.path[0] when this runs
-from mutants_text import PYTHON, run_tests, snapshot
+from mutants_text import run_cli  # benchmarks/ is sys.path[0] when this runs
 
 D, G, V = "generation/quality/definitions.py", "generation/quality/grounding.py", "generation/verify.py"
 
@@ -128,23 +124,7 @@ MUTANTS: dict[str, tuple[list[str], list[tuple[str, str, str, str]]]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ref", default="HEAD")
-    parser.add_argument("--only", default="")
-    parser.add_argument("--extra-tests", action="append", default=[])
-    args = parser.parse_args()
-    wanted = [m for m in args.only.split(",") if m] or list(MUTANTS)
-    with tempfile.TemporaryDirectory(prefix="mutants-quality-") as tmp:
-        tree = Path(tmp)
-        snapshot(args.ref, tree)
-        for extra in args.extra_tests:  # a test file not yet committed is read from the working tree
-            if not (tree / extra).exists() and Path(extra).exists():
-                (tree / extra).write_text(Path(extra).read_text())
-        import subprocess
-        check = subprocess.run([str(PYTHON), "-c", "import generation; print(generation.__file__)"], cwd=tree,
-                               capture_output=True, text=True).stdout.strip()
-        assert check.startswith(str(tree)), f"the snapshot's modules are not the ones imported: {check}"
-        kill_rates(tree, MUTANTS, wanted, args.extra_tests, run_tests)
+    run_cli(MUTANTS, "mutants-quality-")
 
 if __name__ == "__main__":
     sys.exit(main())

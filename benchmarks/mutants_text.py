@@ -143,20 +143,29 @@ def run_tests(tree: Path, tests: list[str]) -> int:
     return subprocess.run(cmd, cwd=tree, capture_output=True).returncode
 
 
-def main() -> None:
+def run_cli(table: dict, prefix: str) -> None:
+    """The mutant scripts' command line: `--ref` (the snapshot), `--only` (modules), `--extra-tests` (test
+    files added to every module's; one not committed yet is copied from the working tree)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--ref", default="HEAD")
     parser.add_argument("--only", default="")
     parser.add_argument("--extra-tests", action="append", default=[])
     args = parser.parse_args()
-    wanted = [m for m in args.only.split(",") if m] or list(MUTANTS)
-    with tempfile.TemporaryDirectory(prefix="mutants-text-") as tmp:
+    wanted = [m for m in args.only.split(",") if m] or list(table)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         tree = Path(tmp)
         snapshot(args.ref, tree)
+        for extra in args.extra_tests:
+            if not (tree / extra).exists() and Path(extra).exists():
+                (tree / extra).write_text(Path(extra).read_text())
         check = subprocess.run([str(PYTHON), "-c", "import generation; print(generation.__file__)"], cwd=tree,
                                capture_output=True, text=True).stdout.strip()
         assert check.startswith(str(tree)), f"the snapshot's modules are not the ones imported: {check}"
-        kill_rates(tree, MUTANTS, wanted, args.extra_tests, run_tests)
+        kill_rates(tree, table, wanted, args.extra_tests, run_tests)
+
+
+def main() -> None:
+    run_cli(MUTANTS, "mutants-text-")
 
 if __name__ == "__main__":
     sys.exit(main())
