@@ -52,6 +52,7 @@ from generation.quality.definitions import Evidence, StepView, judge_dialogue, j
 from generation.quality.evidence_kinds import is_source_rationale
 from generation.sanitize import as_data
 from generation.schema import ENGINE_VERSION, QATrajectory, Quarantined, Sample, Step, Trajectory, is_math
+from generation.sentences import split_sentences
 
 PROMPTS = Path(__file__).parent / "prompts"
 STAGE = "integration"
@@ -121,9 +122,6 @@ def rag_results(trajectory: Trajectory) -> list[str]:
             if obs.operator == "rag"]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
 def _units(steps: list[Step]) -> list[str]:
     """The thoughts' sentences, in order; a thought built from the source's own rationale stays whole
     (its lead marks all of it)."""
@@ -133,7 +131,7 @@ def _units(steps: list[Step]) -> list[str]:
         if is_source_rationale(thought):
             units.append(thought)
         else:
-            units += [s for s in _SENTENCE_END.split(thought) if s.strip()]
+            units += split_sentences(thought)
     return units
 
 

@@ -14,13 +14,13 @@ reflection replaced still in the thought (`generation.final_trajectory.replaced_
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from generation.quality.definitions import QuestionQuality, judge_dialogue, orr_views, question_choices
 from generation.quality.evidence_judgement import question_evidence, row_kind
+from generation.sentences import split_sentences
 
 FAILING_KINDS = ("not_verified", "not_grounded", "admits_no_evidence", "leaked", "repeated_sentence",
                  "replaced_step_in_orr", "exact_duplicate", "near_duplicate", "unparsable")
@@ -99,14 +99,13 @@ def _content(questions: list[Any]) -> str:
     return "\n".join(parts)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _MIN_SENTENCE_WORDS = 4  # "Yes." twice is no repetition worth a flag
 
 
 def repeated_sentence(text: str) -> str:
     """The first sentence `text` says twice (compared case- and space-insensitively), or ''."""
     seen: set[str] = set()
-    for sentence in _SENTENCE_END.split(text.strip()):
+    for sentence in split_sentences(text.strip()):
         key = " ".join(sentence.lower().split())
         if len(key.split()) < _MIN_SENTENCE_WORDS:
             continue
