@@ -126,19 +126,11 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if _errors_only not in logger.filters:
             logger.addFilter(_errors_only)
+    no_third_party_bars()
     if "transformers" in sys.modules:  # imported already: the env variables came too late for it
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
-    if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-    if "datasets" in sys.modules:
-        import datasets
-
-        datasets.disable_progress_bars()
 
 
 def setup_run_logging(log_path: Path, quiet: bool = False) -> None:
