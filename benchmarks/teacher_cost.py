@@ -12,7 +12,8 @@ at 4 characters a token (a reply to the one shared schema carries its `{"reply":
 
 Printed per version: calls, prompt / cached / completion tokens per sample, the cacheable share, and
 USD per 1,000 samples at gpt-4o, gpt-4.1 and gpt-5 list prices (input without and with the cache
-discount, completion, total); `--json PATH` writes the same numbers.
+discount, completion, total); `--json PATH` writes the same numbers. Last, the floor no layout of the
+after code's texts could go under with both of issue 31's targets held (benchmarks/cost_floor.py).
 
     .venv/bin/python benchmarks/teacher_cost.py --baseline-ref 92c8ade~1 --also-ref cd776a0 --also-json-object
     .venv/bin/python benchmarks/teacher_cost.py --baseline-ref HEAD~3 --limit 20
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from tests.batch_server import BatchServer  # noqa: E402
 from tests.openai_server import OpenAICompatServer, Reply, default_reply  # noqa: E402
 from tests.prefix_cache import PrefixCache  # noqa: E402
+from cost_floor import floor, report  # noqa: E402  (benchmarks/ is sys.path[0] here)
 
 MODELS = ("gpt-4o", "gpt-4.1", "gpt-5")
 PRICES = {"gpt-4o": (2.50, 1.25, 10.00), "gpt-4.1": (2.00, 0.50, 8.00), "gpt-5": (1.25, 0.125, 10.00)}  # in, cached, out
@@ -137,7 +139,8 @@ def count_dialogues(out: Path) -> int:
 
 
 def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = False,
-                structured_output: str = "auto", dump: Path | None = None) -> dict[str, Any]:
+                structured_output: str = "auto", dump: Path | None = None,
+                requests_out: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     cache = PrefixCache()
     server_type = BatchServer if batch else OpenAICompatServer
     with server_type(default_fn=scripted_teacher, prefix_cache=cache, model="gpt-4o") as server:
@@ -153,6 +156,8 @@ def run_version(name: str, code: Path, work: Path, limit: int, batch: bool = Fal
         done = [r for r in server.requests if r["status"] == 200]
         if dump is not None:
             write_requests(done, dump)
+        if requests_out is not None:
+            requests_out.extend(done)
         batches = getattr(server, "creates", 0)
     samples = count_dialogues(work / "out")
     by_task: dict[str, int] = {}
@@ -224,11 +229,13 @@ def main() -> None:
         after_code = export_ref(args.after_ref, tmp_path / "after-code") if args.after_ref else REPO
         after_name = f"after ({args.after_ref})" if args.after_ref else "after (this tree)"
         versions.append((after_name, after_code))
+        after_requests: list[dict[str, Any]] = []
         for index, (name, code) in enumerate(versions):
             work = tmp_path / f"run-{index}"
             work.mkdir()
             dump = args.dump / f"{index}-{re.sub(r'[^A-Za-z0-9.~-]+', '_', name)}.jsonl" if args.dump else None
-            rows.append(run_version(name, code, work, args.limit, dump=dump))
+            rows.append(run_version(name, code, work, args.limit, dump=dump,
+                                    requests_out=after_requests if index == len(versions) - 1 else None))
             print(f"{name}: {rows[-1]['samples']} samples, calls by task {rows[-1]['calls_by_task']}", flush=True)
         if not args.no_batch:  # the same code with teacher.batch: true, every token at the batch price
             work = tmp_path / "batch"
@@ -245,6 +252,8 @@ def main() -> None:
     ratio = after["gpt-4o"]["input_cached"] / before["gpt-4o"]["input_list"] if before["gpt-4o"]["input_list"] else 0
     print(f"\nGPT-4o input cost with the cache, after / before at list price: {ratio:.2f}x "
           f"(target <= 0.65); cacheable share after: {after['cacheable_share']:.2f} (target >= 0.80)")
+    # how low any layout could go with both targets held, from the texts the after code sends (cost_floor.py)
+    print("\n" + report(floor(after_requests, before["prompt_per_sample"], after["samples"])))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
