@@ -11,8 +11,9 @@ produces says `teacher.model = "offline-annotations"`. It reads the source's ann
 - TabMWP: the table is read with `ocr`; the thought lists the cells as the OCR read them (a misread one
   quoted, then what it is taken to mean: `"$2/1b", i.e. $2/lb`; one whose numbers it lost is not cited)
   and writes out the native solution's calculations from those values (`generation.teachers.table_evidence`).
-- InfoSeek: `rag` with the question, then (when no passage holds the answer) with the entity the image
-  shows; the thought quotes the passage sentence that contains the answer.
+- InfoSeek: the first step names the entity the image shows (the source's `entity_text`, unless that
+  name is the answer) and asks `rag` about it; the thought quotes the sentence of a passage on it that
+  contains the answer. Without an entity, `rag` with the question.
 - Tables read with `ocr` (ROBUT/WTQ and the like): the rows are read from the OCR text and the result written
   out (`generation.teachers.table_reading`): a superlative as the column's values and the extreme one, a
   count as the matching rows and `1 + 1 = 2`, a total as `14 + 12 = 26`.
@@ -156,7 +157,8 @@ class OfflineTeacher(EvidenceReading):
             if _has(q, _PEOPLE_WORDS):
                 chosen.append("face_detection")
             if source == "infoseek" or _has(q, _KNOWLEDGE_WORDS):
-                rag_query = question_content(question)
+                named = self._named_subject(ctx)
+                rag_query = named[1] if named else question_content(question)
             if not chosen or source in ("llava_cot", "infoseek"):
                 chosen.insert(0, "image_caption")
         if counting and "ocr" not in chosen:  # not rows of a table nor words of a text
@@ -176,10 +178,26 @@ class OfflineTeacher(EvidenceReading):
                     "label_bbox"}.get(chosen[0], "look at that part with image_caption")
             return f"The question asks: {question} I will {what}, in the region {box}."
         needs = [_PURPOSES[name] for name in chosen if name in _PURPOSES]
+        named = self._named_subject(ctx) if rag_query else None
         if rag_query:
-            needs.append("background knowledge about the subject")
+            needs.append(f"background knowledge about {named[0]}" if named else "background knowledge about the subject")
         tools = ", ".join(chosen + (["rag"] if rag_query else []))
-        return f"The question asks: {question} To answer it I need {', '.join(needs)}, so I will use {tools}."
+        subject = f" The subject of the image is {named[0]}." if named else ""
+        return f"The question asks: {question}{subject} To answer it I need {', '.join(needs)}, so I will use {tools}."
+
+    def _named_subject(self, ctx: TeacherContext) -> Optional[tuple[str, str]]:
+        """(entity, rag query about it) for an InfoSeek question whose image the source names (`entity_text`)
+        and whose answer is not that name: the subject is said before any passage is read, so the passage
+        the thought quotes is the one about what the image shows, not the one that happens to hold the
+        answer (three towers retrieved for "this tower": the step must say which tower it is first)."""
+        entity = str(ctx.sample.meta.get("entity_text") or "").strip()
+        if ctx.sample.source != "infoseek" or not entity or \
+                any(states_answer(f"The subject of the image is {entity}.", self._target(ctx, name), ctx.qa.question)
+                    for name in self._candidates(ctx)):
+            return None
+        content = question_content(ctx.qa.question)
+        query = re.sub(r"\bthis (?:\w+)\b", entity, content, count=1, flags=re.I)
+        return entity, query if query != content else f"{entity}: {query}"
 
     def _guess(self, ctx: TeacherContext) -> str:
         """The staged general defect: the answer named before any tool ran."""
@@ -195,13 +213,6 @@ class OfflineTeacher(EvidenceReading):
         names = [name for name, _ in called]
         available = set(ctx.operators_available)
         source, subset = ctx.sample.source, ctx.sample.subset.lower()
-        entity = ctx.sample.meta.get("entity_text")
-        if source == "infoseek" and entity and "rag" in available and sum(n == "rag" for n in names) == 1:
-            content = question_content(ctx.qa.question)
-            query = re.sub(r"\bthis (?:\w+)\b", str(entity), content, count=1, flags=re.I)
-            query = query if query != content else f"{entity}: {query}"
-            thought = f"The passages do not answer it. The subject of the image is {entity}, so I will search for that."
-            return StepDecision(thought=thought, rag_query=query, usage=self._usage())
         if "ocr" not in available or names.count("ocr") >= (2 if source == "visual_cot" else 1):
             return None
         if source == "visual_cot" and subset.startswith(VISUAL_COT_TEXT_SUBSETS) and "ocr" in names:

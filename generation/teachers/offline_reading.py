@@ -127,9 +127,11 @@ class EvidenceReading:
 
     def _quote(self, ctx: TeacherContext, target: Target) -> Optional[str]:
         """'The ocr result says "…".' for the first result piece that holds the target (a small count: the
-        whole result, which is what the count is read from, not a line where the digit happens to be)."""
-        whole = target.kind == "number" and target.value is not None and target.value in CONSTANTS
+        whole result, which is what the count is read from, not a line where the digit happens to be;
+        a retrieved passage is quoted by its sentence, small numbers too: "about 11 months")."""
+        count = target.kind == "number" and target.value is not None and target.value in CONSTANTS
         for operator, text in ((o.operator, o.text) for o in self._dialogue_observations(ctx)):
+            whole = count and operator != "rag"  # a passage states a number in a sentence; it lists nothing to count
             for where, piece in ([("", text)] if whole else _pieces(text)):
                 probe = Evidence(ctx.qa.question)
                 probe.add_result(piece)
