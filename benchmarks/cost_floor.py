@@ -45,35 +45,24 @@ from typing import Any, Iterable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.prefix_cache import CHARS_PER_TOKEN, IMAGE_TOKENS, MIN_PREFIX, prompt_tokens  # noqa: E402
+from tests.prefix_cache import CHARS_PER_TOKEN, IMAGE_TOKENS, MIN_PREFIX, prompt_parts, prompt_tokens  # noqa: E402
 
 # The tasks whose prompts showed the image before the shared layout (92c8ade~1): the general
 # reflection read the reasoning as text. Case B pays the image's cached price only in these calls.
 IMAGE_TASKS = frozenset({"rationale_step", "caption", "reflection_math", "final_answer"})
 QUESTION = re.compile(r"Question: [^\n]*")
-SCHEMA_MARK = "<|schema|>"  # as tests/prefix_cache.py counts it
+SCHEMA_MARK = "<|schema|>"  # how tests/prefix_cache.prompt_parts begins the schema's text
 
 
 def _parts(payload: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(image ids, texts) of one request, the schema counted as a text when one is sent."""
+    """(image ids, texts) of one request, the schema counted as a text when one is sent (not the markers)."""
     images: list[str] = []
     texts: list[str] = []
-    fmt = payload.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        texts.append(SCHEMA_MARK + json.dumps(fmt.get("json_schema"), sort_keys=True))
-    for message in payload.get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-            continue
-        for block in content or []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "image_url":
-                url = str((block.get("image_url") or {}).get("url", ""))
-                images.append(hashlib.sha1(url.encode()).hexdigest())
-            else:
-                texts.append(str(block.get("text", "")))
+    for kind, part in prompt_parts(payload):
+        if kind == "image":
+            images.append(hashlib.sha1(str(part.get("url", "")).encode()).hexdigest())
+        elif kind != "mark":
+            texts.append(part)
     return images, texts
 
 

@@ -26,6 +26,30 @@ LOW_DETAIL_IMAGE_TOKENS = 85
 CHARS_PER_TOKEN = 4
 
 
+def prompt_parts(payload: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The request's prompt in the order the cache sees it: ("schema" | "tools" | "mark" | "text", str) and
+    ("image", the image_url object). Marks are the role and end-of-message markers the stand-in counts."""
+    fmt = payload.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        yield "schema", "<|schema|>" + json.dumps(fmt.get("json_schema"), sort_keys=True)
+    if payload.get("tools"):
+        yield "tools", "<|tools|>" + json.dumps(payload["tools"], sort_keys=True)
+    for message in payload.get("messages") or []:
+        yield "mark", f"<|{message.get('role', '')}|>"
+        content = message.get("content")
+        if isinstance(content, str):
+            yield "text", content
+            continue
+        for block in content or []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "image_url":
+                yield "image", block.get("image_url") or {}
+            else:
+                yield "text", str(block.get("text", ""))
+        yield "mark", "<|end|>"
+
+
 def prompt_units(payload: dict[str, Any]) -> Iterator[bytes]:
     """The request's prompt as a stream of token stand-ins (bytes), in the order the cache sees them."""
     pending: list[str] = []
@@ -36,30 +60,15 @@ def prompt_units(payload: dict[str, Any]) -> Iterator[bytes]:
         for start in range(0, len(text), CHARS_PER_TOKEN):
             yield text[start:start + CHARS_PER_TOKEN].encode("utf-8", "surrogatepass")
 
-    fmt = payload.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        pending.append("<|schema|>" + json.dumps(fmt.get("json_schema"), sort_keys=True))
-    if payload.get("tools"):
-        pending.append("<|tools|>" + json.dumps(payload["tools"], sort_keys=True))
-    for message in payload.get("messages") or []:
-        pending.append(f"<|{message.get('role', '')}|>")
-        content = message.get("content")
-        if isinstance(content, str):
-            pending.append(content)
+    for kind, part in prompt_parts(payload):
+        if kind != "image":
+            pending.append(part)
             continue
-        for block in content or []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "image_url":
-                yield from text_units()
-                image = block.get("image_url") or {}
-                digest = hashlib.sha256(str(image.get("url", "")).encode()).digest()[:16]
-                count = LOW_DETAIL_IMAGE_TOKENS if image.get("detail") == "low" else IMAGE_TOKENS
-                for index in range(count):
-                    yield digest + index.to_bytes(2, "big")
-            else:
-                pending.append(str(block.get("text", "")))
-        pending.append("<|end|>")
+        yield from text_units()
+        digest = hashlib.sha256(str(part.get("url", "")).encode()).digest()[:16]
+        count = LOW_DETAIL_IMAGE_TOKENS if part.get("detail") == "low" else IMAGE_TOKENS
+        for index in range(count):
+            yield digest + index.to_bytes(2, "big")
     yield from text_units()
 
 
