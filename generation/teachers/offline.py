@@ -86,6 +86,23 @@ _PURPOSES = {"image_caption": "a description of the image", "ocr": "the text in 
 BRIDGE_TAIL = "so I will use the source's own rationale."
 
 
+_OPTION_LINE = re.compile(r"^(?:choices:?|options:?|\(?[A-Z][.)]\s.*)$", re.I)
+
+
+def asked(question: str) -> str:
+    """The question as a plan quotes it: no "Question:" label (The Cauldron's), no options block (they are in
+    the question already, one per line), ended as a sentence. "The question asks: Question: How many stars
+    are there? Choices: A. 6 B. 7 C. 8 To answer it ..." was what a row taught."""
+    lines = [line.strip() for line in bare_question(question).split("\n") if line.strip()]
+    kept = []
+    for line in lines:
+        if kept and _OPTION_LINE.match(line):
+            break
+        kept.append(line)
+    text = re.sub(r"^question:\s*", "", " ".join(kept), flags=re.I).strip()
+    return text if not text or text[-1] in ".?!" else text + "."
+
+
 class OfflineTeacher(EvidenceReading):
     """Implements `generation.teachers.base.Teacher` without a model: no images seen (`mode` None), no
     VLM to caption with, no judge, no endpoint to check, no totals beyond the rows' own."""
@@ -170,7 +187,7 @@ class OfflineTeacher(EvidenceReading):
         return chosen, {k: v for k, v in args.items() if k in chosen}, rag_query
 
     def _plan(self, ctx: TeacherContext, chosen: list[str], args: dict[str, dict], rag_query: Optional[str]) -> str:
-        question = bare_question(ctx.qa.question)
+        question = asked(ctx.qa.question)
         region = next((a["region"] for a in args.values() if "region" in a), None)
         if region is not None:
             box = "[" + ", ".join(f"{v:g}" for v in region) + "]"

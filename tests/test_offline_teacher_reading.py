@@ -2,7 +2,8 @@
 passage a thought quotes is the one about what the image shows, not the one that happens to hold the answer
 (three towers come back for "this tower"; before, the last step picked the Eiffel Tower's passage because it
 held "Paris", with nothing said about which tower the image shows). And a passage is quoted by its sentence,
-small numbers too: "about 11 months", never the whole block of retrieved passages."""
+small numbers too: "about 11 months", never the whole block of retrieved passages. And a plan quotes the
+question without The Cauldron's "Question:" label and the options block."""
 from __future__ import annotations
 
 import json
@@ -61,3 +62,19 @@ def test_a_small_number_in_a_passage_is_quoted_by_its_sentence(rag_operators):
     last = qa.steps[-1].thought
     assert last.startswith('The retrieved passage on Horse says "A mare carries her foal for about 11 months'), last
     assert "Retrieved passages" not in last and "Donkey" not in last
+
+
+@pytest.mark.parametrize("question, plan", [
+    ("Question: How many stars are there?\nChoices:\nA. 6\nB. 7\nC. 8", "How many stars are there?"),
+    ("Which organism in the diagram is a producer?\nA. fox\nB. rabbit\nC. grass", "Which organism in the diagram "
+                                                                                 "is a producer?"),
+    ("Look at the schedule. When does the bus leave Oak Street?\nA. 1:55 P.M.\nB. 2:10 P.M.",
+     "Look at the schedule. When does the bus leave Oak Street?"),
+    ("Name the colour of the bus", "Name the colour of the bus."),
+    ("A. Lincoln was president in which year?", "A. Lincoln was president in which year?"),
+])
+def test_a_plan_quotes_the_question_without_its_label_and_options(question, plan):
+    from generation.teachers.offline import asked
+
+    # what rows taught before: "The question asks: Question: How many stars are there? Choices: A. 6 B. 7 C. 8 To ..."
+    assert asked(question + "\nAnswer with the option's letter from the given choices directly.") == plan
