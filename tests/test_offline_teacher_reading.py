@@ -13,11 +13,11 @@ import pytest
 from tests.test_offline_teacher_grounding import drawn_scene, reason, sample
 
 PASSAGES = [
-    ("tokyo", "Tokyo Tower", "Tokyo Tower is a communications and observation tower in the Minato district of Tokyo."),
-    ("eiffel", "Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France."),
-    ("blackpool", "Blackpool Tower", "Blackpool Tower is a tourist attraction in Blackpool, Lancashire, opened in 1894."),
-    ("horse", "Horse", "A mare carries her foal for about 11 months: gestation in horses lasts roughly 320 to 370 days."),
-    ("donkey", "Donkey", "The donkey (Equus asinus) is a domesticated equine. A donkey's pregnancy lasts about 12 months."),
+    ("tokyo", "Tokyo Tower", "Tokyo Tower is a communications and observation tower in Minato, Tokyo."),
+    ("eiffel", "Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris."),
+    ("blackpool", "Blackpool Tower", "Blackpool Tower is a tourist attraction in Blackpool, opened in 1894."),
+    ("horse", "Horse", "A mare carries her foal for about 11 months: gestation in horses lasts 320 to 370 days."),
+    ("donkey", "Donkey", "The donkey (Equus asinus) is a domesticated equine. Its pregnancy lasts about 12 months."),
 ]
 
 

@@ -197,7 +197,7 @@ class OfflineTeacher(EvidenceReading):
         needs = [_PURPOSES[name] for name in chosen if name in _PURPOSES]
         named = self._named_subject(ctx) if rag_query else None
         if rag_query:
-            needs.append(f"background knowledge about {named[0]}" if named else "background knowledge about the subject")
+            needs.append(f"background knowledge about {named[0] if named else 'the subject'}")
         tools = ", ".join(chosen + (["rag"] if rag_query else []))
         subject = f" The subject of the image is {named[0]}." if named else ""
         return f"The question asks: {question}{subject} To answer it I need {', '.join(needs)}, so I will use {tools}."
