@@ -72,6 +72,9 @@ def test_a_small_number_in_a_passage_is_quoted_by_its_sentence(rag_operators):
      "Look at the schedule. When does the bus leave Oak Street?"),
     ("Name the colour of the bus", "Name the colour of the bus."),
     ("A. Lincoln was president in which year?", "A. Lincoln was president in which year?"),
+    ("What is the measure of angle C?\nChoices:\nA:60°\nB:70°", "What is the measure of angle C?"),  # geoqa+
+    ("Will these magnets attract or repel each other? Context: Two magnets. Options: (A) attract (B) repel",
+     "Will these magnets attract or repel each other? Context: Two magnets."),                      # ScienceQA
 ])
 def test_a_plan_quotes_the_question_without_its_label_and_options(question, plan):
     from generation.teachers.offline import asked

@@ -171,14 +171,16 @@ def _only_instruction(line: str) -> bool:
 
 
 def question_content(question: str) -> str:
-    """What a question asks, without its boilerplate: the option list ("Options: (A) …", "Choices:" and
-    `A. …` lines), an empty "Context: N/A", a "Question:" label and every response-style instruction this
-    module knows, at the end or the start. A search query is built from this (the offline teacher's RAG
+    """What a question asks, without its boilerplate: the option list ("Options: (A) …", "Choices:" or an
+    `A. …` line and all after it), an empty "Context: N/A", a "Question:" label and every response-style
+    instruction this module knows, at the end or the start. A search query is built from this (the offline teacher's RAG
     query): the boilerplate matches passages about nothing the question asks."""
     kept = []
     for line in question.replace("\r", "").split("\n"):
         line = _LABEL.sub("", line).strip()
-        if not line or _OPTION_LINE.match(line) or _EMPTY_CONTEXT.match(line) or _only_instruction(line):
+        if kept and _OPTION_LINE.match(line):  # the options block ends what it asks ("Choices:\nA:60° B:70°");
+            break                               # before any question line, "A. Lincoln was ..." is the question
+        if not line or _EMPTY_CONTEXT.match(line) or _only_instruction(line):
             continue
         line = re.split(r"\s+(?:options?|choices?)\s*:", line, maxsplit=1, flags=re.I)[0]  # "... Options: (A) …"
         line = strip_suffixes(line, _ALL_INSTRUCTIONS)

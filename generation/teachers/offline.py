@@ -86,20 +86,11 @@ _PURPOSES = {"image_caption": "a description of the image", "ocr": "the text in 
 BRIDGE_TAIL = "so I will use the source's own rationale."
 
 
-_OPTION_LINE = re.compile(r"^(?:choices:?|options:?|\(?[A-Z][.)]\s.*)$", re.I)
-
-
 def asked(question: str) -> str:
-    """The question as a plan quotes it: no "Question:" label (The Cauldron's), no options block (they are in
-    the question already, one per line), ended as a sentence. "The question asks: Question: How many stars
-    are there? Choices: A. 6 B. 7 C. 8 To answer it ..." was what a row taught."""
-    lines = [line.strip() for line in bare_question(question).split("\n") if line.strip()]
-    kept = []
-    for line in lines:
-        if kept and _OPTION_LINE.match(line):
-            break
-        kept.append(line)
-    text = re.sub(r"^question:\s*", "", " ".join(kept), flags=re.I).strip()
+    """The question as a plan quotes it: what it asks (`question_content`: no "Question:" label, no options
+    block, no instruction), ended as a sentence. "The question asks: Question: How many stars are there?
+    Choices: A. 6 B. 7 C. 8 To answer it ..." was what a row taught."""
+    text = question_content(question)
     return text if not text or text[-1] in ".?!" else text + "."
 
 
